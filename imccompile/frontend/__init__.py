@@ -1,0 +1,140 @@
+"""ONNX frontend: any ONNX model to the matrix-op IR. The only importer of `onnx` besides the emitter."""
+
+from __future__ import annotations
+
+import os
+from typing import Mapping
+
+import numpy as np
+import onnx
+
+from imccompile.errors import ModelImportError
+from imccompile.frontend.convert import Converter
+from imccompile.frontend.fold import fold_constants
+from imccompile.frontend.fuse import fold_batchnorm, fuse_bias_add
+from imccompile.frontend.load import (
+    InputShapes, check_model, dims_of, elem_dtype, fix_input_shapes, infer_shapes,
+    initializer_arrays, parse_input_shape, read_model,
+)
+from imccompile.ir import Graph, TensorInfo
+
+__all__ = ["import_model", "parse_input_shape"]
+
+MAX_FOLD_ROUNDS = 8
+
+
+def _opset(proto: onnx.ModelProto) -> int:
+    for o in proto.opset_import:
+        if o.domain in ("", "ai.onnx"):
+            return int(o.version)
+    return 17
+
+
+def _shapes_by_running(proto: onnx.ModelProto, nodes: list[onnx.NodeProto],
+                       consts: Mapping[str, np.ndarray], missing: list[str],
+                       tensors: dict[str, TensorInfo], display: str) -> None:
+    """Last resort for shapes onnx cannot infer: run the graph once in onnxruntime."""
+    import onnxruntime as ort
+    from onnx import numpy_helper
+
+    m = onnx.ModelProto()
+    m.ir_version = proto.ir_version
+    m.opset_import.extend(proto.opset_import)
+    g = m.graph
+    g.node.extend(nodes)
+    g.input.extend(i for i in proto.graph.input if i.name not in consts)
+    g.initializer.extend(numpy_helper.from_array(np.asarray(v), k) for k, v in consts.items())
+    used = {i for n in nodes for i in n.input}
+    g.output.extend(proto.graph.output)
+    g.output.extend(onnx.ValueInfoProto(name=n) for n in missing if n not in
+                    {o.name for o in proto.graph.output})
+    feeds = {}
+    rng = np.random.default_rng(0)
+    for vi in g.input:
+        if vi.name not in used:
+            continue
+        info = tensors[vi.name]
+        if np.dtype(info.dtype).kind == "f":
+            feeds[vi.name] = rng.standard_normal(info.shape).astype(info.dtype)
+        else:
+            feeds[vi.name] = np.zeros(info.shape, info.dtype)
+    try:
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        so.log_severity_level = 3
+        sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        names = [o.name for o in sess.get_outputs()]
+        res = sess.run(names, feeds)
+    except Exception as e:
+        raise ModelImportError(
+            f"{display}: shapes of {', '.join(missing[:5])} are unknown and running the model to "
+            f"find them failed ({str(e).splitlines()[0][:200]}); give static input dims with "
+            "--input-shape") from None
+    for n, r in zip(names, res):
+        if n in missing:
+            tensors[n] = TensorInfo(n, tuple(int(d) for d in r.shape), str(r.dtype))
+
+
+def import_model(model: str | os.PathLike[str] | onnx.ModelProto,
+                 input_shapes: InputShapes | None = None) -> Graph:
+    """Import an ONNX model into the IR.
+
+    Args:
+        model: a path to an .onnx file (external data is read from its folder) or a ModelProto.
+        input_shapes: static dims for inputs with symbolic/dynamic dims, by input name.
+
+    Raises:
+        ModelImportError: unreadable or invalid model, control flow, unknown shapes, ops the
+            frontend cannot classify (UnsupportedOpError).
+    """
+    proto, display = read_model(model)
+    if isinstance(model, onnx.ModelProto):  # never mutate the caller's proto
+        copy = onnx.ModelProto()
+        copy.CopyFrom(model)
+        proto = copy
+    check_model(proto, display)
+    fix_input_shapes(proto, dict(input_shapes or {}), display)
+    opset = _opset(proto)
+    consts: dict[str, np.ndarray] = initializer_arrays(proto)
+    nodes = list(proto.graph.node)
+    infos = infer_shapes(proto, nodes, consts, display)
+    for _ in range(MAX_FOLD_ROUNDS):
+        nodes, changed = fold_constants(nodes, consts, infos, opset, display)
+        if not changed:
+            break
+        infos = infer_shapes(proto, nodes, consts, display)
+
+    inputs = tuple(i.name for i in proto.graph.input if i.name not in consts)
+    tensors: dict[str, TensorInfo] = {}
+    for name, vi in infos.items():
+        if name in consts:
+            continue
+        dims = dims_of(vi)
+        if dims is not None and all(isinstance(d, int) for d in dims):
+            tensors[name] = TensorInfo(name, tuple(int(d) for d in dims), elem_dtype(vi))
+    needed = [t for n in nodes for t in list(n.input) + list(n.output) if t and t not in consts]
+    missing = sorted({t for t in needed if t not in tensors})
+    if missing:
+        _shapes_by_running(proto, nodes, consts, missing, tensors, display)
+    outputs = tuple(o.name for o in proto.graph.output)
+
+    conv = Converter(consts, tensors, display)
+    for k, node in enumerate(nodes):
+        conv.convert(node, k)
+    for out in outputs:  # a graph output that folded to a constant
+        if out in consts:
+            arr = np.asarray(consts[out])
+            tensors[out] = TensorInfo(out, tuple(arr.shape), str(arr.dtype))
+            from imccompile.ir import DigitalOp
+            conv.ops.append(DigitalOp(name=conv.unique(f"const_{out}"), op_type="Identity",
+                                      inputs=(out + "__const",), outputs=(out,),
+                                      constants={out + "__const": arr}, bytes=arr.nbytes))
+    if not any(True for _ in conv.ops):
+        raise ModelImportError(f"{display}: the graph has no operations after constant folding")
+    used = {t for o in conv.ops for t in o.inputs + o.outputs} | set(inputs) | set(outputs)
+    graph = Graph(name=display, ops=tuple(conv.ops),
+                  tensors={k: v for k, v in tensors.items() if k in used},
+                  inputs=inputs, outputs=outputs, opset=opset)
+    graph = fold_batchnorm(fuse_bias_add(graph))
+    used = {t for o in graph.ops for t in o.inputs + o.outputs} | set(inputs) | set(outputs)
+    return graph.replace(tensors={k: v for k, v in graph.tensors.items() if k in used})

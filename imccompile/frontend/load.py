@@ -1,0 +1,191 @@
+"""Reading an ONNX model: file or ModelProto, checker, input shapes, shape inference."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from imccompile.errors import ModelImportError
+
+InputShapes = Mapping[str, tuple[int, ...]]
+
+CONTROL_FLOW = {"If", "Loop", "Scan"}
+
+
+def parse_input_shape(text: str) -> tuple[str, tuple[int, ...]]:
+    """Parse ``NAME=1,3,224,224`` (as given to --input-shape)."""
+    name, sep, dims = text.rpartition("=")
+    if not sep or not name:
+        raise ModelImportError(
+            f"--input-shape {text!r}: expected NAME=D1,D2,... (e.g. input=1,3,224,224)")
+    try:
+        shape = tuple(int(d) for d in dims.replace("x", ",").split(",") if d.strip())
+    except ValueError:
+        raise ModelImportError(
+            f"--input-shape {text!r}: dimensions must be positive integers, got {dims!r}") from None
+    if not shape or any(d <= 0 for d in shape):
+        raise ModelImportError(
+            f"--input-shape {text!r}: dimensions must be positive integers, got {dims!r}")
+    return name, shape
+
+
+def read_model(model: str | os.PathLike[str] | onnx.ModelProto) -> tuple[onnx.ModelProto, str]:
+    """Load a model (external data included) and return it with a display name."""
+    if isinstance(model, onnx.ModelProto):
+        return model, model.graph.name or "model"
+    path = Path(model)
+    if not path.exists():
+        raise ModelImportError(f"{path}: no such file")
+    if path.is_dir():
+        raise ModelImportError(f"{path}: is a directory, expected an .onnx file")
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # protobuf raises DecodeError and others
+        raise ModelImportError(
+            f"{path}: not a readable ONNX model ({type(e).__name__}: {str(e)[:200]})") from None
+    if not proto.graph.node and not proto.graph.output:
+        raise ModelImportError(f"{path}: not an ONNX model (no graph, no nodes, no outputs)")
+    try:
+        onnx.load_external_data_for_model(proto, str(path.parent))
+    except Exception as e:
+        raise ModelImportError(
+            f"{path}: cannot load its external weight data ({type(e).__name__}: {e})") from None
+    return proto, path.stem
+
+
+def check_model(proto: onnx.ModelProto, display: str) -> None:
+    """Run onnx's checker and refuse control flow, naming the node."""
+    for node in proto.graph.node:
+        if node.op_type in CONTROL_FLOW and node.domain in ("", "ai.onnx"):
+            raise ModelImportError(
+                f"{display}: node {node.name or '(unnamed)'!r} is {node.op_type}: control flow is not "
+                "supported; export the model with loops unrolled and branches resolved "
+                "(e.g. torch.onnx.export on a traced model)")
+    if not proto.graph.node:
+        raise ModelImportError(f"{display}: the graph has no nodes")
+    try:
+        # full_check=False: the checker's structural checks; shape inference runs separately.
+        onnx.checker.check_model(proto)
+    except onnx.checker.ValidationError as e:
+        first = str(e).strip().splitlines()[0][:300]
+        raise ModelImportError(f"{display}: the ONNX checker rejects the model: {first}") from None
+    except ValueError as e:  # >2 GB protos
+        if "2GB" not in str(e) and "2 GB" not in str(e):
+            raise ModelImportError(f"{display}: the ONNX checker rejects the model: {e}") from None
+
+
+def dims_of(vi: onnx.ValueInfoProto) -> tuple[int | str | None, ...] | None:
+    """Dims of a value info: ints, symbolic names, or None for unknown; None if no shape."""
+    t = vi.type
+    if not t.HasField("tensor_type") or not t.tensor_type.HasField("shape"):
+        return None
+    out: list[int | str | None] = []
+    for d in t.tensor_type.shape.dim:
+        if d.HasField("dim_value") and d.dim_value > 0:
+            out.append(int(d.dim_value))
+        elif d.HasField("dim_param") and d.dim_param:
+            out.append(d.dim_param)
+        else:
+            out.append(None)
+    return tuple(out)
+
+
+def elem_dtype(vi: onnx.ValueInfoProto) -> str:
+    et = vi.type.tensor_type.elem_type
+    try:
+        return str(onnx.helper.tensor_dtype_to_np_dtype(et))
+    except Exception:
+        return "float32"
+
+
+def fix_input_shapes(proto: onnx.ModelProto, shapes: InputShapes, display: str) -> None:
+    """Set the real inputs' dims from --input-shape; refuse unknown names or symbolic leftovers."""
+    inits = {i.name for i in proto.graph.initializer}
+    real = [i for i in proto.graph.input if i.name not in inits]
+    names = [i.name for i in real]
+    for name in shapes:
+        if name not in names:
+            raise ModelImportError(
+                f"{display}: --input-shape names {name!r}, which is not an input "
+                f"(inputs: {', '.join(names)})")
+    for vi in real:
+        dims = dims_of(vi)
+        if vi.name in shapes:
+            given = shapes[vi.name]
+            if dims is not None and len(dims) != len(given):
+                raise ModelImportError(
+                    f"{display}: --input-shape {vi.name}: the model's input has rank {len(dims)} "
+                    f"{_fmt(dims)}, got {len(given)} dims {list(given)}")
+            if dims is not None:
+                for k, (d, g) in enumerate(zip(dims, given)):
+                    if isinstance(d, int) and d != g:
+                        raise ModelImportError(
+                            f"{display}: --input-shape {vi.name}: dim {k} is fixed to {d} in the "
+                            f"model, got {g}")
+            shape = vi.type.tensor_type.shape
+            del shape.dim[:]
+            for g in given:
+                shape.dim.add().dim_value = g
+            continue
+        if dims is None:
+            raise ModelImportError(
+                f"{display}: input {vi.name!r} has no shape; give it with "
+                f"--input-shape {vi.name}=D1,D2,...")
+        unknown = [k for k, d in enumerate(dims) if not isinstance(d, int)]
+        if unknown:
+            example = ",".join(str(d) if isinstance(d, int) else "1" for d in dims)
+            raise ModelImportError(
+                f"{display}: input {vi.name!r} has dynamic shape {_fmt(dims)}; give static dims "
+                f"with --input-shape {vi.name}={example}")
+
+
+def _fmt(dims: tuple[int | str | None, ...]) -> str:
+    return "[" + ",".join("?" if d is None else str(d) for d in dims) + "]"
+
+
+def infer_shapes(proto: onnx.ModelProto, nodes: list[onnx.NodeProto], consts: Mapping[str, np.ndarray],
+                 display: str) -> dict[str, onnx.ValueInfoProto]:
+    """Shape inference on a weight-free copy: big constants become typed inputs, small ones stay
+    as initializers so that shape computations propagate (data_prop).
+
+    Returns value infos by tensor name for every tensor whose type onnx could infer.
+    """
+    light = onnx.ModelProto()
+    light.ir_version = proto.ir_version
+    light.opset_import.extend(proto.opset_import)
+    light.functions.extend(proto.functions)
+    g = light.graph
+    g.name = proto.graph.name
+    g.node.extend(nodes)
+    g.output.extend(proto.graph.output)
+    g.input.extend(i for i in proto.graph.input if i.name not in consts)
+    for name, arr in consts.items():
+        if arr.size <= 64:
+            g.initializer.append(numpy_helper.from_array(arr, name))
+        else:
+            et = onnx.helper.np_dtype_to_tensor_dtype(arr.dtype)
+            g.input.append(onnx.helper.make_tensor_value_info(name, et, list(arr.shape)))
+    try:
+        inferred = onnx.shape_inference.infer_shapes(light, strict_mode=False, data_prop=True)
+    except Exception as e:
+        msg = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+        raise ModelImportError(f"{display}: shape inference failed: {msg}") from None
+    out: dict[str, onnx.ValueInfoProto] = {}
+    for vi in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
+        out[vi.name] = vi
+    return out
+
+
+def initializer_arrays(proto: onnx.ModelProto) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    for init in proto.graph.initializer:
+        try:
+            out[init.name] = numpy_helper.to_array(init)
+        except Exception as e:
+            raise ModelImportError(f"initializer {init.name!r} cannot be read: {e}") from None
+    return out

@@ -1,0 +1,1 @@
+"""Transformation passes over the IR (installed as imccompile.passes)."""
