@@ -1,0 +1,175 @@
+"""Command line: ``imccompile MODEL.onnx [--target pcm] ...`` and ``imccompile targets [show NAME]``.
+
+Exit codes: 0 ok, 1 usage or input error (one message on stderr), 2 internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from typing import Sequence
+
+from imccompile._version import __version__
+from imccompile.errors import ImcCompileError, UsageError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse exits 2 by default; usage errors are 1 here
+        raise UsageError(f"{message} (see imccompile --help)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="imccompile",
+        description="Compile an ONNX model onto in-memory-computing crossbar hardware: mapping, "
+                    "energy/latency/area and accuracy under device noise.",
+        epilog="Subcommands: 'imccompile targets' lists bundled targets; "
+               "'imccompile targets show NAME' prints a resolved spec.")
+    p.add_argument("model", help="path to an .onnx model")
+    p.add_argument("--target", "-t", help="bundled target name (pcm, rram, sram) or a spec JSON "
+                   "path; without it only the imported IR is shown")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override a spec field, e.g. --set adc.bits=6 (repeatable)")
+    p.add_argument("--input-shape", action="append", default=[], metavar="NAME=D1,D2,...",
+                   help="static dims for a dynamic input (repeatable)")
+    p.add_argument("--passes", metavar="PIPELINE",
+                   help="compression pipeline, e.g. 'prune{ratio=0.5,granularity=column},"
+                        "quantize{weight_bits=4,act_bits=8}'")
+    p.add_argument("--overflow", choices=["chips", "reload", "error"], default="chips",
+                   help="model larger than one chip: use more chips (default), reload weights "
+                        "each inference, or stop with an error")
+    p.add_argument("--replicate", action="append", default=[], metavar="LAYER=N",
+                   help="copies of a layer (name or glob) to balance the pipeline (repeatable)")
+    p.add_argument("--auto-replicate", action="store_true",
+                   help="give spare arrays of the chip to the pipeline's bottleneck layers")
+    p.add_argument("--json", metavar="PATH", help="write the report as JSON ('-' for stdout)")
+    p.add_argument("--print-ir", action="store_true", help="print the imported IR and exit")
+    p.add_argument("--quiet", "-q", action="store_true", help="print only errors")
+    p.add_argument("--verbose", "-v", action="store_true", help="print every op, digital ones too")
+    p.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    p.add_argument("--version", action="version", version=f"imccompile {__version__}")
+    return p
+
+
+def _parse_pairs(items: Sequence[str], what: str) -> dict[str, int]:
+    out = {}
+    for it in items:
+        name, sep, val = it.rpartition("=")
+        try:
+            out[name] = int(val)
+        except ValueError:
+            name = ""
+        if not sep or not name:
+            raise UsageError(f"{what} {it!r}: expected NAME=INTEGER")
+    return out
+
+
+def _targets_cmd(argv: Sequence[str]) -> int:
+    from imccompile.spec import bundled_targets, load_target, target_summary
+
+    if not argv:
+        for name in bundled_targets():
+            print(target_summary(load_target(name)))
+        return 0
+    if argv[0] == "show" and len(argv) >= 2:
+        overrides = []
+        rest = list(argv[2:])
+        while rest:
+            flag = rest.pop(0)
+            if flag == "--set" and rest:
+                overrides.append(rest.pop(0))
+            else:
+                raise UsageError(f"targets show: unexpected argument {flag!r} "
+                                 "(usage: imccompile targets show NAME [--set FIELD=VALUE ...])")
+        print(json.dumps(load_target(argv[1], overrides).to_dict(), indent=2))
+        return 0
+    raise UsageError("usage: imccompile targets [show NAME [--set FIELD=VALUE ...]]")
+
+
+def _write_json(path: str, text: str) -> None:
+    if path == "-":
+        sys.stdout.write(text + "\n")
+        return
+    from imccompile.errors import UsageError as _U
+
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+        os.replace(tmp, path)
+    except OSError as e:
+        raise _U(f"--json {path}: cannot write: {e.strerror}") from None
+
+
+def run(argv: Sequence[str]) -> int:
+    if argv and argv[0] == "targets":
+        return _targets_cmd(argv[1:])
+    args = _parser().parse_args(argv)
+    from imccompile.frontend import import_model, parse_input_shape
+    from imccompile.ir import print_graph
+    from imccompile import display
+
+    shapes = dict(parse_input_shape(s) for s in args.input_shape)
+    console = display.Console(quiet=args.quiet)
+    if args.print_ir:
+        sys.stdout.write(print_graph(import_model(args.model, shapes)))
+        return 0
+    if not args.target:
+        if args.passes:
+            raise UsageError("--passes needs a --target (compression is mapped onto hardware)")
+        graph = import_model(args.model, shapes)
+        from imccompile.report import dumps, graph_report
+
+        report = graph_report(graph)
+        if args.json:
+            _write_json(args.json, dumps(report))
+        if args.json != "-":
+            console.graph_table(report, verbose=args.verbose)
+        return 0
+    from imccompile.compiler import compile as compile_model
+
+    res = compile_model(args.model, args.target, overrides=args.overrides, passes=args.passes,
+                        input_shapes=shapes, overflow=args.overflow,
+                        replicate=_parse_pairs(args.replicate, "--replicate"),
+                        auto_replicate=args.auto_replicate)
+    report = res.report()
+    if args.json:
+        from imccompile.report import dumps
+
+        _write_json(args.json, dumps(report))
+    if args.json != "-":
+        console.cost_tables(report, verbose=args.verbose)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        code = run(argv)
+    except ImcCompileError as e:
+        print(f"imccompile: error: {e}", file=sys.stderr)
+        code = 1
+    except KeyboardInterrupt:
+        print("imccompile: interrupted", file=sys.stderr)
+        code = 130
+    except SystemExit as e:  # --help / --version
+        code = int(e.code or 0)
+    except MemoryError:
+        print("imccompile: error: out of memory", file=sys.stderr)
+        code = 1
+    except Exception as e:  # anything else is our bug
+        if debug:
+            traceback.print_exc()
+        print(f"imccompile: internal error: {type(e).__name__}: {e}\n"
+              "  (this is a bug in imccompile; rerun with --debug for the traceback and report it)",
+              file=sys.stderr)
+        code = 2
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

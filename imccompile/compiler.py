@@ -1,0 +1,92 @@
+"""The public compile entry point: import, passes, map, cost, schedule — one result object."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Mapping as TMapping, Sequence
+
+from imccompile.cost import Cost, cost_graph
+from imccompile.ir import Graph
+from imccompile.mapper import Mapping, OverflowPolicy, map_graph
+from imccompile.schedule import Schedule, schedule
+
+
+@dataclass(frozen=True)
+class CompileResult:
+    """Everything one compile produced. ``report()`` is the JSON report (report.schema.json)."""
+
+    model_name: str
+    graph: Graph
+    target: Any
+    mapping: Mapping
+    cost: Cost
+    schedule: Schedule
+    pipeline: str = ""
+    accuracy: dict | None = None
+    extra: dict = field(default_factory=dict)
+
+    def report(self) -> dict:
+        from imccompile.report import build_report
+
+        return build_report(self)
+
+    def to_json(self, indent: int | None = 2) -> str:
+        from imccompile.report import dumps
+
+        return dumps(self.report(), indent=indent)
+
+
+def _resolve_target(target: Any, overrides: Sequence[str] | TMapping[str, Any]):
+    from imccompile.spec import load_target
+
+    if isinstance(target, (str, os.PathLike)):
+        return load_target(target, overrides)
+    if overrides:
+        items = overrides.items() if isinstance(overrides, TMapping) else \
+            (o.split("=", 1) for o in overrides)
+        for path, value in items:
+            target = target.replace_path(path, value)
+    return target
+
+
+def compile_graph(graph: Graph, target: Any, *, model_name: str | None = None,
+                  overflow: OverflowPolicy = "chips", replicate: TMapping[str, int] | None = None,
+                  auto_replicate: bool = False, pipeline: str = "") -> CompileResult:
+    """Map, cost and schedule an already-imported (and possibly transformed) graph."""
+    mapping = map_graph(graph, target, overflow=overflow, replicate=replicate,
+                        auto_replicate=auto_replicate)
+    cost = cost_graph(graph, mapping, target)
+    sched = schedule(graph, cost)
+    return CompileResult(model_name or graph.name, graph, target, mapping, cost, sched, pipeline)
+
+
+def compile(model: Any, target: Any = "pcm", *, overrides: Sequence[str] | TMapping[str, Any] = (),
+            passes: str | None = None, input_shapes: TMapping[str, tuple[int, ...]] | None = None,
+            overflow: OverflowPolicy = "chips", replicate: TMapping[str, int] | None = None,
+            auto_replicate: bool = False, data: Any = None) -> CompileResult:
+    """Compile an ONNX model (path or ModelProto) for a target (bundled name, path, or Target).
+
+    Args:
+        model: path to an .onnx file or an onnx.ModelProto.
+        target: bundled target name ("pcm", "rram", "sram"), a spec path, or a loaded Target.
+        overrides: spec overrides, e.g. ["adc.bits=6"] or {"adc.bits": 6}.
+        passes: pipeline text, e.g. "prune{ratio=0.5,granularity=column},quantize{weight_bits=4}".
+        input_shapes: static dims for dynamic inputs, by input name.
+        overflow: what to do when the model needs more arrays than one chip has.
+        replicate: copies per layer name or glob, to balance a pipeline.
+        auto_replicate: give spare arrays to the bottleneck layers.
+        data: calibration data (path to .npz or dict) used by passes that calibrate.
+    """
+    from imccompile.frontend import import_model
+
+    tgt = _resolve_target(target, overrides)
+    graph = import_model(model, input_shapes)
+    pipeline = ""
+    if passes:
+        from imccompile.passes import run_pipeline
+
+        graph, pipeline = run_pipeline(graph, passes, target=tgt, data=data)
+    name = graph.name
+    return compile_graph(graph, tgt, model_name=name, overflow=overflow, replicate=replicate,
+                         auto_replicate=auto_replicate, pipeline=pipeline)

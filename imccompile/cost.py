@@ -1,0 +1,224 @@
+"""Cost model: energy, latency and area per layer and in total, from a Mapping and a Target.
+
+Per matrix layer and inference, with ``cycles`` input cycles per vector (bit-serial: one read and
+one round of conversions per DAC step, ``ceil(input_bits / dac.bits)``; PWM: one read whose
+duration scales with 2^input_bits):
+
+* array  = vectors x cycles x used cells x read energy per cell
+* dac    = vectors x cycles x driven rows x DAC energy per conversion
+* adc    = vectors x cycles x converted columns x ADC energy at adc.bits
+* shift_add = one shift-add per ADC conversion; accumulate = one add per partial sum of every
+  kept output column of every row tile
+* buffer = (input bytes read + output bytes written) x buffer energy per byte
+* noc    = output bytes x one hop (assumption: a layer's consumer sits one hop away)
+* write  = cells reprogrammed per inference under ``--overflow reload``
+
+Cycle time = max(array read time, serialized conversions per ADC x ADC latency) — the
+sample-and-hold pipelining ISAAC assumes. Digital ops (attention, softmax, norms, pooling...) are
+priced by the digital unit: ops x energy per op, bytes x buffer energy, ops / throughput.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from imccompile.ir import DigitalOp, Graph, MatrixOp
+from imccompile.mapper import LayerMapping, Mapping
+
+COMPONENTS = ("array", "dac", "adc", "shift_add", "accumulate", "digital", "buffer", "noc", "write")
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    name: str
+    kind: str
+    energy: dict[str, float]
+    latency_s: float
+    area_mm2: float = 0.0
+    ops: int = 0  # arithmetic ops of the layer per inference (2 per MAC)
+
+    @property
+    def energy_j(self) -> float:
+        return float(sum(self.energy.values()))
+
+
+@dataclass(frozen=True)
+class Cost:
+    layers: tuple[LayerCost, ...]
+    area_mm2: float
+    chip_area_mm2: float
+    area_breakdown_mm2: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def energy_j(self) -> float:
+        return float(sum(lc.energy_j for lc in self.layers))
+
+    @property
+    def energy_breakdown_j(self) -> dict[str, float]:
+        out = {c: 0.0 for c in COMPONENTS}
+        for lc in self.layers:
+            for k, v in lc.energy.items():
+                out[k] += v
+        return out
+
+    def layer(self, name: str) -> LayerCost:
+        for lc in self.layers:
+            if lc.name == name:
+                return lc
+        raise KeyError(name)
+
+
+def input_cycles(target, input_bits: int) -> int:
+    if target.dac.mode == "pwm":
+        return 1
+    return math.ceil(input_bits / target.dac.bits)
+
+
+def read_time_s(target, input_bits: int) -> float:
+    """One array read; a PWM read lasts 2^bits steps, scaled from the spec's input precision."""
+    t = target.array.read_latency_s
+    if target.dac.mode == "pwm":
+        t *= 2.0 ** (input_bits - target.precision.input_bits)
+    return t
+
+
+def adcs_per_array(target) -> int:
+    return math.ceil(target.array.cols / target.adc.columns_per_adc)
+
+
+def cycle_time_s(target, input_bits: int, conversions_per_array: float) -> float:
+    serial = math.ceil(conversions_per_array / adcs_per_array(target) - 1e-9)
+    return max(read_time_s(target, input_bits), serial * target.adc.latency_s)
+
+
+def adc_energy(target) -> float:
+    return float(target.adc.energy_j(target.adc.bits))
+
+
+def matrix_layer_cost(op: MatrixOp, lm: LayerMapping, target, reload_cells: int = 0) -> LayerCost:
+    p = target.periphery
+    cycles = input_cycles(target, lm.input_bits)
+    reads = lm.vectors * cycles  # per copy; replicas split the vectors, totals stay
+    e = dict.fromkeys(COMPONENTS, 0.0)
+    e["array"] = reads * lm.used_cells * target.array.read_energy_per_cell_j
+    e["dac"] = reads * lm.driven_rows * target.dac.energy_per_conversion_j
+    e["adc"] = reads * lm.converted_cols * adc_energy(target)
+    e["shift_add"] = reads * lm.converted_cols * p.shift_add_energy_j
+    e["accumulate"] = lm.vectors * lm.cols_logical * lm.row_tiles * p.accumulate_energy_j
+    in_bytes = lm.vectors * lm.rows_used * lm.groups * lm.input_bits / 8.0
+    out_bytes = lm.vectors * lm.cols_logical * lm.input_bits / 8.0
+    e["buffer"] = (in_bytes + out_bytes) * target.buffers.energy_per_byte_j
+    e["noc"] = out_bytes * target.noc.hop_energy_per_byte_j
+    latency = 0.0
+    if lm.arrays:
+        conv_per_array = lm.converted_cols / lm.arrays
+        per_copy = math.ceil(lm.vectors / lm.replicas)
+        latency = per_copy * cycles * cycle_time_s(target, lm.input_bits, conv_per_array)
+        latency += target.noc.hop_latency_s + out_bytes / target.noc.bytes_per_s
+    if reload_cells:
+        e["write"] = reload_cells * target.array.write_energy_per_cell_j
+        rows_to_write = math.ceil(reload_cells / target.array.cols)
+        cores = target.hierarchy.cores_per_tile * target.hierarchy.tiles_per_chip
+        latency += rows_to_write * target.array.write_latency_per_row_s / max(1, min(cores, lm.arrays))
+    return LayerCost(op.name, op.kind, e, latency, ops=2 * op.macs)
+
+
+def digital_layer_cost(op: DigitalOp, target) -> LayerCost:
+    e = dict.fromkeys(COMPONENTS, 0.0)
+    e["digital"] = op.ops * target.periphery.digital_energy_per_op_j
+    e["buffer"] = op.bytes * target.buffers.energy_per_byte_j
+    latency = op.ops / target.periphery.digital_ops_per_s
+    return LayerCost(op.name, "digital", e, latency, ops=op.ops)
+
+
+def array_area_mm2(target) -> dict[str, float]:
+    """Area of one array with its converters and periphery."""
+    a = target.array
+    return {
+        "arrays": a.area_mm2,
+        "adc": adcs_per_array(target) * target.adc.area_mm2_at(target.adc.bits),
+        "dac": a.rows * target.dac.area_mm2,
+        "periphery": target.periphery.area_mm2_per_array,
+    }
+
+
+def area(mapping: Mapping, target) -> tuple[float, float, dict[str, float]]:
+    """(area used by the model, area of the chips it occupies, breakdown of the used area).
+
+    Used area counts the arrays placed with their converters, plus the buffers of every core and
+    the routers of every tile that holds at least one of them.
+    """
+    h = target.hierarchy
+    per = array_area_mm2(target)
+    n = min(mapping.arrays, mapping.chip_arrays * mapping.chips)
+    cores = math.ceil(n / h.arrays_per_core)
+    tiles = math.ceil(n / (h.arrays_per_core * h.cores_per_tile))
+    used = {k: v * n for k, v in per.items()}
+    used["buffers"] = cores * target.buffers.area_mm2
+    used["routers"] = tiles * target.noc.router_area_mm2
+    chip_cores = h.cores_per_tile * h.tiles_per_chip
+    chip = (mapping.chip_arrays * sum(per.values()) + chip_cores * target.buffers.area_mm2
+            + h.tiles_per_chip * target.noc.router_area_mm2)
+    return float(sum(used.values())), float(chip * mapping.chips), used
+
+
+def cost_graph(graph: Graph, mapping: Mapping, target) -> Cost:
+    """Energy, latency and area of every op of the graph on the mapped target."""
+    by_name = {lm.name: lm for lm in mapping.layers}
+    reload_left = mapping.overflow_arrays if mapping.overflow_policy == "reload" else 0
+    layers: list[LayerCost] = []
+    # Under reload, the last-placed arrays are the ones beyond the chip: charge their layers.
+    reload_cells: dict[str, int] = {}
+    if reload_left:
+        for lm in reversed(mapping.layers):
+            if reload_left <= 0:
+                break
+            take = min(reload_left, lm.total_arrays)
+            if lm.total_arrays:
+                reload_cells[lm.name] = int(lm.used_cells * lm.replicas * take / lm.total_arrays)
+            reload_left -= take
+    for op in graph.ops:
+        if isinstance(op, MatrixOp):
+            layers.append(matrix_layer_cost(op, by_name[op.name], target, reload_cells.get(op.name, 0)))
+        else:
+            layers.append(digital_layer_cost(op, target))
+    used, chip, breakdown = area(mapping, target)
+    return Cost(tuple(layers), used, chip, breakdown)
+
+
+def array_cycle_energy(target, rows: int | None = None, cols: int | None = None) -> dict[str, float]:
+    """Energy of one full read cycle of one array (all rows driven, all columns converted once):
+    the figure ISAAC's component table gives (ADC ≈ 3/4 of it)."""
+    a = target.array
+    rows = rows or a.rows
+    cols = cols or a.cols
+    converted = cols // (2 if a.signed_scheme == "differential" else 1)
+    return {
+        "array": rows * cols * a.read_energy_per_cell_j,
+        "dac": rows * target.dac.energy_per_conversion_j,
+        "adc": converted * adc_energy(target),
+        "shift_add": converted * target.periphery.shift_add_energy_j,
+    }
+
+
+def peak_performance(target) -> dict[str, float]:
+    """Chip peak for full arrays firing at once: ops/s and ops/J for the spec's input precision.
+
+    One MVM per array per input pass: 2 * rows * weight columns ops, where weight columns =
+    cols / (slices x column devices). Energy counts array, DAC, ADC and shift-add per cycle.
+    """
+    from imccompile.mapper import column_devices
+
+    a, h = target.array, target.hierarchy
+    slices = math.ceil(target.precision.weight_bits / a.bits_per_cell)
+    wcols = a.cols / (slices * column_devices(a.signed_scheme))
+    cycles = input_cycles(target, target.precision.input_bits)
+    per_cycle = array_cycle_energy(target)
+    conv = per_cycle["adc"] / adc_energy(target) if adc_energy(target) else a.cols
+    t = cycles * cycle_time_s(target, target.precision.input_bits, conv)
+    ops = 2.0 * a.rows * wcols
+    energy = cycles * sum(per_cycle.values())
+    arrays = h.arrays_per_core * h.cores_per_tile * h.tiles_per_chip
+    return {"ops_per_s": arrays * ops / t, "ops_per_j": ops / energy, "mvm_latency_s": t,
+            "mvm_energy_j": energy}

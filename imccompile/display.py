@@ -1,0 +1,116 @@
+"""Terminal output (rich): per-layer tables, totals, energy breakdown, warnings."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from rich.console import Console as RichConsole
+from rich.table import Table
+
+
+def si(value: float, unit: str) -> str:
+    """Engineering notation: 1.23 µJ, 45.6 ns."""
+    if value == 0:
+        return f"0 {unit}"
+    for factor, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "k"), (1, ""), (1e-3, "m"), (1e-6, "µ"),
+                           (1e-9, "n"), (1e-12, "p"), (1e-15, "f")):
+        if abs(value) >= factor:
+            return f"{value / factor:.3g} {prefix}{unit}"
+    return f"{value:.3g} {unit}"
+
+
+def count(n: float) -> str:
+    return f"{int(n):,}"
+
+
+class Console:
+    def __init__(self, quiet: bool = False) -> None:
+        self.quiet = quiet
+        self.out = RichConsole(file=sys.stdout, soft_wrap=False, width=160 if not sys.stdout.isatty() else None)
+        self.err = RichConsole(file=sys.stderr)
+
+    def warn(self, msg: str) -> None:
+        self.err.print(f"[yellow]warning:[/] {msg}", highlight=False)
+
+    def graph_table(self, report: dict[str, Any], verbose: bool = False) -> None:
+        if self.quiet:
+            return
+        t = Table(title=f"{report['model']}: imported IR", title_justify="left")
+        for col in ("layer", "kind", "K", "N", "groups", "vectors", "MACs"):
+            t.add_column(col, justify="left" if col in ("layer", "kind") else "right")
+        for row in report["layers"]:
+            if row["kind"] == "digital":
+                if verbose or row.get("attention"):
+                    t.add_row(row["name"], f"digital {row['op_type']}" + (" (attention)" if row["attention"] else ""),
+                              "", "", "", "", f"{count(row['ops'])} ops")
+                continue
+            t.add_row(row["name"], row["kind"], str(row["rows"]), str(row["cols"]), str(row["groups"]),
+                      count(row["vectors"]), count(row["macs"]))
+        self.out.print(t)
+        tot = report["totals"]
+        self.out.print(f"matrix ops {tot['matrix_ops']}, digital ops {tot['digital_ops']}, "
+                       f"weights {count(tot['weights'])}, MACs {count(tot['macs'])}", highlight=False)
+
+    def cost_tables(self, report: dict[str, Any], verbose: bool = False) -> None:
+        for w in report.get("warnings", []):
+            self.warn(w)
+        if self.quiet:
+            return
+        tgt = report["target"]
+        t = Table(title=f"{report['model']} on {tgt['name']}", title_justify="left")
+        for col in ("layer", "kind", "K", "N", "groups", "vectors", "MACs", "arrays", "util",
+                    "energy", "latency"):
+            t.add_column(col, justify="left" if col in ("layer", "kind") else "right")
+        digital_e = digital_t = 0.0
+        n_digital = 0
+        for row in report["layers"]:
+            if row["kind"] == "digital":
+                if not verbose and not row.get("attention"):
+                    digital_e += row["energy_j"]
+                    digital_t += row["latency_s"]
+                    n_digital += 1
+                    continue
+                t.add_row(row["name"], f"{row['op_type']}" + (" (attn)" if row["attention"] else ""),
+                          "", "", "", "", "", "", "", si(row["energy_j"], "J"), si(row["latency_s"], "s"))
+                continue
+            t.add_row(row["name"], row["kind"], str(row["rows"]), str(row["cols"]), str(row["groups"]),
+                      count(row["vectors"]), count(row["macs"]), str(row["arrays"]),
+                      f"{100 * row['utilization']:.0f}%", si(row["energy_j"], "J"), si(row["latency_s"], "s"))
+        if n_digital:
+            t.add_row(f"({n_digital} other digital ops)", "digital", "", "", "", "", "", "", "",
+                      si(digital_e, "J"), si(digital_t, "s"))
+        self.out.print(t)
+        tot = report["totals"]
+        s = Table(title="totals", title_justify="left", show_header=False)
+        s.add_column("", justify="left")
+        s.add_column("", justify="right")
+        chips = f" on {tot['chips']} chips" if tot["chips"] > 1 else ""
+        rows = [
+            ("arrays", f"{tot['arrays']}{chips} ({100 * tot['utilization']:.1f}% of their cells used)"),
+            ("weights / MACs", f"{count(tot['weights'])} / {count(tot['macs'])}"),
+            ("energy per inference", si(tot["energy_j"], "J")),
+            ("latency (critical path)", si(tot["latency_s"], "s")),
+            ("throughput (pipelined)", f"{tot['inferences_per_s']:.4g} inferences/s"),
+            ("area used / chip area", f"{tot['area_mm2']:.4g} mm² / {tot['chip_area_mm2']:.4g} mm²"),
+            ("TOPS, TOPS/W, TOPS/mm²", f"{tot['tops']:.4g}, {tot['tops_per_w']:.4g}, {tot['tops_per_mm2']:.4g}"),
+        ]
+        if report.get("pipeline"):
+            rows.insert(0, ("pipeline", report["pipeline"]))
+        for k, v in rows:
+            s.add_row(k, v)
+        self.out.print(s)
+        b = Table(title="energy breakdown", title_justify="left")
+        b.add_column("component")
+        b.add_column("energy", justify="right")
+        b.add_column("share", justify="right")
+        total = tot["energy_j"] or 1.0
+        for k, v in sorted(tot["energy_breakdown_j"].items(), key=lambda kv: -kv[1]):
+            if v > 0:
+                b.add_row(k, si(v, "J"), f"{100 * v / total:.1f}%")
+        self.out.print(b)
+        if "accuracy" in report:
+            a = report["accuracy"]
+            self.out.print(f"accuracy ({a['metric']}): float {a['float']:.4f}, hardware "
+                           f"{a['mean']:.4f} ± {a['std']:.4f} over {len(a['per_seed'])} seeds",
+                           highlight=False)
