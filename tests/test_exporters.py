@@ -33,22 +33,11 @@ import torch_models as tm  # noqa: E402
 DEFAULT_EXPORTERS = ("legacy", "dynamo")
 ALL_EXPORTERS = tuple(tm.EXPORTERS)
 
-# dynamo with optimize=False gives bias-free convs a computed zero bias:
-# Expand(CastLike(0.0, <activation>), Shape(weight, start=0, end=1)). Folding that needs
-# constant-folding Shape of an initializer and CastLike whose second input is only a dtype source.
-_NOOPT_CONV_BIAS = pytest.mark.xfail(
-    reason="frontend does not fold dynamo optimize=False computed zero conv biases "
-           "(Expand/CastLike/Shape chain)", strict=False)
-
-
 def _frontend_params():
     out = []
     for name in tm.MODELS:
         for variant in ALL_EXPORTERS:
-            marks = ()
-            if variant == "dynamo_noopt" and name in ("resnet_style", "depthwise_separable"):
-                marks = (_NOOPT_CONV_BIAS,)
-            out.append(pytest.param(name, variant, marks=marks, id=f"{name}-{variant}"))
+            out.append(pytest.param(name, variant, id=f"{name}-{variant}"))
     return out
 
 

@@ -26,7 +26,7 @@ def _attrs(node: onnx.NodeProto) -> dict:
         elif isinstance(v, list):
             v = [x.decode("utf-8", "replace") if isinstance(x, bytes) else x for x in v]
         elif isinstance(v, onnx.TensorProto):
-            v = onnx.numpy_helper.to_array(v).tolist()
+            v = onnx.numpy_helper.to_array(v)  # re-emitted as a tensor attribute
         out[a.name] = v
     return out
 

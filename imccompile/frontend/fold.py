@@ -130,6 +130,13 @@ def fold_constants(nodes: list[onnx.NodeProto], consts: dict[str, np.ndarray],
             consts[node.output[0]] = value
             changed = True
             continue
+        if node.op_type == "CastLike" and node.input[0] in consts and node.input[1] not in consts:
+            vi = infos.get(node.input[1])  # only the dtype of the second input matters
+            if vi is not None and vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type:
+                dt = onnx.helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type)
+                consts[node.output[0]] = np.asarray(consts[node.input[0]]).astype(dt)
+                changed = True
+                continue
         if node.op_type == "Dropout" or any(i and i not in consts for i in node.input):
             kept.append(node)
             continue

@@ -71,6 +71,8 @@ def fuse_bias_add(graph: Graph) -> Graph:
                 i = by_out[src]
                 m = ops[i]
                 assert isinstance(m, MatrixOp)
+                if m.kind == "matmul_left":  # its crossbar columns are not the last axis
+                    continue
                 rank = len(graph.tensors[src].shape)
                 vec = _channel_vector(m, op.constants[cst], rank)
                 if vec is None or graph.tensors[op.outputs[0]].shape != graph.tensors[src].shape:
@@ -104,7 +106,7 @@ def fold_batchnorm(graph: Graph) -> Graph:
         m = ops[i]
         assert isinstance(m, MatrixOp)
         shape = graph.tensors[x].shape
-        if m.kind not in ("conv", "conv_transpose") and len(shape) != 2:
+        if m.kind == "matmul_left" or m.kind not in ("conv", "conv_transpose") and len(shape) != 2:
             continue  # BN over dim 1 of a >2-D matmul output is not per column
         scale, beta, mean, var = (np.asarray(op.constants[t], np.float64) for t in op.inputs[1:5])
         eps = float(op.attrs.get("epsilon", 1e-5))
