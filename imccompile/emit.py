@@ -1,0 +1,204 @@
+"""Emitter: IR back to ONNX, either ideal (float, same function as the source model) or as a
+*simulation model* of the hardware that onnxruntime runs.
+
+The simulation model of a MatrixOp, given its `OpSim` (from imccompile.simulate):
+  * DAC: the input is quantized, ``clip(round(x / s), lo, hi) * s``;
+  * the weight matrix is the effective one (quantized, masked, with device noise and drift);
+  * ADC: the product is split by crossbar row tile (rows outside a tile zeroed); each tile's
+    partial sum is quantized, ``clip(round(y / step), -L, L) * step``, then the tiles are summed
+    and the bias added digitally.
+Only this module and the frontend import onnx.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from imccompile.ir import DigitalOp, Graph, MatrixOp
+
+
+@dataclass(frozen=True)
+class OpSim:
+    """Hardware effects for one MatrixOp in the simulation model.
+
+    Attributes:
+        weight: effective (K, N) weight to emit (quantized / noisy), or None for op.weight.
+        act_step / act_lo / act_hi: DAC quantization (step and integer clip range), or None.
+        row_tiles: crossbar rows per tile; None emits one product (no ADC split).
+        adc_steps: ADC step per row tile (None: no ADC quantization); adc_levels: max |code|.
+        probe: also expose every row tile's partial sum as a graph output (for ADC calibration).
+    """
+
+    weight: np.ndarray | None = None
+    act_step: float | None = None
+    act_lo: int = 0
+    act_hi: int = 0
+    rows_per_tile: int | None = None
+    adc_steps: tuple[float, ...] | None = None
+    adc_levels: int = 0
+    probe: bool = False
+
+
+def to_onnx_weight(op: MatrixOp, wkn: np.ndarray) -> np.ndarray:
+    """Inverse of the frontend's weight layout: (K, N) back to the ONNX weight tensor."""
+    wkn = np.asarray(wkn, np.float32)
+    if op.kind == "conv":
+        cout = int(op.attrs["out_channels"])
+        return np.ascontiguousarray(wkn.T.reshape(cout, -1, *op.attrs["kernel_shape"]))
+    if op.kind == "conv_transpose":
+        g = op.groups
+        cout_g = int(op.attrs["out_channels"]) // g
+        blocks = [wkn[:, i * op.cols_per_group:(i + 1) * op.cols_per_group]
+                  .reshape(op.rows, cout_g, *op.attrs["kernel_shape"]) for i in range(g)]
+        return np.ascontiguousarray(np.concatenate(blocks, axis=0))
+    if op.kind == "gemm":
+        return np.ascontiguousarray(wkn)
+    shape = list(op.attrs["weight_shape"])
+    blocks = [wkn[:, i * op.cols_per_group:(i + 1) * op.cols_per_group] for i in range(op.groups)]
+    if op.kind == "matmul":
+        return np.ascontiguousarray(np.stack(blocks).reshape(shape))
+    return np.ascontiguousarray(np.stack([b.T for b in blocks]).reshape(shape))  # matmul_left
+
+
+@dataclass
+class _Builder:
+    nodes: list[onnx.NodeProto] = field(default_factory=list)
+    inits: list[onnx.TensorProto] = field(default_factory=list)
+    probes: list[str] = field(default_factory=list)
+    _n: int = 0
+
+    def const(self, name: str, value: np.ndarray) -> str:
+        self.inits.append(numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    def fresh(self, base: str) -> str:
+        self._n += 1
+        return f"{base}__sim{self._n}"
+
+    def node(self, op_type: str, inputs: list[str], outputs: list[str] | None = None,
+             name: str | None = None, **attrs) -> str:
+        outputs = outputs or [self.fresh(op_type.lower())]
+        self.nodes.append(helper.make_node(op_type, inputs, outputs, name=name or outputs[0], **attrs))
+        return outputs[0]
+
+    def quantize(self, x: str, step: float, lo: float, hi: float, base: str) -> str:
+        s = self.const(self.fresh(base + "_step"), np.float32(step))
+        lo_c = self.const(self.fresh(base + "_lo"), np.float32(lo))
+        hi_c = self.const(self.fresh(base + "_hi"), np.float32(hi))
+        d = self.node("Div", [x, s])
+        r = self.node("Round", [d])
+        c = self.node("Clip", [r, lo_c, hi_c])
+        return self.node("Mul", [c, s])
+
+
+_CONV_KEEP = ("auto_pad", "dilations", "group", "kernel_shape", "pads", "strides")
+_CT_KEEP = _CONV_KEEP + ("output_padding", "output_shape")
+
+
+def _emit_product(b: _Builder, op: MatrixOp, x: str, wkn: np.ndarray, out: str,
+                  with_bias: bool) -> str:
+    """One crossbar product of op (weight wkn) on input x, written to `out`."""
+    w = b.const(b.fresh(op.name + "_W"), to_onnx_weight(op, wkn))
+    bias = op.bias if with_bias else None
+    if op.kind in ("conv", "conv_transpose"):
+        keep = _CONV_KEEP if op.kind == "conv" else _CT_KEEP
+        attrs = {k: v for k, v in op.attrs.items() if k in keep}
+        ins = [x, w]
+        if bias is not None:
+            ins.append(b.const(b.fresh(op.name + "_B"), bias.astype(np.float32)))
+        return b.node("Conv" if op.kind == "conv" else "ConvTranspose", ins, [out], **attrs)
+    if op.kind == "gemm":
+        ins = [x, w]
+        if bias is not None:
+            ins.append(b.const(b.fresh(op.name + "_B"), bias.astype(np.float32)))
+        return b.node("Gemm", ins, [out], transA=int(bool(op.attrs.get("trans_input"))))
+    ins = [x, w] if op.kind == "matmul" else [w, x]
+    if bias is None:
+        return b.node("MatMul", ins, [out])
+    y = b.node("MatMul", ins)
+    bb = bias[:op.cols_per_group] if op.groups > 1 else bias
+    return b.node("Add", [y, b.const(b.fresh(op.name + "_B"), bb.astype(np.float32))], [out])
+
+
+def _emit_matrix(b: _Builder, op: MatrixOp, sim: OpSim | None) -> None:
+    x, out = op.inputs[0], op.outputs[0]
+    wkn = op.weight if sim is None or sim.weight is None else sim.weight
+    if sim is None:
+        _emit_product(b, op, x, wkn, out, with_bias=True)
+        return
+    if sim.act_step is not None:
+        x = b.quantize(x, sim.act_step, sim.act_lo, sim.act_hi, op.name + "_dac")
+    tile = sim.rows_per_tile or op.rows
+    n_tiles = -(-op.rows // tile)
+    if n_tiles == 1 and sim.adc_steps is None and not sim.probe:
+        _emit_product(b, op, x, wkn, out, with_bias=True)
+        return
+    partials = []
+    for t in range(n_tiles):
+        wt = np.zeros_like(wkn)
+        wt[t * tile:(t + 1) * tile] = wkn[t * tile:(t + 1) * tile]
+        y = _emit_product(b, op, x, wt, b.fresh(op.name + f"_tile{t}"), with_bias=False)
+        if sim.probe:
+            b.probes.append(y)
+        if sim.adc_steps is not None:
+            y = b.quantize(y, sim.adc_steps[t], -sim.adc_levels, sim.adc_levels, op.name + f"_adc{t}")
+        partials.append(y)
+    acc = partials[0] if len(partials) == 1 else b.node("Sum", partials)
+    if op.bias is None:
+        b.node("Identity", [acc], [out])
+        return
+    bias = op.bias
+    if op.kind in ("conv", "conv_transpose"):
+        cshape = [1, bias.size] + [1] * len(op.attrs["kernel_shape"])
+        bias_c = b.const(b.fresh(op.name + "_B"), bias.reshape(cshape).astype(np.float32))
+    else:
+        bias_c = b.const(b.fresh(op.name + "_B"),
+                         (bias[:op.cols_per_group] if op.groups > 1 else bias).astype(np.float32))
+    b.node("Add", [acc, bias_c], [out])
+
+
+def _emit_digital(b: _Builder, op: DigitalOp) -> None:
+    for name, value in op.constants.items():
+        b.const(name, value)
+    attrs = {}
+    for k, v in op.attrs.items():
+        attrs[k] = numpy_helper.from_array(v) if isinstance(v, np.ndarray) else v
+    b.nodes.append(helper.make_node(op.op_type, list(op.inputs), list(op.outputs), name=op.name,
+                                    **attrs))
+
+
+def _dtype(name: str) -> int:
+    return helper.np_dtype_to_tensor_dtype(np.dtype(name))
+
+
+def emit(graph: Graph, sims: dict[str, OpSim] | None = None, *,
+         extra_outputs: tuple[str, ...] = ()) -> tuple[onnx.ModelProto, list[str]]:
+    """Emit the graph as ONNX. With ``sims`` (op name -> OpSim) emit the simulation model.
+
+    Returns the model and the names of probe outputs (row-tile partial sums) it exposes.
+    """
+    b = _Builder()
+    seen_consts: set[str] = set()
+    for op in graph.ops:
+        if isinstance(op, MatrixOp):
+            _emit_matrix(b, op, (sims or {}).get(op.name))
+        else:
+            fresh = {k: v for k, v in op.constants.items() if k not in seen_consts}
+            seen_consts.update(op.constants)
+            _emit_digital(b, op.replace(constants=fresh))
+    inputs = [helper.make_tensor_value_info(n, _dtype(graph.tensors[n].dtype), list(graph.tensors[n].shape))
+              for n in graph.inputs]
+    outs = [helper.make_tensor_value_info(n, _dtype(graph.tensors[n].dtype), list(graph.tensors[n].shape))
+            for n in graph.outputs]
+    for n in list(extra_outputs) + b.probes:
+        if n not in graph.outputs:
+            outs.append(helper.make_tensor_value_info(n, TensorProto.FLOAT, None))
+    g = helper.make_graph(b.nodes, graph.name, inputs, outs, b.inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", graph.opset)],
+                              producer_name="imccompile")
+    model.ir_version = min(model.ir_version, 10)
+    return model, list(b.probes)
