@@ -1,0 +1,116 @@
+"""Weight quantization and device non-idealities, in numpy, on the mapped representation.
+
+A weight column is quantized symmetrically to b bits (integer codes in [-Q, Q], Q = 2^(b-1)-1,
+one step per column). The magnitude of a code is split into ``slices`` base-2^c digits (c bits
+per cell); every digit is programmed as a normalized conductance g = digit / (2^c - 1) on the
+device(s) of its polarity (differential: the other polarity's device is at 0 and still noisy).
+Noise then acts on the conductances; the effective code is rebuilt from them.
+
+PCM statistics follow aihwkit's PCMLikeNoiseModel (Nandakumar et al. 2019), see
+shared/reference/hardware.md: programming noise sigma(g) in µS, drift nu(g) with t0, 1/f read
+noise growing with log time, and global drift compensation (one scale per layer from a
+reference read with an all-ones input, as aihwkit's GlobalDriftCompensation).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+T_READ_S = 250e-9  # aihwkit PCM read time t_r
+
+
+def quantize_columns(w: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column symmetric quantization: (integer codes as float, step per column)."""
+    qmax = 2 ** (bits - 1) - 1 if bits > 1 else 1
+    wmax = np.abs(w).max(axis=0)
+    step = np.where(wmax > 0, wmax / qmax, 1.0).astype(np.float64)
+    q = np.clip(np.rint(w / step), -qmax, qmax)
+    return q, step
+
+
+def pcm_programming_sigma_us(g_norm: np.ndarray) -> np.ndarray:
+    return 0.26348 + 1.9650 * g_norm - 1.1731 * g_norm ** 2
+
+
+def pcm_drift_nu(g_norm: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    gl = np.log(np.maximum(g_norm, 1e-12))
+    mu = np.clip(-0.0155 * gl + 0.0244, 0.049, 0.1)
+    sd = np.clip(-0.0125 * gl - 0.0059, 0.008, 0.045)
+    return np.maximum(mu + sd * rng.standard_normal(g_norm.shape), 0.0)
+
+
+def pcm_read_sigma_rel(g_norm: np.ndarray, t: float) -> np.ndarray:
+    q = np.minimum(0.0088 / np.maximum(g_norm, 1e-12) ** 0.65, 0.2)
+    return q * math.sqrt(max(math.log((t + T_READ_S) / (2 * T_READ_S)), 0.0))
+
+
+def device_read(g_norm: np.ndarray, noise, g_max_us: float, rng: np.random.Generator,
+                t: float) -> tuple[np.ndarray, np.ndarray]:
+    """Programmed-and-drifted conductance (normalized) at t0 and at t, for targets g_norm."""
+    if noise.model == "pcm":
+        g = g_norm * g_max_us
+        g_prog = np.maximum(g + pcm_programming_sigma_us(g_norm) * rng.standard_normal(g.shape), 0.0)
+        gp_norm = g_prog / g_max_us
+        nu = pcm_drift_nu(np.maximum(gp_norm, 1e-12), rng)
+        g_t = g_prog * (max(t, noise.t0_s) / noise.t0_s) ** (-nu)
+        gt_norm = g_t / g_max_us
+        g_t = g_t + g_t * pcm_read_sigma_rel(np.maximum(gt_norm, 1e-12), t) * rng.standard_normal(g.shape)
+        return gp_norm, np.maximum(g_t, 0.0) / g_max_us
+    if noise.model == "gaussian":
+        g_prog = g_norm + noise.programming_sigma * rng.standard_normal(g_norm.shape)
+        g_t = g_prog
+        if noise.drift_nu > 0:
+            g_t = g_prog * (max(t, noise.t0_s) / noise.t0_s) ** (-noise.drift_nu)
+        g_t = g_t + noise.read_sigma * rng.standard_normal(g_norm.shape)
+        return g_prog, g_t
+    return g_norm, g_norm
+
+
+def noisy_codes(q: np.ndarray, bits: int, target, rng: np.random.Generator,
+                t: float | None = None) -> np.ndarray:
+    """Effective (float) integer codes read back from the devices holding codes ``q``."""
+    noise = target.noise
+    if noise.model == "none":
+        return q.astype(np.float64)
+    a = target.array
+    c = a.bits_per_cell
+    qmax = 2 ** (bits - 1) - 1 if bits > 1 else 1
+    levels = 2 ** c - 1
+    slices = math.ceil(bits / c)
+    t = noise.t_inference_s if t is None else t
+    scheme = a.signed_scheme
+    n_dev = a.devices_per_slice
+    if scheme == "offset":
+        mags = {"+": q + qmax}
+        signs = {"+": 1.0}
+    else:
+        mags = {"+": np.where(q > 0, q, 0), "-": np.where(q < 0, -q, 0)}
+        signs = {"+": 1.0, "-": -1.0}
+    eff0 = np.zeros(q.shape)
+    eff_t = np.zeros(q.shape)
+    for pol, mag in mags.items():
+        rest = mag.astype(np.int64)
+        for s in range(slices):
+            digit = rest % (levels + 1)
+            rest = rest // (levels + 1)
+            g = digit / levels
+            g0 = np.zeros(q.shape)
+            gt = np.zeros(q.shape)
+            for _ in range(n_dev):  # parallel devices average their errors
+                p0, pt = device_read(g, noise, a.g_max_us, rng, t)
+                g0 += p0
+                gt += pt
+            weight = signs[pol] * levels * float((levels + 1) ** s) / n_dev
+            eff0 += weight * g0
+            eff_t += weight * gt
+    if scheme == "offset":
+        eff0 -= qmax
+        eff_t -= qmax
+    if noise.drift_compensation:
+        ref0 = np.abs(eff0.sum(axis=0)).sum()
+        ref_t = np.abs(eff_t.sum(axis=0)).sum()
+        if ref_t > 0:
+            eff_t = eff_t * (ref0 / ref_t)
+    return eff_t

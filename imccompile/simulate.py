@@ -1,0 +1,281 @@
+"""Accuracy under the hardware: calibrate, build the simulation model, run it, score it.
+
+Steps (all on the user's data):
+1. the float model (ideal emission) gives the reference outputs and every crossbar input;
+2. DAC scales: per layer, max |x| (or a percentile) of its input; unsigned when x >= 0;
+3. weights: per-column symmetric quantization to the layer's bits, pruning mask applied;
+4. ADC ranges: per layer and row tile, max |partial sum| of the noise-free quantized model
+   (``adc_range="calibrated"``) or the worst case rows x max|x| x max|w| (``"full_scale"``);
+5. per seed: device noise drawn on the conductances, the simulation model emitted and run.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Literal, Mapping
+
+import numpy as np
+
+from imccompile.emit import OpSim, emit
+from imccompile.errors import DataError
+from imccompile.ir import Graph, MatrixOp
+from imccompile.noise import noisy_codes, quantize_columns
+
+
+@dataclass(frozen=True)
+class SimOptions:
+    """What the simulation includes. The defaults are the target's hardware as specified."""
+
+    noise: bool = True
+    adc: bool = True
+    dac: bool = True
+    weights: bool = True
+    adc_range: Literal["calibrated", "full_scale"] = "calibrated"
+    act_percentile: float | None = None  # None: max
+    t_inference_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Samples as feed dicts (one per run) and optional labels per sample."""
+
+    feeds: list[dict[str, np.ndarray]]
+    labels: np.ndarray | None
+    source: str
+
+
+def load_data(data: str | os.PathLike[str] | Mapping[str, np.ndarray], graph: Graph,
+              limit: int | None = None) -> Dataset:
+    """Read an .npz (or dict) holding arrays by input name and optional ``labels``.
+
+    An array whose shape is the input's shape is one sample; one with an extra leading axis, or
+    whose leading axis replaces a batch of 1, is a set of samples run one by one.
+    """
+    src = str(data) if not isinstance(data, Mapping) else "<data>"
+    if isinstance(data, Mapping):
+        arrays = dict(data)
+    else:
+        try:
+            with np.load(data, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+        except FileNotFoundError:
+            raise DataError(f"{src}: no such file") from None
+        except Exception as e:
+            raise DataError(f"{src}: not a readable .npz file ({type(e).__name__}: {e})") from None
+    labels = arrays.pop("labels", None)
+    missing = [n for n in graph.inputs if n not in arrays]
+    if missing:
+        raise DataError(f"{src}: no array for input(s) {', '.join(missing)} "
+                        f"(arrays: {', '.join(sorted(arrays)) or 'none'})")
+    per_input: dict[str, list[np.ndarray]] = {}
+    for name in graph.inputs:
+        info = graph.tensors[name]
+        arr = np.asarray(arrays[name])
+        want = tuple(info.shape)
+        if arr.shape == want:
+            samples = [arr]
+        elif arr.shape[1:] == want:
+            samples = list(arr)
+        elif want and want[0] == 1 and arr.shape[1:] == want[1:]:
+            samples = [a[None] for a in arr]
+        else:
+            raise DataError(f"{src}: array {name!r} has shape {list(arr.shape)}; the model's input "
+                            f"is {list(want)} (give one sample of that shape, or a stack of them)")
+        if np.dtype(info.dtype).kind == "f" and not np.all(np.isfinite(arr)):
+            raise DataError(f"{src}: array {name!r} holds NaN or Inf values")
+        per_input[name] = [s.astype(info.dtype, copy=False) for s in samples]
+    counts = {len(v) for v in per_input.values()}
+    if len(counts) != 1:
+        raise DataError(f"{src}: inputs hold different numbers of samples: "
+                        + ", ".join(f"{k}={len(v)}" for k, v in per_input.items()))
+    n = counts.pop()
+    if limit is not None:
+        n = min(n, limit)
+    feeds = [{k: v[i] for k, v in per_input.items()} for i in range(n)]
+    if labels is not None:
+        labels = np.asarray(labels)
+        if labels.ndim and limit is not None and labels.shape[0] == len(per_input[graph.inputs[0]]):
+            labels = labels[:n]
+    return Dataset(feeds, labels, src)
+
+
+class Runner:
+    """Runs an emitted model over a dataset with onnxruntime (one session per model)."""
+
+    def __init__(self, model_bytes: bytes, outputs: list[str] | None = None) -> None:
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        so.intra_op_num_threads = 1
+        self.sess = ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
+        self.outputs = outputs or [o.name for o in self.sess.get_outputs()]
+
+    def run(self, data: Dataset, on_outputs: Callable[[int, list[np.ndarray]], None]) -> None:
+        for i, feed in enumerate(data.feeds):
+            on_outputs(i, self.sess.run(self.outputs, feed))
+
+
+def _first_outputs(graph: Graph, model, data: Dataset) -> np.ndarray:
+    r = Runner(model.SerializeToString(), [graph.outputs[0]])
+    outs: list[np.ndarray] = []
+    r.run(data, lambda i, o: outs.append(o[0]))
+    return np.stack(outs)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    act: dict[str, tuple[float, int, int]]  # op -> (step, lo, hi)
+    adc: dict[str, tuple[float, ...]]  # op -> step per row tile
+    reference: np.ndarray  # float model's first output per sample
+
+
+def _bits(op: MatrixOp, target) -> tuple[int, int]:
+    return (op.compression.weight_bits or target.precision.weight_bits,
+            op.compression.act_bits or target.precision.input_bits)
+
+
+def quantized_weight(op: MatrixOp, target, opts: SimOptions) -> tuple[np.ndarray, np.ndarray]:
+    """Integer codes (float array) and per-column step of a layer's weights (mask applied)."""
+    w = op.weight if op.compression.mask is None else op.weight * op.compression.mask
+    if not opts.weights:
+        return w.astype(np.float64), np.ones(w.shape[1])
+    wb, _ = _bits(op, target)
+    return quantize_columns(w.astype(np.float64), wb)
+
+
+def calibrate(graph: Graph, target, data: Dataset, opts: SimOptions) -> Calibration:
+    mats = graph.matrix_ops
+    ins = sorted({op.inputs[0] for op in mats})
+    inner = [n for n in ins if n not in graph.inputs]
+    ideal, _ = emit(graph, extra_outputs=tuple(inner))
+    r = Runner(ideal.SerializeToString(), [graph.outputs[0]] + inner)
+    amax = dict.fromkeys(ins, 0.0)
+    amin = dict.fromkeys(ins, 0.0)
+    samples: dict[str, list[np.ndarray]] = {k: [] for k in ins}
+    ref: list[np.ndarray] = []
+
+    def take(i: int, outs: list[np.ndarray]) -> None:
+        ref.append(outs[0])
+        values = dict(zip(inner, outs[1:]))
+        values.update((k, v) for k, v in data.feeds[i].items() if k in amax)
+        for name, v in values.items():
+            amax[name] = max(amax[name], float(np.abs(v).max()))
+            amin[name] = min(amin[name], float(v.min()))
+            if opts.act_percentile is not None:
+                samples[name].append(np.abs(v).ravel())
+
+    r.run(data, take)
+    act: dict[str, tuple[float, int, int]] = {}
+    for op in mats:
+        _, ib = _bits(op, target)
+        x = op.inputs[0]
+        rng = amax[x]
+        if opts.act_percentile is not None:
+            rng = float(np.percentile(np.concatenate(samples[x]), opts.act_percentile))
+        unsigned = amin[x] >= 0.0
+        hi = 2 ** ib - 1 if unsigned else 2 ** (ib - 1) - 1
+        lo = 0 if unsigned else -hi
+        act[op.name] = (rng / hi if rng > 0 else 1.0, lo, hi)
+    adc: dict[str, tuple[float, ...]] = {}
+    levels = 2 ** (target.adc.bits - 1) - 1
+    if opts.adc and target.adc.type != "digital":
+        sims = {op.name: _opsim(op, target, opts, act, None, None, probe=opts.adc_range == "calibrated")
+                for op in mats}
+        if opts.adc_range == "calibrated":
+            model, probes = emit(graph, sims)
+            pr = Runner(model.SerializeToString(), probes)
+            pmax = dict.fromkeys(probes, 0.0)
+
+            def take_p(i: int, outs: list[np.ndarray]) -> None:
+                for name, v in zip(probes, outs):
+                    pmax[name] = max(pmax[name], float(np.abs(v).max()))
+
+            pr.run(data, take_p)
+            it = iter(probes)
+            for op in mats:
+                n_tiles = math.ceil(op.rows / target.array.rows)
+                adc[op.name] = tuple(max(pmax[next(it)], 1e-12) / levels for _ in range(n_tiles))
+        else:
+            for op in mats:
+                w = sims[op.name].weight
+                step, lo, hi = act[op.name]
+                xmax = max(abs(lo), abs(hi)) * step if opts.dac else amax[op.inputs[0]]
+                tile = target.array.rows
+                adc[op.name] = tuple(
+                    max(float(np.abs(w[t:t + tile]).sum(axis=0).max()) * xmax, 1e-12) / levels
+                    for t in range(0, op.rows, tile))
+    return Calibration(act, adc, np.stack(ref))
+
+
+def _opsim(op: MatrixOp, target, opts: SimOptions, act, adc, rng: np.random.Generator | None,
+           probe: bool = False) -> OpSim:
+    q, step = quantized_weight(op, target, opts)
+    if opts.noise and rng is not None and opts.weights:
+        wb, _ = _bits(op, target)
+        q = noisy_codes(q, wb, target, rng, opts.t_inference_s)
+    w = (q * step[None, :]).astype(np.float32)
+    a_step, lo, hi = act[op.name] if opts.dac else (None, 0, 0)
+    tiles = adc.get(op.name) if adc else None
+    return OpSim(weight=w, act_step=a_step, act_lo=lo, act_hi=hi,
+                 rows_per_tile=target.array.rows,
+                 adc_steps=tiles, adc_levels=2 ** (target.adc.bits - 1) - 1, probe=probe)
+
+
+def simulation_model(graph: Graph, target, cal: Calibration, opts: SimOptions, seed: int):
+    rng = np.random.default_rng(seed)
+    sims = {op.name: _opsim(op, target, opts, cal.act, cal.adc if opts.adc else None, rng)
+            for op in graph.matrix_ops}
+    model, _ = emit(graph, sims)
+    return model
+
+
+def score(outputs: np.ndarray, reference: np.ndarray, labels: np.ndarray | None) -> tuple[str, float]:
+    """(metric, value): top-1 accuracy with labels, else top-1 agreement or cosine similarity."""
+    if labels is not None:
+        pred = outputs.reshape(-1, outputs.shape[-1]).argmax(axis=-1)
+        lab = labels.reshape(-1)
+        if pred.size != lab.size:
+            raise DataError(f"{lab.size} labels for {pred.size} predictions of the first output "
+                            f"(shape {list(outputs.shape[1:])} per sample)")
+        return "top1", float((pred == lab).mean())
+    if outputs.shape[-1] > 1:
+        a = outputs.reshape(-1, outputs.shape[-1]).argmax(axis=-1)
+        b = reference.reshape(-1, reference.shape[-1]).argmax(axis=-1)
+        return "top1_agreement", float((a == b).mean())
+    x, y = outputs.ravel().astype(np.float64), reference.ravel().astype(np.float64)
+    denom = np.linalg.norm(x) * np.linalg.norm(y)
+    return "cosine", float(x @ y / denom) if denom > 0 else 0.0
+
+
+def evaluate(graph: Graph, target, data: Dataset, *, seeds: int = 1, opts: SimOptions = SimOptions(),
+             base_seed: int = 0, progress: Callable[[int, int], None] | None = None
+             ) -> tuple[dict[str, Any], Calibration]:
+    """Accuracy of the compiled graph under the target's hardware, over ``seeds`` noise draws."""
+    if seeds < 1:
+        raise DataError(f"--seeds must be >= 1, got {seeds}")
+    cal = calibrate(graph, target, data, opts)
+    metric, float_value = score(cal.reference, cal.reference, data.labels)
+    per_seed = []
+    rel_errors = []
+    for s in range(seeds):
+        model = simulation_model(graph, target, cal, opts, base_seed + s)
+        out = _first_outputs(graph, model, data)
+        per_seed.append(score(out, cal.reference, data.labels)[1])
+        ref = cal.reference.astype(np.float64)
+        rel_errors.append(float(np.linalg.norm(out - ref) / max(np.linalg.norm(ref), 1e-30)))
+        if progress:
+            progress(s + 1, seeds)
+    arr = np.array(per_seed)
+    return {
+        "metric": metric,
+        "float": float_value,
+        "mean": float(arr.mean()),
+        "std": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0,
+        "per_seed": [float(v) for v in arr],
+        "relative_error": float(np.mean(rel_errors)),
+        "samples": len(data.feeds),
+        "seeds": list(range(base_seed, base_seed + seeds)),
+    }, cal
