@@ -46,16 +46,19 @@ class Compression:
     """Compression state of a MatrixOp, set by passes. None means full precision / no scaling.
 
     Attributes:
-        weight_bits: bits of the symmetric per-column weight quantization (sign included).
-        act_bits: bits of the DAC input quantization.
-        act_scale: input quantization step (calibrated), or None before calibration.
-        mask: boolean (K, N) mask of kept weights, or None when nothing is pruned.
-        pruned_rows / pruned_cols: crossbar rows / columns removed entirely by structured pruning.
+        weight_bits: bits of the symmetric per-column weight quantization (sign included);
+            None = the target's precision.weight_bits.
+        act_bits: bits of the DAC input quantization; None = the target's precision.input_bits.
+        act_range: clipping range of the input (calibrated max |x| or a percentile of it); None
+            = calibrated at simulation time from the data (max).
+        act_signed: False when the input is never negative (unsigned DAC codes 0..2^b-1).
+        mask: boolean (K, N) mask of kept weights, or None when nothing is pruned. Structured
+            pruning leaves whole rows / columns False, which the mapper does not place.
     """
 
     weight_bits: int | None = None
     act_bits: int | None = None
-    act_scale: float | None = None
+    act_range: float | None = None
     act_signed: bool = True
     mask: np.ndarray | None = None
 

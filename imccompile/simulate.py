@@ -146,7 +146,10 @@ def quantized_weight(op: MatrixOp, target, opts: SimOptions) -> tuple[np.ndarray
     return quantize_columns(w.astype(np.float64), wb)
 
 
-def calibrate(graph: Graph, target, data: Dataset, opts: SimOptions) -> Calibration:
+def activation_stats(graph: Graph, data: Dataset, percentile: float | None = None
+                     ) -> tuple[np.ndarray, dict[str, tuple[float, float]]]:
+    """Run the float model: its first output per sample, and for every crossbar input tensor
+    (range, min) where range is max |x| or the given percentile of |x|."""
     mats = graph.matrix_ops
     ins = sorted({op.inputs[0] for op in mats})
     inner = [n for n in ins if n not in graph.inputs]
@@ -164,18 +167,30 @@ def calibrate(graph: Graph, target, data: Dataset, opts: SimOptions) -> Calibrat
         for name, v in values.items():
             amax[name] = max(amax[name], float(np.abs(v).max()))
             amin[name] = min(amin[name], float(v.min()))
-            if opts.act_percentile is not None:
+            if percentile is not None:
                 samples[name].append(np.abs(v).ravel())
 
     r.run(data, take)
+    stats = {}
+    for x in ins:
+        rng = amax[x]
+        if percentile is not None:
+            rng = float(np.percentile(np.concatenate(samples[x]), percentile))
+        stats[x] = (rng, amin[x])
+    return np.stack(ref), stats
+
+
+def calibrate(graph: Graph, target, data: Dataset, opts: SimOptions) -> Calibration:
+    """DAC steps (from the pass-set act_range or the data) and ADC steps per row tile."""
+    mats = graph.matrix_ops
+    reference, stats = activation_stats(graph, data, opts.act_percentile)
     act: dict[str, tuple[float, int, int]] = {}
     for op in mats:
         _, ib = _bits(op, target)
-        x = op.inputs[0]
-        rng = amax[x]
-        if opts.act_percentile is not None:
-            rng = float(np.percentile(np.concatenate(samples[x]), opts.act_percentile))
-        unsigned = amin[x] >= 0.0
+        rng, xmin = stats[op.inputs[0]]
+        unsigned = xmin >= 0.0
+        if op.compression.act_range is not None:
+            rng, unsigned = op.compression.act_range, not op.compression.act_signed
         hi = 2 ** ib - 1 if unsigned else 2 ** (ib - 1) - 1
         lo = 0 if unsigned else -hi
         act[op.name] = (rng / hi if rng > 0 else 1.0, lo, hi)
@@ -202,12 +217,12 @@ def calibrate(graph: Graph, target, data: Dataset, opts: SimOptions) -> Calibrat
             for op in mats:
                 w = sims[op.name].weight
                 step, lo, hi = act[op.name]
-                xmax = max(abs(lo), abs(hi)) * step if opts.dac else amax[op.inputs[0]]
+                xmax = max(abs(lo), abs(hi)) * step if opts.dac else stats[op.inputs[0]][0]
                 tile = target.array.rows
                 adc[op.name] = tuple(
                     max(float(np.abs(w[t:t + tile]).sum(axis=0).max()) * xmax, 1e-12) / levels
                     for t in range(0, op.rows, tile))
-    return Calibration(act, adc, np.stack(ref))
+    return Calibration(act, adc, reference)
 
 
 def _opsim(op: MatrixOp, target, opts: SimOptions, act, adc, rng: np.random.Generator | None,
