@@ -45,6 +45,20 @@ def _parser() -> argparse.ArgumentParser:
                    help="copies of a layer (name or glob) to balance the pipeline (repeatable)")
     p.add_argument("--auto-replicate", action="store_true",
                    help="give spare arrays of the chip to the pipeline's bottleneck layers")
+    p.add_argument("--data", metavar="NPZ",
+                   help="calibration/evaluation data: arrays by input name, optional 'labels'; "
+                        "evaluates accuracy under the hardware (needs --target)")
+    p.add_argument("--seeds", type=int, default=1, metavar="N",
+                   help="noise draws for the accuracy, reported as mean ± std (default 1)")
+    p.add_argument("--samples", type=int, metavar="N", help="use only the first N samples of --data")
+    p.add_argument("--adc-range", choices=["calibrated", "full_scale"], default="calibrated",
+                   help="ADC input range per row tile: calibrated on the data (default) or the "
+                        "worst case")
+    p.add_argument("--ideal", action="store_true",
+                   help="simulate without device noise, ADC, DAC and weight quantization (checks "
+                        "the emitted model against the source)")
+    p.add_argument("--emit", metavar="PATH",
+                   help="write the simulation ONNX model (noise seed 0; needs --data)")
     p.add_argument("--json", metavar="PATH", help="write the report as JSON ('-' for stdout)")
     p.add_argument("--print-ir", action="store_true", help="print the imported IR and exit")
     p.add_argument("--quiet", "-q", action="store_true", help="print only errors")
@@ -131,10 +145,37 @@ def run(argv: Sequence[str]) -> int:
         return 0
     from imccompile.compiler import compile as compile_model
 
+    if args.seeds < 1:
+        raise UsageError(f"--seeds must be >= 1, got {args.seeds}")
+    if args.samples is not None and args.samples < 1:
+        raise UsageError(f"--samples must be >= 1, got {args.samples}")
+    if args.emit and not args.data:
+        raise UsageError("--emit needs --data (the simulation model is calibrated on it)")
+    data = None
+    if args.data:
+        from imccompile.simulate import SimOptions
+
+        data = args.data
+        opts = SimOptions(adc_range=args.adc_range)
+        if args.ideal:
+            opts = SimOptions(noise=False, adc=False, dac=False, weights=False)
     res = compile_model(args.model, args.target, overrides=args.overrides, passes=args.passes,
                         input_shapes=shapes, overflow=args.overflow,
                         replicate=_parse_pairs(args.replicate, "--replicate"),
-                        auto_replicate=args.auto_replicate)
+                        auto_replicate=args.auto_replicate, data=data, seeds=args.seeds,
+                        sim_options=opts if data else None,
+                        progress=console.progress("accuracy", args.seeds) if data else None,
+                        samples=args.samples)
+    if args.emit:
+        import onnx
+
+        model = res.simulation_model(seed=0)
+        tmp = f"{args.emit}.tmp{os.getpid()}"
+        try:
+            onnx.save(model, tmp)
+            os.replace(tmp, args.emit)
+        except OSError as e:
+            raise UsageError(f"--emit {args.emit}: cannot write: {e.strerror}") from None
     report = res.report()
     if args.json:
         from imccompile.report import dumps

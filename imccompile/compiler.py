@@ -25,6 +25,23 @@ class CompileResult:
     pipeline: str = ""
     accuracy: dict | None = None
     extra: dict = field(default_factory=dict)
+    calibration: Any = None  # simulate.Calibration when data was given
+    sim_options: Any = None
+
+    def simulation_model(self, seed: int = 0):
+        """The hardware simulation ONNX model (needs data: calibration) for one noise seed."""
+        from imccompile.errors import DataError
+        from imccompile.simulate import simulation_model
+
+        if self.calibration is None:
+            raise DataError("the simulation model needs calibration data: compile with data=...")
+        return simulation_model(self.graph, self.target, self.calibration, self.sim_options, seed)
+
+    def ideal_model(self):
+        """The compiled graph emitted back to float ONNX (same function as the source)."""
+        from imccompile.emit import emit
+
+        return emit(self.graph)[0]
 
     def report(self) -> dict:
         from imccompile.report import build_report
@@ -64,7 +81,9 @@ def compile_graph(graph: Graph, target: Any, *, model_name: str | None = None,
 def compile(model: Any, target: Any = "pcm", *, overrides: Sequence[str] | TMapping[str, Any] = (),
             passes: str | None = None, input_shapes: TMapping[str, tuple[int, ...]] | None = None,
             overflow: OverflowPolicy = "chips", replicate: TMapping[str, int] | None = None,
-            auto_replicate: bool = False, data: Any = None) -> CompileResult:
+            auto_replicate: bool = False, data: Any = None, seeds: int = 1,
+            sim_options: Any = None, progress: Any = None,
+            samples: int | None = None) -> CompileResult:
     """Compile an ONNX model (path or ModelProto) for a target (bundled name, path, or Target).
 
     Args:
@@ -76,17 +95,33 @@ def compile(model: Any, target: Any = "pcm", *, overrides: Sequence[str] | TMapp
         overflow: what to do when the model needs more arrays than one chip has.
         replicate: copies per layer name or glob, to balance a pipeline.
         auto_replicate: give spare arrays to the bottleneck layers.
-        data: calibration data (path to .npz or dict) used by passes that calibrate.
+        data: calibration/evaluation data (.npz path or dict of arrays by input name, optional
+            ``labels``): passes calibrate on it and the accuracy under the hardware is evaluated.
+        seeds: noise draws for the accuracy (mean ± std over them).
+        sim_options: simulate.SimOptions (what the simulation includes).
     """
     from imccompile.frontend import import_model
 
+    import dataclasses
+
     tgt = _resolve_target(target, overrides)
     graph = import_model(model, input_shapes)
+    dataset = None
+    if data is not None:
+        from imccompile.simulate import load_data
+
+        dataset = load_data(data, graph, limit=samples)
     pipeline = ""
     if passes:
         from imccompile.passes import run_pipeline
 
-        graph, pipeline = run_pipeline(graph, passes, target=tgt, data=data)
-    name = graph.name
-    return compile_graph(graph, tgt, model_name=name, overflow=overflow, replicate=replicate,
-                         auto_replicate=auto_replicate, pipeline=pipeline)
+        graph, pipeline = run_pipeline(graph, passes, target=tgt, data=dataset)
+    res = compile_graph(graph, tgt, model_name=graph.name, overflow=overflow, replicate=replicate,
+                        auto_replicate=auto_replicate, pipeline=pipeline)
+    if dataset is None:
+        return res
+    from imccompile.simulate import SimOptions, evaluate
+
+    opts = sim_options or SimOptions()
+    acc, cal = evaluate(graph, tgt, dataset, seeds=seeds, opts=opts, progress=progress)
+    return dataclasses.replace(res, accuracy=acc, calibration=cal, sim_options=opts)

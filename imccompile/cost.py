@@ -76,10 +76,10 @@ def input_cycles(target, input_bits: int) -> int:
 
 
 def read_time_s(target, input_bits: int) -> float:
-    """One array read; a PWM read lasts 2^bits steps, scaled from the spec's input precision."""
+    """One array read; a PWM read lasts 2^bits steps, scaled from the spec's full dac.bits pulse."""
     t = target.array.read_latency_s
     if target.dac.mode == "pwm":
-        t *= 2.0 ** (input_bits - target.precision.input_bits)
+        t *= 2.0 ** (input_bits - target.dac.bits)
     return t
 
 

@@ -30,6 +30,23 @@ class Console:
         self.out = RichConsole(file=sys.stdout, soft_wrap=False, width=160 if not sys.stdout.isatty() else None)
         self.err = RichConsole(file=sys.stderr)
 
+    def progress(self, what: str, total: int):
+        """A callback(done, total) that shows progress on stderr for long work (total > 1)."""
+        if self.quiet or total <= 1:
+            return None
+        from rich.progress import Progress
+
+        bar = Progress(console=self.err, transient=True)
+        task = bar.add_task(what, total=total)
+        bar.start()
+
+        def update(done: int, _total: int) -> None:
+            bar.update(task, completed=done)
+            if done >= _total:
+                bar.stop()
+
+        return update
+
     def warn(self, msg: str) -> None:
         self.err.print(f"[yellow]warning:[/] {msg}", highlight=False)
 
