@@ -10,6 +10,7 @@ import json
 import os
 import sys
 import traceback
+from pathlib import Path
 from typing import Sequence
 
 from imccompile._version import __version__
@@ -60,6 +61,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--emit", metavar="PATH",
                    help="write the simulation ONNX model (noise seed 0; needs --data)")
     p.add_argument("--json", metavar="PATH", help="write the report as JSON ('-' for stdout)")
+    p.add_argument("-o", "--out", metavar="DIR",
+                   help="write report.json (and simulation.onnx with --data) into DIR, atomically")
+    p.add_argument("--force", action="store_true", help="replace an existing --out folder")
     p.add_argument("--print-ir", action="store_true", help="print the imported IR and exit")
     p.add_argument("--quiet", "-q", action="store_true", help="print only errors")
     p.add_argument("--verbose", "-v", action="store_true", help="print every op, digital ones too")
@@ -166,6 +170,9 @@ def run(argv: Sequence[str]) -> int:
                         sim_options=opts if data else None,
                         progress=console.progress("accuracy", args.seeds) if data else None,
                         samples=args.samples)
+    if args.out and Path(args.out).exists() and not args.force:  # refuse before the work
+        raise UsageError(f"{args.out}: already exists; choose another folder or pass --force "
+                         "to replace it")
     if args.emit:
         import onnx
 
@@ -177,10 +184,19 @@ def run(argv: Sequence[str]) -> int:
         except OSError as e:
             raise UsageError(f"--emit {args.emit}: cannot write: {e.strerror}") from None
     report = res.report()
-    if args.json:
-        from imccompile.report import dumps
+    from imccompile.report import dumps
 
+    if args.json:
         _write_json(args.json, dumps(report))
+    if args.out:
+        from imccompile.output import write_folder
+
+        files: dict = {"report.json": dumps(report) + "\n"}
+        if res.calibration is not None:
+            import onnx
+
+            files["simulation.onnx"] = res.simulation_model(0).SerializeToString()
+        write_folder(args.out, files, force=args.force)
     if args.json != "-":
         console.cost_tables(report, verbose=args.verbose)
     return 0

@@ -70,10 +70,10 @@ class Console:
                        f"weights {count(tot['weights'])}, MACs {count(tot['macs'])}", highlight=False)
 
     def cost_tables(self, report: dict[str, Any], verbose: bool = False) -> None:
-        for w in report.get("warnings", []):
-            self.warn(w)
         if self.quiet:
             return
+        for w in report.get("warnings", []):
+            self.warn(w)
         tgt = report["target"]
         t = Table(title=f"{report['model']} on {tgt['name']}", title_justify="left")
         for col in ("layer", "kind", "K", "N", "groups", "vectors", "MACs", "arrays", "util",
