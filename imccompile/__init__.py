@@ -1,8 +1,22 @@
-"""imccompile: compile ONNX models onto in-memory-computing crossbar hardware."""
+"""imccompile: compile ONNX models onto in-memory-computing crossbar hardware.
+
+Public API (documented in README.md): ``compile``, ``CompileResult``, ``load_target``,
+``import_model``, the error classes.
+"""
 
 from __future__ import annotations
 
 from imccompile._version import __version__
-from imccompile.errors import ImcCompileError
+from imccompile.compiler import CompileResult, compile, compile_graph
+from imccompile.errors import (
+    DataError, ImcCompileError, MappingError, ModelImportError, PassError, SpecError,
+    UnsupportedOpError,
+)
+from imccompile.frontend import import_model
+from imccompile.spec import load_target
 
-__all__ = ["__version__", "ImcCompileError"]
+__all__ = [
+    "__version__", "compile", "compile_graph", "CompileResult", "import_model", "load_target",
+    "ImcCompileError", "ModelImportError", "UnsupportedOpError", "SpecError", "MappingError",
+    "PassError", "DataError",
+]
