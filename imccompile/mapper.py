@@ -43,6 +43,7 @@ class LayerMapping:
         rows_used: crossbar rows per group after structured pruning (K kept).
         cols_logical: logical columns kept (N kept, all groups).
         phys_cols: physical columns per group block (cols_logical/groups * slices * column_devices).
+        groups: groups placed (the op's groups less those pruned away entirely).
         row_tiles / col_tiles: tiles of one copy (per group when not packed).
         packed: groups packed block-diagonally; blocks_per_array when packed.
         arrays: arrays for one copy; replicas: copies; total_arrays = arrays * replicas.
@@ -134,16 +135,19 @@ def column_devices(scheme: str) -> int:
     return 2 if scheme == "differential" else 1
 
 
-def _kept(op: MatrixOp) -> tuple[int, int]:
-    """(rows per group, logical columns) that still hold weights after structured pruning."""
+def _kept(op: MatrixOp) -> tuple[int, int, int]:
+    """(rows per group, logical columns, groups) that still hold weights after structured
+    pruning; a group whose weights are all pruned (e.g. a removed depthwise channel) is not
+    placed."""
     mask = op.compression.mask
     if mask is None:
-        return op.rows, op.cols
+        return op.rows, op.cols, op.groups
     if op.groups == 1:
-        return int(mask.any(axis=1).sum()), int(mask.any(axis=0).sum())
+        return int(mask.any(axis=1).sum()), int(mask.any(axis=0).sum()), 1
     blocks = mask.reshape(op.rows, op.groups, op.cols_per_group)
     rows_g = int(blocks.any(axis=2).sum(axis=0).max())
-    return rows_g, int(mask.any(axis=0).sum())
+    live = int(blocks.any(axis=(0, 2)).sum())
+    return rows_g, int(mask.any(axis=0).sum()), live
 
 
 def map_layer(op: MatrixOp, rows: int, cols: int, bits_per_cell: int, scheme: str,
@@ -156,8 +160,7 @@ def map_layer(op: MatrixOp, rows: int, cols: int, bits_per_cell: int, scheme: st
     usable = cols - 1 if scheme == "offset" else cols
     if usable < 1:
         raise MappingError(f"array of {cols} columns leaves no column besides the offset column")
-    k, n = _kept(op)
-    g = op.groups
+    k, n, g = _kept(op)
     n_per_group = math.ceil(n / g) if g > 1 else n
     block_cols = n_per_group * slices * cdev
     if k == 0 or n == 0:  # everything pruned away
