@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from imccompile.errors import ModelImportError
+from imccompile.errors import ModelImportError, UnsupportedOpError
 
 InputShapes = Mapping[str, tuple[int, ...]]
 
@@ -68,11 +68,16 @@ def check_model(proto: onnx.ModelProto, display: str) -> None:
                 "(e.g. torch.onnx.export on a traced model)")
     if not proto.graph.node:
         raise ModelImportError(f"{display}: the graph has no nodes")
+    for node in proto.graph.node:  # the checker's own message would not name the node
+        if node.domain in ("", "ai.onnx") and not onnx.defs.has(node.op_type):
+            raise UnsupportedOpError(
+                f"{display}: node {node.name or '(unnamed)'!r} has op type {node.op_type!r}, which "
+                "is not an ONNX operator of the default domain; export with standard ONNX ops")
     try:
         # full_check=False: the checker's structural checks; shape inference runs separately.
         onnx.checker.check_model(proto)
     except onnx.checker.ValidationError as e:
-        first = str(e).strip().splitlines()[0][:300]
+        first = " ".join(str(e).split())[:300]  # its node context is on later lines
         raise ModelImportError(f"{display}: the ONNX checker rejects the model: {first}") from None
     except ValueError as e:  # >2 GB protos
         if "2GB" not in str(e) and "2 GB" not in str(e):
