@@ -246,7 +246,7 @@ class Converter:
                 f"{self.display}: node {node.name!r} ({node.op_type}) has non-constant weights")
         z = np.zeros((), np.float32) if z is None else z.astype(np.float32)
         sc = sc.astype(np.float32)
-        if sc.size > 1:
+        if sc.size > 1 and sc.ndim < wq.ndim:  # 1-D per-axis params; same-rank ones broadcast
             shape = [1] * wq.ndim
             shape[axis] = sc.size
             sc = sc.reshape(shape)
@@ -279,7 +279,7 @@ class Converter:
                 bias = b.astype(np.float32) * np.float32(xs.reshape(-1)[0]) * ws.astype(np.float32).reshape(-1)
                 self.ops[-1] = op.replace(bias=np.broadcast_to(bias, (op.cols,)).copy())
         else:
-            w = self._dq_weight(node, i[3], i[4], i[5], 1)
+            w = self._dq_weight(node, i[3], i[4], i[5], -1)  # per column: b's last axis
             fake = onnx.helper.make_node("MatMul", [xf, "__w"], [yf], name=name)
             consts = dict(self.consts)
             consts["__w"] = w
