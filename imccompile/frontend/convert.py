@@ -181,6 +181,11 @@ class Converter:
         w = np.ascontiguousarray(w * np.float32(alpha)) if alpha != 1.0 else np.ascontiguousarray(w)
         a = self.shape(node.input[0], node)
         m = a[1] if attrs.get("transA", 0) else a[0]
+        if len(a) != 2 or (a[0] if attrs.get("transA", 0) else a[1]) != w.shape[0]:
+            raise ModelImportError(
+                f"{self.display}: node {name!r} (Gemm): input {list(a)} does not match weight "
+                f"{list(b_c.shape)} with transA={attrs.get('transA', 0)}, "
+                f"transB={attrs.get('transB', 0)}")
         n = int(w.shape[1])
         out = node.output[0]
         bias = None
@@ -230,6 +235,13 @@ class Converter:
                 blocks = [blk.T for blk in a.reshape(-1, *a.shape[-2:])]
                 groups = len(blocks)
             kind, x = "matmul_left", node.input[1]
+        xs = self.shape(x, node)
+        kx = (xs[-1] if kind == "matmul" else xs[-2] if len(xs) > 1 else xs[0]) if xs else 0
+        if kx != blocks[0].shape[0]:
+            shapes = [list(self.shape(t, node)) for t in node.input[:2]]
+            raise ModelImportError(
+                f"{self.display}: node {name!r} (MatMul): shapes {shapes[0]} and {shapes[1]} "
+                "cannot be multiplied")
         wkn = np.ascontiguousarray(np.concatenate(blocks, axis=1))
         vectors = _size(y) // wkn.shape[1] if y else 1
         self.ops.append(MatrixOp(
