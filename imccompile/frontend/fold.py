@@ -118,6 +118,8 @@ def fold_constants(nodes: list[onnx.NodeProto], consts: dict[str, np.ndarray],
         if node.op_type in ("Shape", "Size"):
             vi = infos.get(node.input[0])
             dims = dims_of(vi) if vi is not None else None
+            if node.input[0] in consts:  # small constants have no value info
+                dims = tuple(int(d) for d in np.shape(consts[node.input[0]]))
             if dims is None or not all(isinstance(d, int) for d in dims):
                 kept.append(node)
                 continue
