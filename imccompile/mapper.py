@@ -11,6 +11,8 @@ Physical layout of one logical weight matrix W (K x N) of a MatrixOp:
   * ``devices_per_slice`` devices in parallel per polarity live inside the unit cell;
   * physical columns = N_kept * slices * column_devices; row tiles = ceil(K_kept / rows);
     column tiles = ceil(physical columns / usable columns per array).
+  * grouped ops: one block per group that keeps a weight, as tall (K kept) and as wide (N kept)
+    as the largest group after pruning.
 Grouped ops whose block fits one array are packed block-diagonally: blocks per array =
 min(rows // K, usable_cols // block_cols).
 """
@@ -42,7 +44,8 @@ class LayerMapping:
         column_devices: device columns per slice (2 for differential on two columns, else 1).
         rows_used: crossbar rows per group after structured pruning (K kept).
         cols_logical: logical columns kept (N kept, all groups).
-        phys_cols: physical columns per group block (cols_logical/groups * slices * column_devices).
+        phys_cols: physical columns per group block (kept columns of the widest group * slices *
+            column_devices; cols_logical/groups * slices * column_devices when unpruned).
         groups: groups placed (the op's groups less those pruned away entirely).
         row_tiles / col_tiles: tiles of one copy (per group when not packed).
         packed: groups packed block-diagonally; blocks_per_array when packed.
@@ -135,19 +138,22 @@ def column_devices(scheme: str) -> int:
     return 2 if scheme == "differential" else 1
 
 
-def _kept(op: MatrixOp) -> tuple[int, int, int]:
-    """(rows per group, logical columns, groups) that still hold weights after structured
-    pruning; a group whose weights are all pruned (e.g. a removed depthwise channel) is not
-    placed."""
+def _kept(op: MatrixOp) -> tuple[int, int, int, int]:
+    """(rows per group, logical columns, groups, columns per group) that still hold weights after
+    structured pruning. A group block is as tall and as wide as the largest kept group (so every
+    group fits its block); a group whose weights are all pruned (e.g. a removed depthwise
+    channel) is not placed."""
     mask = op.compression.mask
     if mask is None:
-        return op.rows, op.cols, op.groups
+        return op.rows, op.cols, op.groups, op.cols_per_group
     if op.groups == 1:
-        return int(mask.any(axis=1).sum()), int(mask.any(axis=0).sum()), 1
+        n = int(mask.any(axis=0).sum())
+        return int(mask.any(axis=1).sum()), n, 1, n
     blocks = mask.reshape(op.rows, op.groups, op.cols_per_group)
     rows_g = int(blocks.any(axis=2).sum(axis=0).max())
+    cols_g = int(blocks.any(axis=0).sum(axis=1).max())
     live = int(blocks.any(axis=(0, 2)).sum())
-    return rows_g, int(mask.any(axis=0).sum()), live
+    return rows_g, int(mask.any(axis=0).sum()), live, cols_g
 
 
 def map_layer(op: MatrixOp, rows: int, cols: int, bits_per_cell: int, scheme: str,
@@ -160,8 +166,7 @@ def map_layer(op: MatrixOp, rows: int, cols: int, bits_per_cell: int, scheme: st
     usable = cols - 1 if scheme == "offset" else cols
     if usable < 1:
         raise MappingError(f"array of {cols} columns leaves no column besides the offset column")
-    k, n, g = _kept(op)
-    n_per_group = math.ceil(n / g) if g > 1 else n
+    k, n, g, n_per_group = _kept(op)
     block_cols = n_per_group * slices * cdev
     if k == 0 or n == 0:  # everything pruned away
         return LayerMapping(op.name, wb, ib, slices, cdev, 0, 0, 0, g, 0, 0, False, 0, 0, replicas,
