@@ -83,6 +83,8 @@ FAST: dict[str, Callable[..., np.ndarray]] = {
 
 
 def _evaluate(node: onnx.NodeProto, feeds: list[np.ndarray | None], opset: int) -> list[np.ndarray]:
+    if node.op_type == "Constant" and len(node.attribute) == 1 and node.attribute[0].name == "value":
+        return [numpy_helper.to_array(node.attribute[0].t)]
     if node.op_type in FAST and all(f is not None for f in feeds):
         try:
             out = FAST[node.op_type](node, *feeds)

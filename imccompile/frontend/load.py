@@ -74,14 +74,38 @@ def check_model(proto: onnx.ModelProto, display: str) -> None:
                 f"{display}: node {node.name or '(unnamed)'!r} has op type {node.op_type!r}, which "
                 "is not an ONNX operator of the default domain; export with standard ONNX ops")
     try:
-        # full_check=False: the checker's structural checks; shape inference runs separately.
-        onnx.checker.check_model(proto)
+        # Structural checks on a weight-free copy: big initializers become typed inputs, so the
+        # check neither copies the weights nor trips over the 2 GB protobuf limit.
+        onnx.checker.check_model(_weight_free(proto))
     except onnx.checker.ValidationError as e:
         first = " ".join(str(e).split())[:300]  # its node context is on later lines
         raise ModelImportError(f"{display}: the ONNX checker rejects the model: {first}") from None
     except ValueError as e:  # >2 GB protos
         if "2GB" not in str(e) and "2 GB" not in str(e):
             raise ModelImportError(f"{display}: the ONNX checker rejects the model: {e}") from None
+
+
+def _weight_free(proto: onnx.ModelProto) -> onnx.ModelProto:
+    light = onnx.ModelProto()
+    for f in ("ir_version", "producer_name", "producer_version", "domain", "model_version"):
+        setattr(light, f, getattr(proto, f))
+    light.opset_import.extend(proto.opset_import)
+    light.functions.extend(proto.functions)
+    g, src = light.graph, proto.graph
+    g.name = src.name
+    g.node.extend(src.node)
+    g.input.extend(src.input)
+    g.output.extend(src.output)
+    g.value_info.extend(src.value_info)
+    declared = {i.name for i in src.input}
+    for init in src.initializer:
+        if init.data_location == onnx.TensorProto.EXTERNAL or len(init.raw_data) > 4096:
+            if init.name not in declared:
+                g.input.append(onnx.helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)))
+        else:
+            g.initializer.append(init)
+    g.sparse_initializer.extend(src.sparse_initializer)
+    return light
 
 
 def dims_of(vi: onnx.ValueInfoProto) -> tuple[int | str | None, ...] | None:
