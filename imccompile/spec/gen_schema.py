@@ -1,0 +1,49 @@
+"""Regenerate ``imccompile/schemas/target.schema.json`` from the pydantic model.
+
+    python -m imccompile.spec.gen_schema            # rewrite the file
+    python -m imccompile.spec.gen_schema --check    # exit 1 if the shipped file is stale
+
+Editors can validate a spec against it: add it to your JSON schema settings for ``hwspecs/*.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from imccompile.spec.schema import Target
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "target.schema.json"
+
+
+def render_schema() -> str:
+    """The JSON Schema of a target spec, as the text shipped in the package."""
+    schema = {"$schema": "https://json-schema.org/draft/2020-12/schema",
+              **Target.model_json_schema()}
+    return json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m imccompile.spec.gen_schema",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true",
+                        help="do not write; exit 1 if the shipped schema differs")
+    args = parser.parse_args(argv)
+    text = render_schema()
+    if args.check:
+        current = SCHEMA_PATH.read_text(encoding="utf-8") if SCHEMA_PATH.exists() else ""
+        if current != text:
+            print(f"{SCHEMA_PATH} is stale: run python -m imccompile.spec.gen_schema",
+                  file=sys.stderr)
+            return 1
+        return 0
+    SCHEMA_PATH.parent.mkdir(parents=True, exist_ok=True)
+    SCHEMA_PATH.write_text(text, encoding="utf-8")
+    print(f"wrote {SCHEMA_PATH}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

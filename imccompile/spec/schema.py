@@ -1,0 +1,568 @@
+"""The typed, frozen model of an IMC target spec (the `hwspecs/*.json` files).
+
+Every section is a frozen pydantic model with ``extra="forbid"``; scalars are strict (an
+integer field rejects ``"6"``, ``6.5`` and ``true``; a number field accepts integers). Units are
+in the field names: ``_j`` joules, ``_s`` seconds, ``_hz`` hertz, ``_v`` volts, ``_mm2`` mm²,
+``_us`` µS.
+The meaning of every field is documented in ``docs/spec-format.md``.
+
+Cross-field rules (raised as :class:`SpecProblems`, which the loader turns into messages naming the
+field): ``g_min_us < g_max_us``; ADC tables monotone and all-zero or all-positive; every search list
+contains the spec's own value; every numeric field of the hardware sections has an entry in
+``sources``; every key of ``sources`` names a field.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import re
+from typing import Annotated, Any, Literal
+
+from annotated_types import Ge, Gt, Le, MinLen
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    WithJsonSchema,
+    model_validator,
+)
+
+__all__ = [
+    "ADC_MAX_BITS",
+    "SOURCED_SECTIONS",
+    "AdcSpec",
+    "Anchor",
+    "ArraySpec",
+    "BufferSpec",
+    "DacSpec",
+    "Expect",
+    "HierarchySpec",
+    "NocSpec",
+    "NoiseSpec",
+    "PeripherySpec",
+    "PrecisionSpec",
+    "SearchSpec",
+    "SpecProblems",
+    "Target",
+    "TechnologySpec",
+    "leaf_paths",
+]
+
+ADC_MAX_BITS = 16
+
+#: Sections whose every numeric field (and table) must have an entry in ``Target.sources``.
+SOURCED_SECTIONS: tuple[str, ...] = (
+    "technology", "array", "dac", "adc", "periphery", "buffers", "noc", "hierarchy", "noise",
+)
+
+
+class Expect:
+    """Annotation metadata: the phrase error messages use for what a field accepts."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return f"Expect({self.text!r})"
+
+
+class SpecProblems(ValueError):
+    """Cross-field violations found by a model validator.
+
+    Each problem is ``(path, message, got)`` or ``(path, message, got, related)``: ``path`` is
+    relative to the model that raised, a tuple of field names (and dict keys); ``message`` says
+    what is expected; ``got`` is the bad value (or ``None`` to omit it); ``related`` are other
+    field paths (tuples, relative likewise) the rule involves, so an error caused by overriding
+    one of them is attributed to that override.
+    """
+
+    def __init__(self, problems: list[tuple[Any, ...]]) -> None:
+        self.problems: list[tuple[tuple[str | int, ...], str, Any, tuple[tuple[str, ...], ...]]]
+        self.problems = [(tuple(p[0]), p[1], p[2], tuple(p[3]) if len(p) > 3 else ())
+                         for p in problems]
+        super().__init__("; ".join(f"{'.'.join(map(str, p[0]))}: {p[1]}" for p in problems))
+
+
+# ----------------------------------------------------------------------------- scalar types
+
+Int = Annotated[int, Strict()]
+PosInt = Annotated[int, Strict(), Ge(1)]
+NonNegInt = Annotated[int, Strict(), Ge(0)]
+Bits16 = Annotated[int, Strict(), Ge(1), Le(ADC_MAX_BITS)]
+CellBits = Annotated[int, Strict(), Ge(1), Le(8)]
+Dim = Annotated[int, Strict(), Ge(1), Le(4096)]
+Num = Annotated[float, Strict()]
+NonNeg = Annotated[float, Strict(), Ge(0)]
+Pos = Annotated[float, Strict(), Gt(0)]
+Text = Annotated[str, Strict(), MinLen(1)]
+AnyText = Annotated[str, Strict()]
+Flag = Annotated[bool, Strict()]
+
+_INT_KEY = re.compile(r"^-?[0-9]{1,6}$")
+
+
+def _int_keys(value: Any) -> Any:
+    """JSON object keys are strings: turn decimal-integer keys into ints (others fail later)."""
+    if isinstance(value, dict):
+        return {int(k) if isinstance(k, str) and _INT_KEY.match(k) else k: v
+                for k, v in value.items()}
+    return value
+
+
+BitsTable = Annotated[
+    dict[Bits16, NonNeg],
+    BeforeValidator(_int_keys),
+    MinLen(1),
+    Expect("a non-empty table {bits: value} with integer keys in 1..16 and numbers >= 0"),
+    WithJsonSchema({"type": "object", "minProperties": 1,
+                    "propertyNames": {"pattern": "^([1-9]|1[0-6])$"},
+                    "additionalProperties": {"type": "number", "minimum": 0}}),
+]
+
+
+def _json_value(value: Any) -> Any:
+    """Anchor overrides: plain JSON values only (what ``--set`` could give)."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        raise ValueError("not a JSON value") from None
+    return value
+
+
+JsonValue = Annotated[Any, BeforeValidator(_json_value), Expect("a JSON value")]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False,
+                              validate_default=True)
+
+    def __hash__(self) -> int:  # dict-valued fields make the generated hash fail
+        return hash(json.dumps(self.model_dump(mode="json"), sort_keys=True))
+
+
+# ----------------------------------------------------------------------------- sections
+
+
+class TechnologySpec(_Frozen):
+    """CMOS process and operating point."""
+
+    node_nm: Annotated[int, Strict(), Ge(1), Le(1000)] = Field(
+        description="CMOS technology node, nm.")
+    clock_hz: Pos = Field(description="Digital clock frequency, Hz.")
+    vdd_v: Pos = Field(description="Core supply voltage, V.")
+
+
+class ArraySpec(_Frozen):
+    """One crossbar array. ``rows`` x ``cols`` counts unit cells; a unit cell holds one weight slice
+    (with ``differential_cell`` both polarities live in it)."""
+
+    rows: Dim = Field(description="Crossbar rows (inputs, one DAC each), 1..4096.")
+    cols: Dim = Field(description="Crossbar columns of unit cells, 1..4096.")
+    device: Literal["pcm", "rram", "sram"] = Field(description="Memory device technology.")
+    bits_per_cell: CellBits = Field(description="Weight bits stored per unit cell (slice), 1..8.")
+    signed_scheme: Literal["differential", "differential_cell", "offset", "twos_complement"] = (
+        Field(description=(
+            "How signed weights are stored: 'differential' = a positive and a negative device "
+            "column per slice (2 columns, subtracted before the ADC); 'differential_cell' = both "
+            "polarities inside one unit cell (HERMES); 'offset' = one column per slice plus one "
+            "shared reference column per array; 'twos_complement' = digital two's complement "
+            "across 1-bit slices (digital SRAM).")))
+    devices_per_slice: Annotated[int, Strict(), Ge(1), Le(64)] = Field(
+        description="Devices in parallel per polarity per slice (HERMES: 2).")
+    g_min_us: NonNeg = Field(description="Lowest programmable conductance per device, µS.")
+    g_max_us: Pos = Field(description="Highest programmable conductance per device, µS.")
+    read_energy_per_cell_j: NonNeg = Field(
+        description="Energy of one unit cell in one read (one MVM step), J.")
+    read_latency_s: Pos = Field(
+        description=("One array read (MVM integration), s. For PWM inputs: the read at the full "
+                     "dac.bits-bit pulse length."))
+    area_mm2: NonNeg = Field(description="Area of one array's cells (no periphery), mm².")
+    write_energy_per_cell_j: NonNeg = Field(
+        description="Energy to program one unit cell (all its devices, with verify), J.")
+    write_latency_per_row_s: NonNeg = Field(
+        description="Time to program one row (row-parallel, with verify), s.")
+
+    @property
+    def devices_per_cell(self) -> int:
+        """Physical devices in one unit cell (both polarities for ``differential_cell``)."""
+        per = 2 if self.signed_scheme == "differential_cell" else 1
+        return per * self.devices_per_slice
+
+    @model_validator(mode="after")
+    def _check(self) -> ArraySpec:
+        problems = []
+        if self.g_min_us >= self.g_max_us:
+            problems.append((("g_min_us",),
+                             f"expected a number below g_max_us ({self.g_max_us:g})",
+                             self.g_min_us, [("g_max_us",)]))
+        if self.signed_scheme == "offset" and self.cols < 2:
+            problems.append((("cols",), ("expected at least 2 columns with signed_scheme "
+                             "'offset' (one is the reference column)"), self.cols,
+                             [("signed_scheme",)]))
+        if problems:
+            raise SpecProblems(problems)
+        return self
+
+
+class DacSpec(_Frozen):
+    """Input drivers, one per row."""
+
+    bits: Bits16 = Field(description="Input bits applied per read (1 = bit-serial), 1..16.")
+    mode: Literal["bit_serial", "pwm"] = Field(
+        description=("'bit_serial': ceil(input_bits / bits) reads per input vector; 'pwm': the "
+                     "value is a pulse length, one read of up to 2^bits steps."))
+    energy_per_conversion_j: NonNeg = Field(
+        description="Energy of one DAC (one row) for one read, J.")
+    area_mm2: NonNeg = Field(description="Area of one DAC (one per row), mm².")
+
+
+def _table_value(table: dict[int, float], bits: int) -> float:
+    """Log-linear interpolation in bits; extrapolation keeps the end slopes (never decreasing).
+
+    A one-entry table scales by 2x per bit (Walden figure of merit, E = FOM * 2^ENOB).
+    An all-zero table stays zero.
+    """
+    if bits in table:
+        return float(table[bits])
+    pts = sorted(table.items())
+    if all(v == 0 for _, v in pts):
+        return 0.0
+    if len(pts) == 1:
+        b0, v0 = pts[0]
+        return float(v0 * 2.0 ** (bits - b0))
+    if bits < pts[0][0]:
+        (b0, v0), (b1, v1) = pts[0], pts[1]
+    elif bits > pts[-1][0]:
+        (b0, v0), (b1, v1) = pts[-2], pts[-1]
+    else:
+        i = next(i for i, (b, _) in enumerate(pts) if b > bits)
+        (b0, v0), (b1, v1) = pts[i - 1], pts[i]
+    slope = max(0.0, (math.log(v1) - math.log(v0)) / (b1 - b0))
+    return float(math.exp(math.log(v0) + slope * (bits - b0)))
+
+
+class AdcSpec(_Frozen):
+    """Column ADCs. Energy and area are tables over bits so that changing ``bits`` (an override
+    or the search) re-prices them: see :meth:`energy_j` and :meth:`area_mm2`."""
+
+    bits: Bits16 = Field(description="ADC resolution, bits, 1..16.")
+    type: Text = Field(description="ADC architecture: 'sar', 'cco', 'flash', 'digital', ...")
+    energy_table_j: BitsTable = Field(
+        description=("Energy per conversion by resolution {bits: J}; interpolated log-linearly, "
+                     "extrapolated with the end slopes; all zeros = free (digital adder tree)."))
+    area_table_mm2: BitsTable = Field(
+        description="Area of one ADC by resolution {bits: mm²}, interpolated like energy.")
+    latency_s: NonNeg = Field(description="Time of one conversion, s.")
+    columns_per_adc: Annotated[int, Strict(), Ge(1), Le(4096)] = Field(
+        description="Columns multiplexed onto one ADC (conversions serialize), >= 1.")
+
+    def energy_j(self, bits: int | None = None) -> float:
+        """Energy of one conversion at ``bits`` (default: this ADC's ``bits``), J."""
+        return _table_value(self.energy_table_j, self.bits if bits is None else bits)
+
+    def area_mm2(self, bits: int | None = None) -> float:
+        """Area of one ADC at ``bits`` (default: this ADC's ``bits``), mm²."""
+        return _table_value(self.area_table_mm2, self.bits if bits is None else bits)
+
+    def area_mm2_at(self, bits: int | None = None) -> float:
+        """Alias of :meth:`area_mm2`."""
+        return self.area_mm2(bits)
+
+    @model_validator(mode="after")
+    def _check(self) -> AdcSpec:
+        problems = []
+        for name in ("energy_table_j", "area_table_mm2"):
+            table: dict[int, float] = getattr(self, name)
+            pts = sorted(table.items())
+            zeros = [b for b, v in pts if v == 0]
+            if zeros and len(zeros) != len(pts):
+                problems.append(((name, zeros[0]), ("expected a number > 0 (a table is either "
+                                 "all zero or all positive)"), 0))
+                continue
+            for (_, v0), (b1, v1) in itertools.pairwise(pts):
+                if v1 < v0:
+                    problems.append(((name, b1), (f"expected a number >= {v0:g} (the value at "
+                                     "fewer bits): tables must not decrease with bits"), v1))
+                    break
+        if problems:
+            raise SpecProblems(problems)
+        return self
+
+
+class PeripherySpec(_Frozen):
+    """Per-array and per-core digital periphery."""
+
+    shift_add_energy_j: NonNeg = Field(
+        description="One shift-and-add of one column output (per read), J.")
+    accumulate_energy_j: NonNeg = Field(
+        description="One partial-sum accumulation across row tiles, per output, J.")
+    digital_energy_per_op_j: NonNeg = Field(
+        description="One arithmetic op on the digital unit (activations, softmax, ...), J.")
+    digital_ops_per_s: Pos = Field(description="Digital unit throughput per core, ops/s.")
+    area_mm2_per_array: NonNeg = Field(
+        description="Periphery area per array (shift-add, S&H, adder trees, ...), mm².")
+
+
+class BufferSpec(_Frozen):
+    """On-core activation buffers."""
+
+    size_bytes: NonNegInt = Field(description="Buffer capacity per core, bytes.")
+    energy_per_byte_j: NonNeg = Field(description="Energy per byte read or written, J.")
+    area_mm2: NonNeg = Field(description="Buffer area per core, mm².")
+
+
+class NocSpec(_Frozen):
+    """On-chip network between tiles."""
+
+    topology: Literal["mesh", "bus", "tree"] = Field(description="Network topology.")
+    hop_energy_per_byte_j: NonNeg = Field(description="Energy to move one byte one hop, J.")
+    hop_latency_s: NonNeg = Field(description="Latency of one hop, s.")
+    bytes_per_s: Pos = Field(description="Link bandwidth, bytes/s.")
+    router_area_mm2: NonNeg = Field(description="Router area per tile, mm².")
+
+
+class HierarchySpec(_Frozen):
+    """How arrays are grouped: arrays -> cores -> tiles -> chip."""
+
+    arrays_per_core: Annotated[int, Strict(), Ge(1), Le(1_000_000)] = Field(
+        description="Arrays per core, >= 1.")
+    cores_per_tile: Annotated[int, Strict(), Ge(1), Le(1_000_000)] = Field(
+        description="Cores per tile, >= 1.")
+    tiles_per_chip: Annotated[int, Strict(), Ge(1), Le(1_000_000)] = Field(
+        description="Tiles per chip, >= 1.")
+
+    @property
+    def arrays_per_chip(self) -> int:
+        return self.arrays_per_core * self.cores_per_tile * self.tiles_per_chip
+
+
+class PrecisionSpec(_Frozen):
+    """Default precisions of a compile (the search may change them)."""
+
+    weight_bits: Bits16 = Field(description="Weight bits, 1..16.")
+    input_bits: Bits16 = Field(description="Input (activation) bits at the DACs, 1..16.")
+
+
+class NoiseSpec(_Frozen):
+    """Device non-idealities for the accuracy simulation."""
+
+    model: Literal["none", "pcm", "gaussian"] = Field(
+        description=("'none' = ideal; 'pcm' = aihwkit PCM model (Nandakumar 2019 polynomials for "
+                     "programming noise, drift and 1/f read noise, g_max from array.g_max_us); "
+                     "'gaussian' = the sigmas and drift_nu below."))
+    programming_sigma: NonNeg = Field(
+        description="Programming noise std, relative to g_max (gaussian model).")
+    read_sigma: NonNeg = Field(description="Read noise std, relative to g_max (gaussian model).")
+    drift_nu: NonNeg = Field(
+        description="Drift exponent nu, G(t) = G(t0) (t/t0)^-nu (gaussian model); 0 = no drift.")
+    t_inference_s: NonNeg = Field(description="Time from programming to inference, s.")
+    t0_s: Pos = Field(description="Drift reference time t0, s (PCM: 20 s).")
+    drift_compensation: Flag = Field(
+        description="Apply global drift compensation (one scale per array/layer).")
+
+    @model_validator(mode="after")
+    def _check(self) -> NoiseSpec:
+        drifts = self.model == "pcm" or (self.model == "gaussian" and self.drift_nu > 0)
+        if drifts and self.t_inference_s < self.t0_s:
+            raise SpecProblems([(("t_inference_s",), (f"expected a time >= t0_s "
+                                 f"({self.t0_s:g} s) when the model drifts"), self.t_inference_s,
+                                 [("t0_s",), ("model",), ("drift_nu",)])])
+        return self
+
+
+CellBitsChoices = Annotated[tuple[CellBits, ...], MinLen(1),
+                           Expect("a non-empty list of integers in 1..8")]
+BitsChoices = Annotated[tuple[Bits16, ...], MinLen(1),
+                        Expect("a non-empty list of integers in 1..16")]
+DimChoices = Annotated[tuple[Dim, ...], MinLen(1),
+                       Expect("a non-empty list of integers in 1..4096")]
+
+
+class SearchSpec(_Frozen):
+    """Values the design-space search may choose from. Each list must contain the spec's own
+    value (so the spec itself is a point of the space)."""
+
+    bits_per_cell: CellBitsChoices = Field(
+        description="Choices for array.bits_per_cell.")
+    adc_bits: BitsChoices = Field(description="Choices for adc.bits.")
+    rows: DimChoices = Field(description="Choices for array.rows.")
+    cols: DimChoices = Field(description="Choices for array.cols.")
+    weight_bits: BitsChoices = Field(
+        description="Choices for precision.weight_bits.")
+    input_bits: BitsChoices = Field(
+        description="Choices for precision.input_bits.")
+
+    @model_validator(mode="after")
+    def _check(self) -> SearchSpec:
+        problems = []
+        for name in type(self).model_fields:
+            values = getattr(self, name)
+            if len(set(values)) != len(values):
+                problems.append(((name,), "expected a list without repeated values",
+                                 list(values)))
+        if problems:
+            raise SpecProblems(problems)
+        return self
+
+
+class Anchor(_Frozen):
+    """A published figure of the real chip, to compare the tool's estimates against."""
+
+    metric: Text = Field(description="What is measured, e.g. 'peak_tops', 'tops_per_w'.")
+    value: Num = Field(description="The published value.")
+    unit: AnyText = Field(description="Its unit, e.g. 'TOPS', 'TOPS/W', '%'.")
+    conditions: AnyText = Field(description="Operating conditions (precision, mode, workload).")
+    source: Text = Field(description="Where the figure is published.")
+    scope: Literal["chip", "tile", "core", "macro", "array", "component", "workload"] = Field(
+        default="chip", description="What the figure covers.")
+    calibrated: Flag = Field(
+        default=False,
+        description=("True if the spec's constants were chosen so the tool's cost model "
+                     "reproduces this figure (within 15 %) with `overrides` applied."))
+    overrides: dict[Text, JsonValue] = Field(
+        default_factory=dict,
+        description="Field overrides {path: value} under which the figure applies.")
+
+
+# ----------------------------------------------------------------------------- the target
+
+_SECTION_FIELDS = ("technology", "array", "dac", "adc", "periphery", "buffers", "noc",
+                   "hierarchy", "precision", "noise", "search")
+
+
+def leaf_paths() -> list[str]:
+    """Every ``section.field`` path a ``sources`` entry (or an override) may name."""
+    out = []
+    for sec in _SECTION_FIELDS:
+        model = Target.model_fields[sec].annotation
+        assert isinstance(model, type) and issubclass(model, BaseModel)
+        out.extend(f"{sec}.{f}" for f in model.model_fields)
+    return out
+
+
+def _numeric_paths(target: Target) -> list[str]:
+    out = []
+    for sec in SOURCED_SECTIONS:
+        section = getattr(target, sec)
+        for name in type(section).model_fields:
+            value = getattr(section, name)
+            if isinstance(value, (int, float, dict)) and not isinstance(value, bool):
+                out.append(f"{sec}.{name}")
+    return out
+
+
+class Target(_Frozen):
+    """An IMC hardware target: what the mapper, cost model, emitter and search read."""
+
+    name: Text = Field(description="Short name of the target, e.g. 'pcm'.")
+    description: AnyText = Field(description="What chip or design this spec models.")
+    technology: TechnologySpec
+    array: ArraySpec
+    dac: DacSpec
+    adc: AdcSpec
+    periphery: PeripherySpec
+    buffers: BufferSpec
+    noc: NocSpec
+    hierarchy: HierarchySpec
+    precision: PrecisionSpec
+    noise: NoiseSpec
+    search: SearchSpec
+    anchors: tuple[Anchor, ...] = Field(description="Published figures of the real chip.")
+    sources: dict[Text, Text] = Field(
+        description=("Source of every constant: {'section.field': citation or 'assumption: "
+                     "<reasoning>'}. Every numeric field of technology, array, dac, adc, "
+                     "periphery, buffers, noc, hierarchy and noise needs one."))
+
+    # -- validation -------------------------------------------------------------------------
+
+    @model_validator(mode="after")
+    def _check(self) -> Target:
+        problems: list[tuple[Any, ...]] = []
+        own = {
+            "bits_per_cell": ("array.bits_per_cell", self.array.bits_per_cell),
+            "adc_bits": ("adc.bits", self.adc.bits),
+            "rows": ("array.rows", self.array.rows),
+            "cols": ("array.cols", self.array.cols),
+            "weight_bits": ("precision.weight_bits", self.precision.weight_bits),
+            "input_bits": ("precision.input_bits", self.precision.input_bits),
+        }
+        for knob, (path, value) in own.items():
+            choices = getattr(self.search, knob)
+            if value not in choices:
+                sec, field = path.split(".")
+                problems.append(((sec, field), (f"expected one of search.{knob} "
+                                 f"{list(choices)} (or add it to that list)"), value,
+                                 [("search", knob)]))
+        known = set(leaf_paths())
+        for key, text in self.sources.items():
+            if key not in known:
+                problems.append((("sources", key), "unknown field path"
+                                 + _suggest(key, known), None))
+            elif text.strip().lower().startswith("assumption") and not re.match(
+                    r"(?i)^\s*assumption:\s*\S", text):
+                problems.append((("sources", key),
+                                 "expected 'assumption: <the reasoning>'", text))
+        for path in _numeric_paths(self):
+            if path not in self.sources:
+                problems.append((("sources",), (f"missing source for {path} (add \"{path}\": "
+                                 "\"<citation>\" or \"assumption: <reasoning>\")"), None))
+        for i, anchor in enumerate(self.anchors):
+            for key in anchor.overrides:
+                if key not in known:
+                    problems.append((("anchors", i, "overrides", key),
+                                     "unknown field path" + _suggest(key, known), None))
+        if problems:
+            raise SpecProblems(problems)
+        return self
+
+    # -- conveniences -------------------------------------------------------------------------
+
+    @property
+    def arrays_per_chip(self) -> int:
+        return self.hierarchy.arrays_per_chip
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict; ``Target.model_validate(t.to_dict()) == t``."""
+        return self.model_dump(mode="json")
+
+    def source(self, path: str) -> str | None:
+        """The source recorded for ``section.field``, or None."""
+        return self.sources.get(path)
+
+    def get_path(self, path: str) -> Any:
+        """The value at a dotted path, e.g. ``t.get_path("adc.bits")``."""
+        obj: Any = self
+        parts = path.split(".")
+        for i, part in enumerate(parts):
+            if isinstance(obj, dict):
+                key = ".".join(parts[i:])
+                return obj[int(key)] if key.lstrip("-").isdigit() and key not in obj else obj[key]
+            obj = getattr(obj, part)
+        return obj
+
+    def replace_path(self, path: str, value: Any) -> Target:
+        """A new Target with one field changed (``"adc.bits"``, 6), validated like a spec file.
+
+        Raises:
+            SpecError: unknown path or invalid value, naming the field.
+        """
+        return self.replace_paths({path: value})
+
+    def replace_paths(self, changes: dict[str, Any]) -> Target:
+        """A new Target with several fields changed at once (validated together)."""
+        from imccompile.spec.load import _replace
+
+        return _replace(self, changes)
+
+
+def _suggest(key: str, known: set[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(key, sorted(known), n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
