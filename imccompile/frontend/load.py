@@ -97,6 +97,11 @@ def _weight_free(proto: onnx.ModelProto) -> onnx.ModelProto:
     g.input.extend(src.input)
     g.output.extend(src.output)
     g.value_info.extend(src.value_info)
+    # onnxruntime runs graphs whose inputs/outputs declare no shape; the checker refuses them.
+    # fix_input_shapes asks for (or applies) the inputs' dims; shape inference finds the outputs'.
+    for v in list(g.input) + list(g.output):
+        if v.type.HasField("tensor_type") and not v.type.tensor_type.HasField("shape"):
+            v.type.tensor_type.shape.SetInParent()
     declared = {i.name for i in src.input}
     for init in src.initializer:
         if init.data_location == onnx.TensorProto.EXTERNAL or len(init.raw_data) > 4096:
