@@ -127,6 +127,17 @@ def attention_model(q_shape: Sequence[int], k_shape: Sequence[int]) -> onnx.Mode
     return model([node], [vi("q", q_shape), vi("k", k_shape)], [vi("s", None)])
 
 
+def shapeless_io_model(w: np.ndarray) -> onnx.ModelProto:
+    """y = x @ W where neither x nor y declares a shape: onnxruntime runs it, onnx's checker
+    refuses it ("Field 'shape' of 'type' is required")."""
+    node = helper.make_node("MatMul", ["x", "W"], ["y"], name="mm")
+    graph = helper.make_graph([node], "shapeless", [vi("x", None)], [vi("y", None)],
+                              [init("W", w)])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    m.ir_version = 8
+    return m
+
+
 # -- models the frontend refuses ---------------------------------------------------------------
 def if_model() -> onnx.ModelProto:
     then_g = helper.make_graph([helper.make_node("Identity", ["x"], ["t"])], "then", [],

@@ -86,6 +86,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     save("scan", ob.scan_model())
     save("foobar", ob.unknown_op_model("FooBar", "mystery"))
     save("custom", ob.unknown_op_model("X", "custom1", domain="com.example"))
+    save("shapeless", ob.shapeless_io_model(np.ones((6, 4), np.float32)))
     save("dynamic", _relu_then_conv("N"))
     save("cnn", _relu_then_conv(1))
     return out
@@ -133,6 +134,15 @@ def test_custom_domain_op(files: dict[str, Path]) -> None:
 def test_dynamic_input_without_input_shape(files: dict[str, Path]) -> None:
     assert_user_error(cli(files["dynamic"]), "input 'x'", "dynamic shape",
                       "--input-shape x=1,3,5,5")
+
+
+def test_input_without_shape(files: dict[str, Path]) -> None:
+    assert_user_error(cli(files["shapeless"]), "input 'x' has no shape",
+                      "--input-shape x=D1,D2")
+    res = cli(files["shapeless"], "--input-shape", "x=3,6", "--json", "-")
+    assert res.returncode == 0, res.stderr
+    (layer,) = json.loads(res.stdout)["layers"]
+    assert (layer["rows"], layer["cols"], layer["vectors"]) == (6, 4, 3)
 
 
 @pytest.mark.parametrize("spec,fragment", [

@@ -656,6 +656,25 @@ def test_input_shape_errors() -> None:
         import_model(m, {"x": (1, 5, 8, 8)})
 
 
+def test_graph_io_without_declared_shapes() -> None:
+    """Inputs/outputs without a shape (onnxruntime accepts them): the input's dims come from
+    input_shapes, the output's from shape inference."""
+    rng = _rng(35)
+    W = ob.rand(rng, 6, 4)
+    m = ob.shapeless_io_model(W)
+    with pytest.raises(ModelImportError, match=r"input 'x' has no shape; give it with "
+                                               r"--input-shape x=D1,D2"):
+        import_model(m)
+    g = import_model(m, {"x": (3, 6)})
+    op = _only_matrix(g)
+    assert_geometry(op, kind="matmul", K=6, N=4, groups=1, vectors=3, macs=72, weights=24)
+    assert g.tensors["y"].shape == (3, 4)
+    x = ob.rand(rng, 3, 6)
+    (y,) = ob.run(m, {"x": x})
+    (y_ref,) = ob.run(ob.reference_matmul((3, 6), op.weight, op.bias), {"x": x})
+    assert_close(y_ref, y)
+
+
 def _attention_reshape_model(heads: int = 4, d: int = 16) -> onnx.ModelProto:
     """h = x @ W; h.reshape(Shape(h)[0], Shape(h)[1], heads, d/heads) as exporters write it."""
     rng = _rng(33)
