@@ -62,7 +62,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="write the simulation ONNX model (noise seed 0; needs --data)")
     p.add_argument("--json", metavar="PATH", help="write the report as JSON ('-' for stdout)")
     p.add_argument("-o", "--out", metavar="DIR",
-                   help="write report.json (and simulation.onnx with --data) into DIR, atomically")
+                   help="write report.json, report.html (a self-contained page with plots) and, "
+                        "with --data, simulation.onnx into DIR, atomically")
     p.add_argument("--force", action="store_true", help="replace an existing --out folder")
     p.add_argument("--print-ir", action="store_true", help="print the imported IR and exit")
     p.add_argument("--quiet", "-q", action="store_true", help="print only errors")
@@ -189,9 +190,11 @@ def run(argv: Sequence[str]) -> int:
     if args.json:
         _write_json(args.json, dumps(report))
     if args.out:
+        from imccompile.html_report import render_html
         from imccompile.output import write_folder
 
         files: dict = {"report.json": dumps(report) + "\n"}
+        files["report.html"] = render_html(report)
         if res.calibration is not None:
             import onnx
 
