@@ -70,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--verbose", "-v", action="store_true", help="print every op, digital ones too")
     p.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     p.add_argument("--version", action="version", version=f"imccompile {__version__}")
+    from imccompile.cli_search import add_arguments
+
+    add_arguments(p)
     return p
 
 
@@ -156,24 +159,46 @@ def run(argv: Sequence[str]) -> int:
         raise UsageError(f"--samples must be >= 1, got {args.samples}")
     if args.emit and not args.data:
         raise UsageError("--emit needs --data (the simulation model is calibrated on it)")
-    data = None
-    if args.data:
-        from imccompile.simulate import SimOptions
-
-        data = args.data
-        opts = SimOptions(adc_range=args.adc_range)
-        if args.ideal:
-            opts = SimOptions(noise=False, adc=False, dac=False, weights=False)
-    res = compile_model(args.model, args.target, overrides=args.overrides, passes=args.passes,
-                        input_shapes=shapes, overflow=args.overflow,
-                        replicate=_parse_pairs(args.replicate, "--replicate"),
-                        auto_replicate=args.auto_replicate, data=data, seeds=args.seeds,
-                        sim_options=opts if data else None,
-                        progress=console.progress("accuracy", args.seeds) if data else None,
-                        samples=args.samples)
     if args.out and Path(args.out).exists() and not args.force:  # refuse before the work
         raise UsageError(f"{args.out}: already exists; choose another folder or pass --force "
                          "to replace it")
+    search_result = None
+    if args.search is not None or args.from_trial is not None:
+        if args.passes:
+            raise UsageError("--passes and --search/--from-trial exclude each other: the search "
+                             "writes the pipeline of every trial")
+        from imccompile import cli_search
+
+        if args.search is not None:
+            if args.from_trial is not None:
+                raise UsageError("--search and --from-trial exclude each other")
+            search_result, report = cli_search.run_search(args, console, shapes)
+            res = search_result.chosen_result
+        else:
+            res, info = cli_search.run_from_trial(args, shapes)
+            report = res.report()
+            report["from_trial"] = info
+        if res is None:  # no feasible point: only the search section is written
+            _finish(args, console, None, report, search_result)
+            return 0
+    else:
+        data = None
+        opts = None
+        if args.data:
+            from imccompile.simulate import SimOptions
+
+            data = args.data
+            opts = SimOptions(adc_range=args.adc_range)
+            if args.ideal:
+                opts = SimOptions(noise=False, adc=False, dac=False, weights=False)
+        res = compile_model(args.model, args.target, overrides=args.overrides, passes=args.passes,
+                            input_shapes=shapes, overflow=args.overflow,
+                            replicate=_parse_pairs(args.replicate, "--replicate"),
+                            auto_replicate=args.auto_replicate, data=data, seeds=args.seeds,
+                            sim_options=opts,
+                            progress=console.progress("accuracy", args.seeds) if data else None,
+                            samples=args.samples)
+        report = res.report()
     if args.emit:
         import onnx
 
@@ -184,7 +209,12 @@ def run(argv: Sequence[str]) -> int:
             os.replace(tmp, args.emit)
         except OSError as e:
             raise UsageError(f"--emit {args.emit}: cannot write: {e.strerror}") from None
-    report = res.report()
+    _finish(args, console, res, report, search_result)
+    return 0
+
+
+def _finish(args, console, res, report: dict, search_result) -> None:
+    """Write --json / --out and print the tables."""
     from imccompile.report import dumps
 
     if args.json:
@@ -195,14 +225,15 @@ def run(argv: Sequence[str]) -> int:
 
         files: dict = {"report.json": dumps(report) + "\n"}
         files["report.html"] = render_html(report)
-        if res.calibration is not None:
-            import onnx
-
+        if res is not None and res.calibration is not None:
             files["simulation.onnx"] = res.simulation_model(0).SerializeToString()
+        if search_result is not None:
+            from imccompile.cli_search import pareto_csv
+
+            files["pareto.csv"] = pareto_csv(search_result)
         write_folder(args.out, files, force=args.force)
-    if args.json != "-":
+    if args.json != "-" and res is not None:
         console.cost_tables(report, verbose=args.verbose)
-    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

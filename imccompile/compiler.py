@@ -112,9 +112,14 @@ def compile(model: Any, target: Any = "pcm", *, overrides: Sequence[str] | TMapp
 
         dataset = load_data(data, graph, limit=samples)
     pipeline = ""
+    reference = None
     if passes:
         from imccompile.passes import run_pipeline
 
+        if dataset is not None:  # accuracy is reported against the uncompressed model
+            from imccompile.simulate import reference_outputs
+
+            reference = reference_outputs(graph, dataset)
         graph, pipeline = run_pipeline(graph, passes, target=tgt, data=dataset)
     res = compile_graph(graph, tgt, model_name=graph.name, overflow=overflow, replicate=replicate,
                         auto_replicate=auto_replicate, pipeline=pipeline)
@@ -123,5 +128,6 @@ def compile(model: Any, target: Any = "pcm", *, overrides: Sequence[str] | TMapp
     from imccompile.simulate import SimOptions, evaluate
 
     opts = sim_options or SimOptions()
-    acc, cal = evaluate(graph, tgt, dataset, seeds=seeds, opts=opts, progress=progress)
+    acc, cal = evaluate(graph, tgt, dataset, seeds=seeds, opts=opts, progress=progress,
+                        reference=reference)
     return dataclasses.replace(res, accuracy=acc, calibration=cal, sim_options=opts)

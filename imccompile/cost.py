@@ -83,6 +83,14 @@ def read_time_s(target, input_bits: int) -> float:
     return t
 
 
+def pwm_energy_factor(target, input_bits: int) -> float:
+    """PWM: row drive and cell read energy scale with the pulse length, 2^bits steps, relative to
+    the spec's figures for full dac.bits pulses. Bit-serial: 1 (the cycle count does it)."""
+    if target.dac.mode != "pwm":
+        return 1.0
+    return 2.0 ** (input_bits - target.dac.bits)
+
+
 def adcs_per_array(target) -> int:
     return math.ceil(target.array.cols / target.adc.columns_per_adc)
 
@@ -100,9 +108,10 @@ def matrix_layer_cost(op: MatrixOp, lm: LayerMapping, target, reload_cells: int 
     p = target.periphery
     cycles = input_cycles(target, lm.input_bits)
     reads = lm.vectors * cycles  # per copy; replicas split the vectors, totals stay
+    pulse = pwm_energy_factor(target, lm.input_bits)
     e = dict.fromkeys(COMPONENTS, 0.0)
-    e["array"] = reads * lm.used_cells * target.array.read_energy_per_cell_j
-    e["dac"] = reads * lm.driven_rows * target.dac.energy_per_conversion_j
+    e["array"] = reads * lm.used_cells * target.array.read_energy_per_cell_j * pulse
+    e["dac"] = reads * lm.driven_rows * target.dac.energy_per_conversion_j * pulse
     e["adc"] = reads * lm.converted_cols * adc_energy(target)
     e["shift_add"] = reads * lm.converted_cols * p.shift_add_energy_j
     e["accumulate"] = lm.vectors * lm.cols_logical * lm.row_tiles * p.accumulate_energy_j

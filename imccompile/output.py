@@ -29,6 +29,9 @@ def write_folder(out: str | os.PathLike[str], files: Mapping[str, Content], forc
     try:
         parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # mkdtemp makes it 0700; a folder gets the usual mode
     except OSError as e:
         raise UsageError(f"{dest}: cannot create the output folder: {e.strerror}") from None
     try:

@@ -265,13 +265,26 @@ def score(outputs: np.ndarray, reference: np.ndarray, labels: np.ndarray | None)
     return "cosine", float(x @ y / denom) if denom > 0 else 0.0
 
 
+def reference_outputs(graph: Graph, data: Dataset) -> np.ndarray:
+    """The float model's first output per sample (ideal emission, onnxruntime)."""
+    model, _ = emit(graph)
+    return _first_outputs(graph, model, data)
+
+
 def evaluate(graph: Graph, target, data: Dataset, *, seeds: int = 1, opts: SimOptions = SimOptions(),
-             base_seed: int = 0, progress: Callable[[int, int], None] | None = None
-             ) -> tuple[dict[str, Any], Calibration]:
-    """Accuracy of the compiled graph under the target's hardware, over ``seeds`` noise draws."""
+             base_seed: int = 0, progress: Callable[[int, int], None] | None = None,
+             reference: np.ndarray | None = None) -> tuple[dict[str, Any], Calibration]:
+    """Accuracy of the compiled graph under the target's hardware, over ``seeds`` noise draws.
+
+    ``reference``: outputs of the uncompressed float model (see `reference_outputs`); the
+    ``float`` figure and the agreement metrics are taken against it. Default: the graph's own
+    float outputs (no compression passes ran).
+    """
     if seeds < 1:
         raise DataError(f"--seeds must be >= 1, got {seeds}")
     cal = calibrate(graph, target, data, opts)
+    if reference is not None:
+        cal = Calibration(cal.act, cal.adc, reference)
     metric, float_value = score(cal.reference, cal.reference, data.labels)
     per_seed = []
     rel_errors = []

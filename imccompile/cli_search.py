@@ -1,0 +1,173 @@
+"""The search side of the command line: ``--search N`` and ``--from-trial N``."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+from typing import Any
+
+from imccompile.errors import UsageError
+from imccompile.search import OBJECTIVES, SearchConfig
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("search (co-optimization of compression and hardware knobs)")
+    g.add_argument("--search", type=int, metavar="TRIALS",
+                   help="run (or resume) a search until TRIALS trials have completed")
+    g.add_argument("--objectives", default="accuracy,energy", metavar="LIST",
+                   help=f"comma-separated objectives from {', '.join(OBJECTIVES)} "
+                        "(default accuracy,energy)")
+    g.add_argument("--max-accuracy-drop", type=float, metavar="POINTS",
+                   help="constraint: accuracy at most this many percentage points below float")
+    g.add_argument("--max-area", type=float, metavar="MM2", help="constraint: area used, mm²")
+    g.add_argument("--max-arrays", type=int, metavar="N", help="constraint: arrays used")
+    g.add_argument("--sampler", default="nsga2", choices=["nsga2", "tpe", "random"],
+                   help="Optuna sampler (default nsga2)")
+    g.add_argument("--search-seed", type=int, default=0, metavar="N",
+                   help="sampler seed (default 0; workers add their index)")
+    g.add_argument("--storage", metavar="URL",
+                   help="Optuna storage: sqlite:///study.db (resumable), postgresql://..., or "
+                        "journal:/path/file.log; default in memory")
+    g.add_argument("--study", metavar="NAME", help="study name in the storage "
+                   "(default imccompile-<model name>)")
+    g.add_argument("--n-jobs", type=int, default=1, metavar="N",
+                   help="local worker processes on the same study")
+    g.add_argument("--fix", action="append", default=[], metavar="KNOB=VALUE",
+                   help="pin a knob: adc.bits=6, weight_bits=4 (all layers), "
+                        "weight_bits:LAYER=8, prune=0, act_bits=8, array.rows=128 (repeatable)")
+    g.add_argument("--space", metavar="JSON",
+                   help='narrow knob ranges: {"adc.bits": [4, 6], "prune": {"high": 0.5}}')
+    g.add_argument("--from-trial", type=int, metavar="N",
+                   help="re-create trial N of a stored study (needs --storage and --study or the "
+                        "default study name) and report it like a single compile")
+
+
+def config_from_args(args: argparse.Namespace, shapes: dict) -> SearchConfig:
+    from imccompile.space import load_space_file
+
+    fix = []
+    for item in args.fix:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise UsageError(f"--fix {item!r}: expected KNOB=VALUE (e.g. --fix adc.bits=6)")
+        fix.append((name, value))
+    space = tuple(load_space_file(args.space).items()) if args.space else ()
+    objectives = tuple(o.strip() for o in args.objectives.split(",") if o.strip())
+    return SearchConfig(
+        model=str(args.model), target=str(args.target), overrides=tuple(args.overrides),
+        data=str(args.data) if args.data else None, samples=args.samples, objectives=objectives,
+        max_accuracy_drop=args.max_accuracy_drop, max_area=args.max_area,
+        max_arrays=args.max_arrays, sampler=args.sampler, seed=args.search_seed, seeds=args.seeds,
+        fix=tuple(fix), space=space,
+        input_shapes=tuple((k, tuple(v)) for k, v in shapes.items()), overflow=args.overflow)
+
+
+def pareto_csv(result) -> str:
+    buf = io.StringIO()
+    objs = list(result.cfg.objectives)
+    w = csv.writer(buf)
+    w.writerow(["trial", *objs, "arrays", "chosen", "pipeline", "overrides"])
+    chosen = result.chosen["trial"] if result.chosen else None
+    for p in result.pareto:
+        w.writerow([p["trial"], *[repr(p["values"][o]) for o in objs], int(p["values"]["arrays"]),
+                    int(p["trial"] == chosen), p["pipeline"], " ".join(p["overrides"])])
+    return buf.getvalue()
+
+
+def print_front(console, result) -> None:
+    from rich.table import Table
+
+    from imccompile.display import si
+
+    if console.quiet:
+        return
+    objs = list(result.cfg.objectives)
+    t = Table(title=f"Pareto front of study {result.study.study_name} "
+                    f"({len(result.trials)} completed trials)", title_justify="left")
+    t.add_column("trial", justify="right")
+    for o in objs:
+        t.add_column(o, justify="right")
+    t.add_column("arrays", justify="right")
+    t.add_column("knobs")
+    chosen = result.chosen["trial"] if result.chosen else None
+    for p in result.pareto:
+        v = p["values"]
+        cells = []
+        for o in objs:
+            unit = OBJECTIVES[o][2]
+            cells.append(f"{v[o]:.4f}" if not unit else si(v[o], unit))
+        knobs = " ".join(p["overrides"]) or "spec defaults"
+        mark = "*" if p["trial"] == chosen else ""
+        t.add_row(f"{p['trial']}{mark}", *cells, str(int(v["arrays"])), knobs)
+    console.out.print(t)
+    if result.baseline:
+        b = result.baseline["values"]
+        parts = [f"{o} {b[o]:.4g}" for o in objs if o in b]
+        console.out.print("baseline (target defaults, no passes): " + ", ".join(parts), highlight=False)
+    if result.chosen:
+        console.out.print(f"chosen: trial {result.chosen['trial']} (*) — re-create with: "
+                          f"--passes '{result.chosen['pipeline']}' "
+                          + " ".join(f"--set {o}" for o in result.chosen["overrides"])
+                          + (" --auto-replicate" if result.chosen["auto_replicate"] else ""),
+                          highlight=False)
+    else:
+        console.out.print("no feasible point: relax the constraints or run more trials")
+
+
+def progress_callback(console, trials: int):
+    if console.quiet:
+        return None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(TextColumn("search"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TextColumn("{task.description}"), console=console.err, transient=True)
+    task = bar.add_task("", total=trials)
+    bar.start()
+
+    def update(done: int, total: int, best: str) -> None:
+        bar.update(task, completed=done, description=best)
+        if done >= total:
+            bar.stop()
+
+    update.stop = bar.stop  # type: ignore[attr-defined]
+    return update
+
+
+def run_search(args: argparse.Namespace, console, shapes: dict) -> tuple[Any, dict]:
+    """Run the search; returns (chosen CompileResult or None, report dict)."""
+    from imccompile.search import search
+
+    cfg = config_from_args(args, shapes)
+    prog = progress_callback(console, args.search)
+    try:
+        result = search(cfg, args.search, storage=args.storage, study_name=args.study,
+                        n_jobs=args.n_jobs, progress=prog)
+    finally:
+        if prog is not None:
+            prog.stop()
+    print_front(console, result)
+    res = result.chosen_result
+    report = res.report() if res is not None else {"model": cfg.model, "search": None}
+    report["search"] = result.to_dict()
+    report["search"]["storage"] = args.storage or "memory"
+    return result, report
+
+
+def run_from_trial(args: argparse.Namespace, shapes: dict):
+    from imccompile.search import recreate_trial
+
+    if not args.storage:
+        raise UsageError("--from-trial needs --storage (the study's storage URL)")
+    cfg = config_from_args(args, shapes)
+    name = args.study or f"imccompile-{__import__('pathlib').Path(cfg.model).stem}"
+    res, values, row = recreate_trial(cfg, args.storage, name, args.from_trial)
+    stored = row["values"]
+    return res, {"trial": args.from_trial, "stored_values": stored, "values": values,
+                 "pipeline": row["pipeline"], "overrides": row["overrides"],
+                 "same": all(stored.get(k) == values.get(k) for k in stored)}
+
+
+def dumps_front(result) -> str:
+    return json.dumps(result.to_dict(), indent=2)

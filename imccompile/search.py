@@ -1,0 +1,480 @@
+"""Co-optimization search with Optuna: compression and hardware knobs, Pareto front, storage.
+
+Every trial is a full compile of one point of the space (see imccompile.space): passes from its
+pipeline text, the target with its overrides, mapping, cost, and the accuracy simulation over the
+given seeds. Trials store their pipeline text and overrides as user attributes, so any trial is
+re-created exactly (``--from-trial N``).
+
+Storage: in memory by default; ``sqlite:///study.db`` resumes an interrupted search (the run
+continues until the requested number of trials has completed); any Optuna RDB URL (PostgreSQL)
+lets processes on many machines work on one study. ``n_jobs`` > 1 starts local worker processes
+on the same storage (a journal file when none is given).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing as mp
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from imccompile.errors import ImcCompileError, UsageError
+from imccompile.space import Space, build_space, point_to_compile
+
+OBJECTIVES = {  # name -> (direction, report key, unit)
+    "accuracy": ("maximize", "accuracy", ""),
+    "energy": ("minimize", "energy_j", "J"),
+    "latency": ("minimize", "latency_s", "s"),
+    "area": ("minimize", "area_mm2", "mm²"),
+}
+SAMPLERS = ("nsga2", "tpe", "random")
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Everything that defines a study (stored with it; a resumed study must match)."""
+
+    model: str
+    target: str
+    overrides: tuple[str, ...] = ()
+    data: str | None = None
+    samples: int | None = None
+    objectives: tuple[str, ...] = ("accuracy", "energy")
+    max_accuracy_drop: float | None = None  # percentage points
+    max_area: float | None = None
+    max_arrays: int | None = None
+    sampler: str = "nsga2"
+    seed: int | None = 0
+    seeds: int = 1
+    fix: tuple[tuple[str, Any], ...] = ()
+    space: tuple[tuple[str, Any], ...] = ()
+    input_shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    overflow: str = "chips"
+
+    def key(self) -> str:
+        """The part of the config that must match on resume (not the sampler or seed)."""
+        d = {k: v for k, v in self.__dict__.items() if k not in ("sampler", "seed")}
+        return json.dumps(d, sort_keys=True, default=str)
+
+    def validate(self) -> None:
+        bad = [o for o in self.objectives if o not in OBJECTIVES]
+        if bad or not self.objectives or len(set(self.objectives)) != len(self.objectives):
+            raise UsageError(f"--objectives {','.join(self.objectives)}: expected distinct names "
+                             f"from {', '.join(OBJECTIVES)}")
+        if "accuracy" in self.objectives and not self.data:
+            raise UsageError("the accuracy objective needs --data (calibration/evaluation set)")
+        if self.max_accuracy_drop is not None and not self.data:
+            raise UsageError("--max-accuracy-drop needs --data")
+        if self.sampler not in SAMPLERS:
+            raise UsageError(f"--sampler {self.sampler}: expected one of {', '.join(SAMPLERS)}")
+        for name, v in (("--max-accuracy-drop", self.max_accuracy_drop), ("--max-area", self.max_area),
+                        ("--max-arrays", self.max_arrays)):
+            if v is not None and (not math.isfinite(v) or v < 0):
+                raise UsageError(f"{name} must be a finite number >= 0, got {v}")
+
+
+@dataclass
+class Evaluator:
+    """Compiles and scores points; the float reference and data are loaded once."""
+
+    cfg: SearchConfig
+    graph: Any = None
+    target: Any = None
+    dataset: Any = None
+    space: Space | None = None
+    float_accuracy: float | None = None
+    reference: Any = None
+
+    def __post_init__(self) -> None:
+        from imccompile.frontend import import_model
+        from imccompile.simulate import load_data
+        from imccompile.spec import load_target
+
+        self.target = load_target(self.cfg.target, list(self.cfg.overrides))
+        self.graph = import_model(self.cfg.model, dict(self.cfg.input_shapes))
+        self.reference = None
+        if self.cfg.data:
+            from imccompile.simulate import reference_outputs, score
+
+            self.dataset = load_data(self.cfg.data, self.graph, limit=self.cfg.samples)
+            self.reference = reference_outputs(self.graph, self.dataset)
+            self.float_accuracy = score(self.reference, self.reference, self.dataset.labels)[1]
+        self.space = build_space(self.graph, self.target, dict(self.cfg.fix), dict(self.cfg.space))
+
+    def evaluate(self, point: Mapping[str, Any]) -> tuple[Any, dict[str, float]]:
+        """(CompileResult with accuracy, objective values incl. 'arrays') for a point."""
+        text, overrides, replicate = point_to_compile({**self.space.fixed, **point}, self.space.layers)
+        return self.evaluate_text(text, overrides, replicate)
+
+    def evaluate_text(self, text: str, overrides: Mapping[str, Any], replicate: bool):
+        import dataclasses
+
+        from imccompile.compiler import compile_graph
+        from imccompile.passes import run_pipeline
+        from imccompile.simulate import SimOptions, evaluate
+
+        tgt = self.target.replace_paths(dict(overrides)) if overrides else self.target
+        graph, canon = run_pipeline(self.graph, text, target=tgt, data=self.dataset)
+        res = compile_graph(graph, tgt, overflow=self.cfg.overflow, auto_replicate=replicate,
+                            pipeline=canon)
+        values = {"energy": res.cost.energy_j, "latency": res.schedule.latency_s,
+                  "area": res.cost.area_mm2, "arrays": float(res.mapping.arrays)}
+        if self.dataset is not None:
+            acc, cal = evaluate(graph, tgt, self.dataset, seeds=self.cfg.seeds, opts=SimOptions(),
+                                reference=self.reference if text else None)
+            res = dataclasses.replace(res, accuracy=acc, calibration=cal, sim_options=SimOptions())
+            values["accuracy"] = acc["mean"]
+        return res, values
+
+
+def _constraints(cfg: SearchConfig, values: Mapping[str, float], float_acc: float | None) -> list[float]:
+    out = []
+    if cfg.max_accuracy_drop is not None and float_acc is not None:
+        out.append(100.0 * (float_acc - values["accuracy"]) - cfg.max_accuracy_drop)
+    if cfg.max_area is not None:
+        out.append(values["area"] - cfg.max_area)
+    if cfg.max_arrays is not None:
+        out.append(values["arrays"] - cfg.max_arrays)
+    return out
+
+
+def _constraint_names(cfg: SearchConfig) -> list[str]:
+    names = []
+    if cfg.max_accuracy_drop is not None and cfg.data:
+        names.append("accuracy_drop")
+    if cfg.max_area is not None:
+        names.append("area")
+    if cfg.max_arrays is not None:
+        names.append("arrays")
+    return names
+
+
+def make_sampler(name: str, seed: int | None):
+    """Samplers see constraints through ``trial.set_constraint`` (Optuna >= 5)."""
+    import optuna
+
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=20)
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=10, multivariate=True)
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def _storage(url: str | None):
+    import optuna
+
+    if url is None:
+        return None
+    if url.startswith(("sqlite:", "postgresql", "mysql")):
+        return optuna.storages.RDBStorage(url, heartbeat_interval=30, grace_period=90)
+    if url.startswith("journal:"):
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        return JournalStorage(JournalFileBackend(url[len("journal:"):]))
+    raise UsageError(f"--storage {url}: expected an Optuna RDB URL (sqlite:///file.db, "
+                     "postgresql://user@host/db) or journal:/path/to/file.log")
+
+
+def open_study(cfg: SearchConfig, storage_url: str | None, study_name: str | None,
+               sampler_seed: int | None):
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    directions = [OBJECTIVES[o][0] for o in cfg.objectives]
+    try:
+        study = optuna.create_study(
+            storage=_storage(storage_url), study_name=study_name, directions=directions,
+            sampler=make_sampler(cfg.sampler, sampler_seed), load_if_exists=True)
+    except ImcCompileError:
+        raise
+    except Exception as e:
+        raise UsageError(f"--storage {storage_url}: cannot open the study: "
+                         f"{type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
+    if [d.name.lower() for d in study.directions] != directions:
+        raise UsageError(f"study {study.study_name!r} has other objectives; use another --study name")
+    stored = study.user_attrs.get("config")
+    if stored is None:
+        study.set_user_attr("config", cfg.key())
+    elif stored != cfg.key():
+        raise UsageError(f"study {study.study_name!r} in {storage_url} was made with other settings "
+                         "(model, target, data, objectives, constraints or space); use another "
+                         "--study name or the same settings to resume it")
+    return study
+
+
+def default_point(ev: Evaluator) -> dict[str, Any]:
+    """The knob values of the target as specified, without compression (those in the space)."""
+    t = ev.target
+    values = {"granularity": "element", "act_bits": t.precision.input_bits, "replicate": False,
+              "adc.bits": t.adc.bits, "array.rows": t.array.rows, "array.cols": t.array.cols,
+              "array.bits_per_cell": t.array.bits_per_cell}
+    for layer in ev.space.layers:
+        values[f"weight_bits:{layer}"] = t.precision.weight_bits
+        values[f"prune:{layer}"] = 0.0
+    out = {}
+    for k in ev.space.knobs:
+        v = values.get(k.name)
+        if v is None:
+            continue
+        if k.choices is not None and v not in k.choices:
+            continue  # e.g. a narrowed space without the default: let the sampler choose
+        if k.choices is None and not k.low <= v <= k.high:
+            continue
+        out[k.name] = v
+    return out
+
+
+def _objective(ev: Evaluator, cfg: SearchConfig):
+    def objective(trial):
+        point = {k.name: k.suggest(trial) for k in ev.space.knobs}
+        text, overrides, replicate = point_to_compile({**ev.space.fixed, **point}, ev.space.layers)
+        trial.set_user_attr("pipeline", text)
+        trial.set_user_attr("overrides", [f"{k}={json.dumps(v)}" for k, v in overrides.items()])
+        trial.set_user_attr("auto_replicate", replicate)
+        try:
+            _, values = ev.evaluate_text(text, overrides, replicate)
+        except ImcCompileError as e:  # an infeasible point: recorded as failed, search goes on
+            trial.set_user_attr("error", str(e))
+            raise
+        trial.set_user_attr("values", values)
+        if ev.float_accuracy is not None:
+            trial.set_user_attr("float_accuracy", ev.float_accuracy)
+        cons = _constraints(cfg, values, ev.float_accuracy)
+        trial.set_user_attr("constraints", cons)
+        for name, value in zip(_constraint_names(cfg), cons):
+            trial.set_constraint(name, value)
+        return tuple(values[o] for o in cfg.objectives)
+
+    return objective
+
+
+def completed(study) -> int:
+    from optuna.trial import TrialState
+
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+
+
+def run_worker(cfg: SearchConfig, storage_url: str | None, study_name: str | None, trials: int,
+               sampler_seed: int | None, on_trial: Callable[[Any, Any], None] | None = None,
+               study=None, ev: Evaluator | None = None):
+    """Run trials on the study until it holds ``trials`` completed ones."""
+    from optuna.study import MaxTrialsCallback
+    from optuna.trial import TrialState
+
+    ev = ev or Evaluator(cfg)
+    study = study or open_study(cfg, storage_url, study_name, sampler_seed)
+    callbacks = [MaxTrialsCallback(trials, states=(TrialState.COMPLETE,))]
+    if on_trial:
+        callbacks.append(on_trial)
+    attempts = 0  # bounded: a space where every point fails must not loop forever
+    while completed(study) < trials and attempts < 3 * max(trials, 1):
+        left = trials - completed(study)
+        study.optimize(_objective(ev, cfg), n_trials=left, callbacks=callbacks,
+                       catch=(ImcCompileError,), gc_after_trial=False)
+        attempts += left
+    return study
+
+
+def _worker_entry(cfg: SearchConfig, storage_url: str, study_name: str, trials: int, seed: int | None) -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops the workers
+    run_worker(cfg, storage_url, study_name, trials, seed)
+
+
+def dominates(a: Sequence[float], b: Sequence[float], directions: Sequence[str]) -> bool:
+    better = False
+    for x, y, d in zip(a, b, directions):
+        if d == "maximize":
+            x, y = -x, -y
+        if x > y:
+            return False
+        if x < y:
+            better = True
+    return better
+
+
+@dataclass
+class SearchResult:
+    study: Any
+    cfg: SearchConfig
+    pareto: list[dict[str, Any]] = field(default_factory=list)
+    trials: list[dict[str, Any]] = field(default_factory=list)
+    chosen: dict[str, Any] | None = None
+    chosen_result: Any = None
+    baseline: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"study": self.study.study_name, "objectives": list(self.cfg.objectives),
+                "directions": [OBJECTIVES[o][0] for o in self.cfg.objectives],
+                "sampler": self.cfg.sampler, "completed_trials": len(self.trials),
+                "constraints": {"max_accuracy_drop": self.cfg.max_accuracy_drop,
+                                "max_area": self.cfg.max_area, "max_arrays": self.cfg.max_arrays},
+                "pareto": self.pareto, "chosen": self.chosen["trial"] if self.chosen else None,
+                "baseline": self.baseline, "trials": self.trials}
+
+
+def _trial_row(t) -> dict[str, Any]:
+    return {"trial": t.number, "values": dict(t.user_attrs.get("values", {})),
+            "pipeline": t.user_attrs.get("pipeline", ""),
+            "overrides": list(t.user_attrs.get("overrides", [])),
+            "auto_replicate": bool(t.user_attrs.get("auto_replicate", False)),
+            "feasible": all(c <= 0 for c in t.user_attrs.get("constraints", [])),
+            "params": {k: (v if not isinstance(v, float) else float(v)) for k, v in t.params.items()}}
+
+
+def summarize(study, cfg: SearchConfig) -> SearchResult:
+    """Pareto front (feasible, mutually non-dominated completed trials) and the chosen point.
+
+    The chosen point: among the front, the one with the best value of the first non-accuracy
+    objective (e.g. lowest energy); with accuracy as the only objective, the most accurate.
+    """
+    from optuna.trial import TrialState
+
+    trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    rows = [_trial_row(t) for t in trials]
+    dirs = [OBJECTIVES[o][0] for o in cfg.objectives]
+    feasible = [r for r in rows if r["feasible"]]
+    vec = {r["trial"]: [r["values"][o] for o in cfg.objectives] for r in feasible}
+    front = [r for r in feasible
+             if not any(dominates(vec[o["trial"]], vec[r["trial"]], dirs) for o in feasible)]
+    # identical points: keep the earliest trial only
+    seen: set[tuple] = set()
+    pareto = []
+    for r in sorted(front, key=lambda r: r["trial"]):
+        key = tuple(vec[r["trial"]])
+        if key not in seen:
+            seen.add(key)
+            pareto.append(r)
+    cost_objs = [o for o in cfg.objectives if o != "accuracy"]
+    chosen = None
+    if pareto:
+        if cost_objs:
+            chosen = min(pareto, key=lambda r: (r["values"][cost_objs[0]], r["trial"]))
+        else:
+            chosen = max(pareto, key=lambda r: (r["values"]["accuracy"], -r["trial"]))
+    pareto.sort(key=lambda r: [(-1 if d == "maximize" else 1) * r["values"][o]
+                               for o, d in zip(cfg.objectives, dirs)])
+    return SearchResult(study, cfg, pareto, rows, chosen)
+
+
+def hypervolume(points: np.ndarray, ref: np.ndarray) -> float:
+    """Hypervolume of 2-D minimization points w.r.t. a reference point (exact sweep)."""
+    pts = points[np.all(points < ref, axis=1)]
+    if not len(pts):
+        return 0.0
+    pts = pts[np.argsort(pts[:, 0])]
+    hv, best_y = 0.0, ref[1]
+    for x, y in pts:
+        if y < best_y:
+            hv += (ref[0] - x) * (best_y - y)
+            best_y = y
+    return float(hv)
+
+
+def search(cfg: SearchConfig, trials: int, *, storage: str | None = None, study_name: str | None = None,
+           n_jobs: int = 1, progress: Callable[[int, int, str], None] | None = None) -> SearchResult:
+    """Run (or resume) a study until it holds ``trials`` completed trials; summarize it."""
+    cfg.validate()
+    if trials < 1:
+        raise UsageError(f"--search needs a number of trials >= 1, got {trials}")
+    if n_jobs < 1:
+        raise UsageError(f"--n-jobs must be >= 1, got {n_jobs}")
+    tmpdir = None
+    if n_jobs > 1 and storage is None:
+        tmpdir = tempfile.mkdtemp(prefix="imccompile-study-")
+        storage = f"journal:{os.path.join(tmpdir, 'study.log')}"
+    study_name = study_name or f"imccompile-{Path(cfg.model).stem}"
+    ev = Evaluator(cfg)
+    study = open_study(cfg, storage, study_name, cfg.seed)
+    if not study.trials:  # the target's own settings are always a point of the front
+        study.enqueue_trial(default_point(ev), skip_if_exists=True)
+    start = completed(study)
+
+    def on_trial(st, ft) -> None:
+        if progress:
+            progress(completed(st), trials, _best_text(st, cfg))
+
+    procs = []
+    try:
+        if n_jobs > 1:
+            ctx = mp.get_context("spawn")
+            for i in range(1, n_jobs):
+                seed = None if cfg.seed is None else cfg.seed + i
+                p = ctx.Process(target=_worker_entry, args=(cfg, storage, study_name, trials, seed),
+                                daemon=True)
+                p.start()
+                procs.append(p)
+        if progress:
+            progress(start, trials, _best_text(study, cfg))
+        run_worker(cfg, storage, study_name, trials, cfg.seed, on_trial, study=study, ev=ev)
+        for p in procs:
+            p.join()
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+                p.join(5)
+    result = summarize(study, cfg)
+    if result.chosen is not None:
+        res, _ = ev.evaluate_text(result.chosen["pipeline"], _ov(result.chosen["overrides"]),
+                                  result.chosen["auto_replicate"])
+        result.chosen_result = res
+    base_res, base_vals = ev.evaluate_text("", {}, False)
+    result.baseline = {"values": base_vals, "pipeline": "", "overrides": []}
+    if tmpdir:
+        import shutil
+
+        shutil.rmtree(tmpdir, ignore_errors=True)
+    return result
+
+
+def _ov(items: Sequence[str]) -> dict[str, Any]:
+    out = {}
+    for it in items:
+        k, _, v = it.partition("=")
+        out[k] = json.loads(v)
+    return out
+
+
+def _best_text(study, cfg: SearchConfig) -> str:
+    try:
+        res = summarize(study, cfg)
+    except Exception:
+        return ""
+    if not res.chosen:
+        return "no feasible point yet"
+    v = res.chosen["values"]
+    parts = []
+    for o in cfg.objectives:
+        unit = OBJECTIVES[o][2]
+        parts.append(f"{o} {v[o]:.4g}{' ' + unit if unit else ''}")
+    return f"front {len(res.pareto)} | chosen #{res.chosen['trial']}: " + ", ".join(parts)
+
+
+def recreate_trial(cfg: SearchConfig, storage: str, study_name: str, number: int):
+    """Re-create trial ``number`` of a stored study exactly: its CompileResult with accuracy."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.load_study(study_name=study_name, storage=_storage(storage))
+    except KeyError:
+        raise UsageError(f"--from-trial: no study {study_name!r} in {storage}") from None
+    trials = [t for t in study.get_trials(deepcopy=False) if t.number == number]
+    if not trials:
+        raise UsageError(f"--from-trial {number}: study {study_name!r} has trials "
+                         f"0..{len(study.trials) - 1}")
+    t = trials[0]
+    if "pipeline" not in t.user_attrs:
+        raise UsageError(f"--from-trial {number}: the trial holds no pipeline (state {t.state.name})")
+    ev = Evaluator(cfg)
+    res, values = ev.evaluate_text(t.user_attrs["pipeline"], _ov(t.user_attrs.get("overrides", [])),
+                                   bool(t.user_attrs.get("auto_replicate", False)))
+    return res, values, _trial_row(t)

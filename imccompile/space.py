@@ -1,0 +1,183 @@
+"""The co-optimization search space: knobs, their ranges, and how a point becomes a compile.
+
+A *point* is a dict of knob values. It turns into exactly two things, stored with every trial:
+  * a pipeline text (per-layer ``prune{...,match=LAYER}`` and ``quantize{...,match=LAYER}``),
+  * spec overrides (``adc.bits=6``, ``array.rows=128``, ...),
+so that any point is re-created with ``imccompile MODEL --target T --passes TEXT --set ...``.
+
+Knobs (names as given to ``--fix`` and in ``--space`` files):
+  * ``weight_bits:<layer>`` — per-layer weight bits (choices: the quantize pass's space, which
+    reads the target's ``search.weight_bits``); ``--fix weight_bits=4`` pins every layer;
+  * ``prune:<layer>`` — per-layer prune ratio in [low, high] (prune pass's space), steps of 0.05;
+  * ``granularity`` — pruning granularity for all layers (prune pass's space);
+  * ``act_bits`` — activation (DAC input) bits of every layer (target ``search.input_bits``);
+  * ``adc.bits``, ``array.rows``, ``array.cols``, ``array.bits_per_cell`` — hardware knobs, from
+    the target's ``search`` lists (what the device allows);
+  * ``replicate`` — give spare arrays to the pipeline bottleneck (bool).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from imccompile.errors import UsageError
+from imccompile.ir import Graph
+
+HW_KNOBS = {"adc.bits": "adc_bits", "array.rows": "rows", "array.cols": "cols",
+            "array.bits_per_cell": "bits_per_cell"}
+PRUNE_STEP = 0.05
+
+
+@dataclass(frozen=True)
+class Knob:
+    """One searchable dimension: a categorical list or a float range with a step."""
+
+    name: str
+    choices: tuple[Any, ...] | None = None
+    low: float | None = None
+    high: float | None = None
+    step: float | None = None
+
+    def suggest(self, trial) -> Any:
+        if self.choices is not None:
+            return trial.suggest_categorical(self.name, list(self.choices))
+        return trial.suggest_float(self.name, self.low, self.high, step=self.step)
+
+    def describe(self) -> dict[str, Any]:
+        if self.choices is not None:
+            return {"choices": list(self.choices)}
+        return {"low": self.low, "high": self.high, "step": self.step}
+
+
+@dataclass(frozen=True)
+class Space:
+    knobs: tuple[Knob, ...]
+    fixed: dict[str, Any]
+    layers: tuple[str, ...]
+
+    def describe(self) -> dict[str, Any]:
+        return {"knobs": {k.name: k.describe() for k in self.knobs}, "fixed": dict(self.fixed),
+                "layers": list(self.layers)}
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def build_space(graph: Graph, target, fix: Mapping[str, Any] | None = None,
+                narrow: Mapping[str, Any] | None = None) -> Space:
+    """All knobs for this graph and target; ``fix`` pins knobs, ``narrow`` restricts ranges."""
+    from imccompile.passes import Prune, Quantize
+
+    layers = tuple(op.name for op in graph.matrix_ops)
+    qspace = Quantize.search_space(target)
+    pspace = Prune.search_space(target)
+    s = target.search
+    knobs: dict[str, Knob] = {}
+    for layer in layers:
+        knobs[f"weight_bits:{layer}"] = Knob(f"weight_bits:{layer}", tuple(qspace["weight_bits"]))
+    for layer in layers:
+        lo, hi = pspace["ratio"]
+        knobs[f"prune:{layer}"] = Knob(f"prune:{layer}", low=float(lo), high=float(hi), step=PRUNE_STEP)
+    knobs["granularity"] = Knob("granularity", tuple(pspace["granularity"]))
+    knobs["act_bits"] = Knob("act_bits", tuple(s.input_bits))
+    for path, field in HW_KNOBS.items():
+        knobs[path] = Knob(path, tuple(getattr(s, field)))
+    knobs["replicate"] = Knob("replicate", (False, True))
+
+    fixed: dict[str, Any] = {}
+    for name, value in (fix or {}).items():
+        value = _parse_value(value) if isinstance(value, str) else value
+        targets = [k for k in knobs if k == name or k.split(":", 1)[0] == name and ":" in k]
+        if name in ("weight_bits", "prune"):
+            targets = [k for k in knobs if k.startswith(name + ":")]
+        if not targets:
+            raise UsageError(f"--fix {name}={value}: unknown knob (knobs: weight_bits, "
+                             f"weight_bits:LAYER, prune, prune:LAYER, granularity, act_bits, "
+                             f"{', '.join(HW_KNOBS)}, replicate)")
+        for k in targets:
+            _check_value(knobs[k], value, f"--fix {name}")
+            fixed[k] = value
+            knobs.pop(k)
+    for name, rng in (narrow or {}).items():
+        targets = [k for k in knobs if k == name] or \
+            [k for k in knobs if k.startswith(name + ":")]
+        if not targets:
+            if name in fixed or any(f.startswith(name + ":") for f in fixed):
+                continue
+            raise UsageError(f"--space: unknown knob {name!r} (knobs: {', '.join(sorted(knobs))})")
+        for k in targets:
+            knobs[k] = _narrow(knobs[k], rng)
+    return Space(tuple(knobs.values()), fixed, layers)
+
+
+def _check_value(knob: Knob, value: Any, where: str) -> None:
+    if knob.choices is not None:
+        if value not in knob.choices:
+            raise UsageError(f"{where}: {knob.name} must be one of {list(knob.choices)}, got {value!r}")
+    elif not isinstance(value, (int, float)) or isinstance(value, bool) or \
+            not knob.low <= value <= knob.high:
+        raise UsageError(f"{where}: {knob.name} must be a number in [{knob.low}, {knob.high}], "
+                         f"got {value!r}")
+
+
+def _narrow(knob: Knob, rng: Any) -> Knob:
+    where = f"--space {knob.name}"
+    if knob.choices is not None:
+        if not isinstance(rng, list) or not rng:
+            raise UsageError(f"{where}: expected a non-empty list of choices from {list(knob.choices)}")
+        for v in rng:
+            _check_value(knob, v, where)
+        return Knob(knob.name, tuple(rng))
+    if not (isinstance(rng, dict) and set(rng) <= {"low", "high", "step"}):
+        raise UsageError(f'{where}: expected {{"low": x, "high": y}} within [{knob.low}, {knob.high}]')
+    low = float(rng.get("low", knob.low))
+    high = float(rng.get("high", knob.high))
+    if not knob.low <= low <= high <= knob.high:
+        raise UsageError(f"{where}: range [{low}, {high}] is not within [{knob.low}, {knob.high}]")
+    return Knob(knob.name, low=low, high=high, step=float(rng.get("step", knob.step)))
+
+
+def load_space_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise UsageError(f"--space {path}: no such file") from None
+    except json.JSONDecodeError as e:
+        raise UsageError(f"--space {path}: not JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"--space {path}: expected an object of knob -> choices or range")
+    return data
+
+
+def point_to_compile(point: Mapping[str, Any], layers: tuple[str, ...]) -> tuple[str, dict[str, Any], bool]:
+    """(pipeline text, spec overrides, auto_replicate) for a point (knobs + fixed values)."""
+    from imccompile.passes import Prune, Quantize, pipeline_text
+
+    passes = []
+    gran = point.get("granularity", "element")
+    for layer in layers:
+        ratio = round(float(point.get(f"prune:{layer}", 0.0)), 6)
+        if ratio > 0:
+            passes.append(Prune(ratio=ratio, granularity=gran, match=layer))
+    act = point.get("act_bits")
+    for layer in layers:
+        wb = point.get(f"weight_bits:{layer}")
+        if wb is not None or act is not None:
+            kw: dict[str, Any] = {"match": layer}
+            if wb is not None:
+                kw["weight_bits"] = int(wb)
+            if act is not None:
+                kw["act_bits"] = int(act)
+            passes.append(Quantize(**kw))
+    overrides = {path: point[path] for path in HW_KNOBS if path in point}
+    if act is not None:
+        overrides["precision.input_bits"] = int(act)
+    return pipeline_text(passes), overrides, bool(point.get("replicate", False))
