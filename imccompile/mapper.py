@@ -156,6 +156,21 @@ def _kept(op: MatrixOp) -> tuple[int, int, int, int]:
     return rows_g, int(mask.any(axis=0).sum()), live, cols_g
 
 
+def _live_tiles(mask: np.ndarray, rows: int, usable: int, phys_per_col: int) -> int:
+    """Tiles of the compacted mask (empty rows/columns removed) that hold any kept weight."""
+    m = mask[mask.any(axis=1)][:, mask.any(axis=0)]
+    k, n = m.shape
+    rt = -(-k // rows)
+    by_row_tile = np.zeros((rt * rows, n), bool)
+    by_row_tile[:k] = m
+    by_row_tile = by_row_tile.reshape(rt, rows, n).any(axis=1)  # (row tiles, logical cols)
+    phys = np.repeat(by_row_tile, phys_per_col, axis=1)  # (row tiles, physical cols)
+    ct = -(-phys.shape[1] // usable)
+    padded = np.zeros((rt, ct * usable), bool)
+    padded[:, :phys.shape[1]] = phys
+    return int(padded.reshape(rt, ct, usable).any(axis=2).sum())
+
+
 def map_layer(op: MatrixOp, rows: int, cols: int, bits_per_cell: int, scheme: str,
               default_weight_bits: int, default_input_bits: int, replicas: int = 1) -> LayerMapping:
     """Map one MatrixOp onto rows x cols arrays (pure; see module docstring for the rules)."""
@@ -187,6 +202,13 @@ def map_layer(op: MatrixOp, rows: int, cols: int, bits_per_cell: int, scheme: st
         used = g * k * block_cols
         converted = g * row_tiles * n_per_group * slices
         driven = g * k * col_tiles
+        if g == 1 and op.compression.mask is not None:
+            live = _live_tiles(op.compression.mask, rows, usable, slices * cdev)
+            if live < arrays:  # block pruning emptied whole tiles: they are not placed
+                used = used * live // arrays
+                converted = converted * live // arrays
+                driven = driven * live // arrays
+                arrays = live
     if scheme == "offset":
         converted += arrays  # the reference column is digitized too
         used += arrays * rows  # it holds reference cells
