@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from imccompile.fuse import fold_batchnorm
 from imccompile.ir import Graph
 from imccompile.passes.base import Pass, PassContext, register_pass
 
@@ -24,6 +25,4 @@ class FoldBatchNorm(Pass):
     runs_before: ClassVar[tuple[str, ...]] = ("prune", "quantize")
 
     def apply(self, graph: Graph, ctx: PassContext) -> Graph:
-        from imccompile.frontend.fuse import fold_batchnorm  # frontend: imported on use only
-
         return fold_batchnorm(graph)

@@ -11,7 +11,7 @@ import onnx
 from imccompile.errors import ModelImportError
 from imccompile.frontend.convert import Converter
 from imccompile.frontend.fold import fold_constants
-from imccompile.frontend.fuse import fold_batchnorm, fuse_bias_add
+from imccompile.fuse import fold_batchnorm, fuse_bias_add
 from imccompile.frontend.load import (
     InputShapes, check_model, dims_of, elem_dtype, fix_input_shapes, infer_shapes,
     initializer_arrays, parse_input_shape, read_model,
