@@ -14,7 +14,7 @@ from imccompile.frontend.fold import fold_constants
 from imccompile.fuse import fold_batchnorm, fuse_bias_add
 from imccompile.frontend.load import (
     InputShapes, check_model, dims_of, elem_dtype, fix_input_shapes, infer_shapes,
-    initializer_arrays, parse_input_shape, read_model,
+    initializer_arrays, parse_input_shape, read_model, shell_of,
 )
 from imccompile.ir import Graph, TensorInfo
 
@@ -87,15 +87,13 @@ def import_model(model: str | os.PathLike[str] | onnx.ModelProto,
         ModelImportError: unreadable or invalid model, control flow, unknown shapes, ops the
             frontend cannot classify (UnsupportedOpError).
     """
-    proto, display = read_model(model)
-    if isinstance(model, onnx.ModelProto):  # never mutate the caller's proto
-        copy = onnx.ModelProto()
-        copy.CopyFrom(model)
-        proto = copy
-    check_model(proto, display)
+    full, display, base = read_model(model)
+    check_model(full, display)
+    consts: dict[str, np.ndarray] = initializer_arrays(full, base, display)
+    proto = shell_of(full)  # the caller's proto is never modified; ours is dropped here
+    del full
     fix_input_shapes(proto, dict(input_shapes or {}), display)
     opset = _opset(proto)
-    consts: dict[str, np.ndarray] = initializer_arrays(proto)
     nodes = list(proto.graph.node)
     infos = infer_shapes(proto, nodes, consts, display)
     for _ in range(MAX_FOLD_ROUNDS):

@@ -134,7 +134,7 @@ class Converter:
                 f"{self.display}: node {name!r} (Conv): input {list(x)} does not match weight "
                 f"{list(w.shape)} with group={g}")
         k = _size(w.shape[1:])
-        wkn = np.ascontiguousarray(np.asarray(w, np.float32).reshape(cout, k).T)
+        wkn = np.asarray(w, np.float32).reshape(cout, k).T  # a view: big weights stay mapped
         attrs.update(in_channels=int(x[1]), out_channels=cout, kernel_shape=list(w.shape[2:]))
         self.ops.append(MatrixOp(
             name=name, kind="conv", inputs=(node.input[0],), outputs=(node.output[0],), weight=wkn,
@@ -178,7 +178,7 @@ class Converter:
         alpha, beta = float(attrs.get("alpha", 1.0)), float(attrs.get("beta", 1.0))
         w = np.asarray(b_c, np.float32)
         w = w.T if attrs.get("transB", 0) else w
-        w = np.ascontiguousarray(w * np.float32(alpha)) if alpha != 1.0 else np.ascontiguousarray(w)
+        w = w * np.float32(alpha) if alpha != 1.0 else w  # transB: a view, not a copy
         a = self.shape(node.input[0], node)
         m = a[1] if attrs.get("transA", 0) else a[0]
         if len(a) != 2 or (a[0] if attrs.get("transA", 0) else a[1]) != w.shape[0]:
@@ -242,7 +242,7 @@ class Converter:
             raise ModelImportError(
                 f"{self.display}: node {name!r} (MatMul): shapes {shapes[0]} and {shapes[1]} "
                 "cannot be multiplied")
-        wkn = np.ascontiguousarray(np.concatenate(blocks, axis=1))
+        wkn = blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=1)
         vectors = _size(y) // wkn.shape[1] if y else 1
         self.ops.append(MatrixOp(
             name=name, kind=kind, inputs=(x,), outputs=(node.output[0],), weight=wkn, bias=None,

@@ -34,15 +34,52 @@ def parse_input_shape(text: str) -> tuple[str, tuple[int, ...]]:
     return name, shape
 
 
-def read_model(model: str | os.PathLike[str] | onnx.ModelProto) -> tuple[onnx.ModelProto, str]:
-    """Load a model (external data included) and return it with a display name."""
+def available_memory_bytes() -> int | None:
+    """MemAvailable from /proc/meminfo (None where unknown)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def _external_info(init: onnx.TensorProto) -> dict[str, str]:
+    return {e.key: e.value for e in init.external_data}
+
+
+def weight_bytes(proto: onnx.ModelProto) -> int:
+    """Bytes of all initializers, inline or external, from their dims and types."""
+    total = 0
+    for init in proto.graph.initializer:
+        try:
+            item = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(init.data_type)).itemsize
+        except Exception:
+            item = 4
+        total += int(np.prod(init.dims, dtype=np.int64)) * item
+    return total
+
+
+def read_model(model: str | os.PathLike[str] | onnx.ModelProto
+               ) -> tuple[onnx.ModelProto, str, Path | None]:
+    """Load a model's graph (external weight data stays on disk) with a display name and the
+    folder its external data lives in. Refuses a model whose weights exceed the free memory."""
     if isinstance(model, onnx.ModelProto):
-        return model, model.graph.name or "model"
+        return model, model.graph.name or "model", None
     path = Path(model)
     if not path.exists():
         raise ModelImportError(f"{path}: no such file")
     if path.is_dir():
         raise ModelImportError(f"{path}: is a directory, expected an .onnx file")
+    avail = available_memory_bytes()
+    size = path.stat().st_size
+    if avail is not None and size > avail:
+        raise ModelImportError(
+            f"{path}: the file is {size / 2**30:.1f} GiB but only {avail / 2**30:.1f} GiB of memory "
+            "is free; save its weights as external data (onnx.save_model(..., "
+            "save_as_external_data=True)) or use a machine with more memory")
     try:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception as e:  # protobuf raises DecodeError and others
@@ -50,12 +87,12 @@ def read_model(model: str | os.PathLike[str] | onnx.ModelProto) -> tuple[onnx.Mo
             f"{path}: not a readable ONNX model ({type(e).__name__}: {str(e)[:200]})") from None
     if not proto.graph.node and not proto.graph.output:
         raise ModelImportError(f"{path}: not an ONNX model (no graph, no nodes, no outputs)")
-    try:
-        onnx.load_external_data_for_model(proto, str(path.parent))
-    except Exception as e:
+    need = weight_bytes(proto)
+    if avail is not None and need > avail:
         raise ModelImportError(
-            f"{path}: cannot load its external weight data ({type(e).__name__}: {e})") from None
-    return proto, path.stem
+            f"{path}: its weights take {need / 2**30:.1f} GiB but only {avail / 2**30:.1f} GiB of "
+            "memory is free; nothing was loaded. Use a machine with more memory")
+    return proto, path.stem, path.parent
 
 
 def check_model(proto: onnx.ModelProto, display: str) -> None:
@@ -139,7 +176,7 @@ def elem_dtype(vi: onnx.ValueInfoProto) -> str:
 
 def fix_input_shapes(proto: onnx.ModelProto, shapes: InputShapes, display: str) -> None:
     """Set the real inputs' dims from --input-shape; refuse unknown names or symbolic leftovers."""
-    inits = {i.name for i in proto.graph.initializer}
+    inits = {i.name for i in proto.graph.initializer}  # none in a shell (see shell_of)
     real = [i for i in proto.graph.input if i.name not in inits]
     names = [i.name for i in real]
     for name in shapes:
@@ -215,11 +252,64 @@ def infer_shapes(proto: onnx.ModelProto, nodes: list[onnx.NodeProto], consts: Ma
     return out
 
 
-def initializer_arrays(proto: onnx.ModelProto) -> dict[str, np.ndarray]:
+def _external_array(init: onnx.TensorProto, base: Path | None, display: str) -> np.ndarray:
+    """A read-only memory map of an external tensor (nothing is read until used)."""
+    info = _external_info(init)
+    loc = info.get("location", "")
+    if base is None:
+        raise ModelImportError(
+            f"{display}: initializer {init.name!r} keeps its data in external file {loc!r}; "
+            "import the model from its path so the file can be found")
+    dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(init.data_type))
+    file = (base / loc).resolve()
+    if not loc or Path(loc).is_absolute() or base.resolve() not in file.parents:
+        raise ModelImportError(f"{display}: initializer {init.name!r}: external data location "
+                               f"{loc!r} must be a file beside the model")
+    if not file.is_file():
+        raise ModelImportError(f"{display}: initializer {init.name!r}: external data file "
+                               f"{loc!r} not found next to the model")
+    offset = int(info.get("offset", 0) or 0)
+    count = int(np.prod(init.dims, dtype=np.int64))
+    length = int(info.get("length", count * dtype.itemsize) or count * dtype.itemsize)
+    if length != count * dtype.itemsize or offset + length > file.stat().st_size:
+        raise ModelImportError(f"{display}: initializer {init.name!r}: external data {loc!r} "
+                               f"holds {length} bytes at offset {offset}; the tensor needs "
+                               f"{count * dtype.itemsize} (file size {file.stat().st_size})")
+    if count == 0:
+        return np.zeros(tuple(init.dims), dtype)
+    return np.memmap(file, dtype=dtype, mode="r", offset=offset, shape=tuple(init.dims))
+
+
+def initializer_arrays(proto: onnx.ModelProto, base: Path | None = None,
+                       display: str = "model") -> dict[str, np.ndarray]:
+    """Every initializer as a numpy array; external data is memory-mapped, not read."""
     out: dict[str, np.ndarray] = {}
     for init in proto.graph.initializer:
         try:
-            out[init.name] = numpy_helper.to_array(init)
+            if init.data_location == onnx.TensorProto.EXTERNAL:
+                out[init.name] = _external_array(init, base, display)
+            else:
+                out[init.name] = numpy_helper.to_array(init)
+        except ModelImportError:
+            raise
         except Exception as e:
-            raise ModelImportError(f"initializer {init.name!r} cannot be read: {e}") from None
+            raise ModelImportError(
+                f"{display}: initializer {init.name!r} cannot be read: {e}") from None
     return out
+
+
+def shell_of(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """The model without its initializers (cheap to copy and safe to modify)."""
+    shell = onnx.ModelProto()
+    for f in ("ir_version", "producer_name", "producer_version", "domain", "model_version"):
+        setattr(shell, f, getattr(proto, f))
+    shell.opset_import.extend(proto.opset_import)
+    shell.functions.extend(proto.functions)
+    g, src = shell.graph, proto.graph
+    g.name = src.name
+    inits = {i.name for i in src.initializer}
+    g.node.extend(src.node)
+    g.input.extend(i for i in src.input if i.name not in inits)
+    g.output.extend(src.output)
+    g.value_info.extend(src.value_info)
+    return shell
