@@ -197,7 +197,7 @@ def run(argv: Sequence[str]) -> int:
                             auto_replicate=args.auto_replicate, data=data, seeds=args.seeds,
                             sim_options=opts,
                             progress=console.progress("accuracy", args.seeds) if data else None,
-                            samples=args.samples)
+                            samples=args.samples, import_progress=console.lazy_progress("import"))
         report = res.report()
     if args.emit:
         import onnx

@@ -83,7 +83,7 @@ def compile(model: Any, target: Any = "pcm", *, overrides: Sequence[str] | TMapp
             overflow: OverflowPolicy = "chips", replicate: TMapping[str, int] | None = None,
             auto_replicate: bool = False, data: Any = None, seeds: int = 1,
             sim_options: Any = None, progress: Any = None,
-            samples: int | None = None) -> CompileResult:
+            samples: int | None = None, import_progress: Any = None) -> CompileResult:
     """Compile an ONNX model (path or ModelProto) for a target (bundled name, path, or Target).
 
     Args:
@@ -105,7 +105,7 @@ def compile(model: Any, target: Any = "pcm", *, overrides: Sequence[str] | TMapp
     import dataclasses
 
     tgt = _resolve_target(target, overrides)
-    graph = import_model(model, input_shapes)
+    graph = import_model(model, input_shapes, progress=import_progress)
     dataset = None
     if data is not None:
         from imccompile.simulate import load_data

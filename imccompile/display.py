@@ -47,6 +47,21 @@ class Console:
 
         return update
 
+    def lazy_progress(self, what: str, min_total: int = 256):
+        """A callback(done, total) that opens a progress bar on its first call when the work is
+        big enough (total >= min_total), e.g. importing a large model."""
+        if self.quiet:
+            return None
+        state: dict = {}
+
+        def update(done: int, total: int) -> None:
+            if "cb" not in state:
+                state["cb"] = self.progress(what, total) if total >= min_total else None
+            if state["cb"] is not None:
+                state["cb"](done, total)
+
+        return update
+
     def warn(self, msg: str) -> None:
         self.err.print(f"[yellow]warning:[/] {msg}", highlight=False)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 import onnx
@@ -76,12 +76,14 @@ def _shapes_by_running(proto: onnx.ModelProto, nodes: list[onnx.NodeProto],
 
 
 def import_model(model: str | os.PathLike[str] | onnx.ModelProto,
-                 input_shapes: InputShapes | None = None) -> Graph:
+                 input_shapes: InputShapes | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> Graph:
     """Import an ONNX model into the IR.
 
     Args:
         model: a path to an .onnx file (external data is read from its folder) or a ModelProto.
         input_shapes: static dims for inputs with symbolic/dynamic dims, by input name.
+        progress: called as progress(done, total) while nodes are converted.
 
     Raises:
         ModelImportError: unreadable or invalid model, control flow, unknown shapes, ops the
@@ -119,6 +121,8 @@ def import_model(model: str | os.PathLike[str] | onnx.ModelProto,
     conv = Converter(consts, tensors, display)
     for k, node in enumerate(nodes):
         conv.convert(node, k)
+        if progress is not None and (k % 64 == 63 or k == len(nodes) - 1):
+            progress(k + 1, len(nodes))
     for out in outputs:  # a graph output that folded to a constant
         if out in consts:
             arr = np.asarray(consts[out])

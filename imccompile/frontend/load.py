@@ -34,16 +34,37 @@ def parse_input_shape(text: str) -> tuple[str, tuple[int, ...]]:
     return name, shape
 
 
+MEMORY_LIMIT_ENV = "IMCCOMPILE_MEMORY_LIMIT"
+
+
 def available_memory_bytes() -> int | None:
-    """MemAvailable from /proc/meminfo (None where unknown)."""
+    """Memory the tool may use: the least of MemAvailable (/proc/meminfo), the cgroup's free
+    memory (containers), and ``IMCCOMPILE_MEMORY_LIMIT`` (bytes, or with a K/M/G suffix).
+    None where none of them is known."""
+    limits: list[int] = []
     try:
         with open("/proc/meminfo", encoding="ascii") as f:
             for line in f:
                 if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
+                    limits.append(int(line.split()[1]) * 1024)
     except OSError:
-        return None
-    return None
+        pass
+    try:
+        top = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if top.isdigit():
+            used = int(Path("/sys/fs/cgroup/memory.current").read_text().strip())
+            limits.append(max(0, int(top) - used))
+    except (OSError, ValueError):
+        pass
+    env = os.environ.get(MEMORY_LIMIT_ENV, "").strip()
+    if env:
+        mult = {"K": 2**10, "M": 2**20, "G": 2**30}.get(env[-1].upper(), 1)
+        try:
+            limits.append(int(float(env[:-1] if mult > 1 else env) * mult))
+        except ValueError:
+            raise ModelImportError(f"{MEMORY_LIMIT_ENV}={env!r}: expected bytes, e.g. 8G or "
+                                   "512M") from None
+    return min(limits) if limits else None
 
 
 def _external_info(init: onnx.TensorProto) -> dict[str, str]:
