@@ -68,33 +68,47 @@ def device_read(g_norm: np.ndarray, noise, g_max_us: float, rng: np.random.Gener
     return g_norm, g_norm
 
 
-def noisy_codes(q: np.ndarray, bits: int, target, rng: np.random.Generator,
-                t: float | None = None) -> np.ndarray:
-    """Effective (float) integer codes read back from the devices holding codes ``q``."""
+def slice_digits(q: np.ndarray, bits: int, target) -> tuple[list[np.ndarray], int, int]:
+    """Ideal per-slice signed digits of codes ``q``: (digits per slice, base, offset) with
+    ``q == sum(base**s * digits[s]) - offset``; offset is Q for the offset scheme, else 0."""
+    return _slices(q, bits, target, None, None)
+
+
+def noisy_slices(q: np.ndarray, bits: int, target, rng: np.random.Generator,
+                 t: float | None = None) -> tuple[list[np.ndarray], int, int]:
+    """Per-slice effective signed digits read back from the devices (see `slice_digits`)."""
+    return _slices(q, bits, target, rng, t)
+
+
+def _slices(q: np.ndarray, bits: int, target, rng: np.random.Generator | None,
+            t: float | None) -> tuple[list[np.ndarray], int, int]:
     noise = target.noise
-    if noise.model == "none":
-        return q.astype(np.float64)
     a = target.array
     c = a.bits_per_cell
     qmax = 2 ** (bits - 1) - 1 if bits > 1 else 1
     levels = 2 ** c - 1
-    slices = math.ceil(bits / c)
+    n_slices = math.ceil(bits / c)
     t = noise.t_inference_s if t is None else t
     scheme = a.signed_scheme
     n_dev = a.devices_per_slice
+    ideal = rng is None or noise.model == "none"
     if scheme == "offset":
         mags = {"+": q + qmax}
         signs = {"+": 1.0}
     else:
         mags = {"+": np.where(q > 0, q, 0), "-": np.where(q < 0, -q, 0)}
         signs = {"+": 1.0, "-": -1.0}
-    eff0 = np.zeros(q.shape)
-    eff_t = np.zeros(q.shape)
+    eff0 = [np.zeros(q.shape) for _ in range(n_slices)]
+    eff_t = [np.zeros(q.shape) for _ in range(n_slices)]
     for pol, mag in mags.items():
         rest = mag.astype(np.int64)
-        for s in range(slices):
+        for s in range(n_slices):
             digit = rest % (levels + 1)
             rest = rest // (levels + 1)
+            if ideal:
+                eff0[s] += signs[pol] * digit
+                eff_t[s] += signs[pol] * digit
+                continue
             g = digit / levels
             g0 = np.zeros(q.shape)
             gt = np.zeros(q.shape)
@@ -102,15 +116,30 @@ def noisy_codes(q: np.ndarray, bits: int, target, rng: np.random.Generator,
                 p0, pt = device_read(g, noise, a.g_max_us, rng, t)
                 g0 += p0
                 gt += pt
-            weight = signs[pol] * levels * float((levels + 1) ** s) / n_dev
-            eff0 += weight * g0
-            eff_t += weight * gt
-    if scheme == "offset":
-        eff0 -= qmax
-        eff_t -= qmax
-    if noise.drift_compensation:
-        ref0 = np.abs(eff0.sum(axis=0)).sum()
-        ref_t = np.abs(eff_t.sum(axis=0)).sum()
+            weight = signs[pol] * levels / n_dev
+            eff0[s] += weight * g0
+            eff_t[s] += weight * gt
+    offset = qmax if scheme == "offset" else 0
+    if not ideal and noise.drift_compensation:
+        base = levels + 1
+        code0 = sum(base ** s * e for s, e in enumerate(eff0)) - offset
+        code_t = sum(base ** s * e for s, e in enumerate(eff_t)) - offset
+        ref0 = np.abs(code0.sum(axis=0)).sum()
+        ref_t = np.abs(code_t.sum(axis=0)).sum()
         if ref_t > 0:
-            eff_t = eff_t * (ref0 / ref_t)
-    return eff_t
+            alpha = ref0 / ref_t
+            eff_t = [e * alpha for e in eff_t]
+            # compensation is a digital gain on the output, after the offset is subtracted:
+            # alpha * (sum - offset) == sum(base^s * eff_t[s]) - offset with this correction
+            if offset:
+                eff_t[0] = eff_t[0] + offset * (1.0 - alpha)
+    return eff_t, levels + 1, offset
+
+
+def noisy_codes(q: np.ndarray, bits: int, target, rng: np.random.Generator,
+                t: float | None = None) -> np.ndarray:
+    """Effective (float) integer codes read back from the devices holding codes ``q``."""
+    if target.noise.model == "none":
+        return q.astype(np.float64)
+    digits, base, offset = noisy_slices(q, bits, target, rng, t)
+    return sum(base ** s * d for s, d in enumerate(digits)) - offset
