@@ -58,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--ideal", action="store_true",
                    help="simulate without device noise, ADC, DAC and weight quantization (checks "
                         "the emitted model against the source)")
+    p.add_argument("--bit-accurate", action="store_true",
+                   help="simulate input bit by input bit and weight slice by weight slice, each "
+                        "partial sum through the ADC (slower, closer to the hardware)")
     p.add_argument("--emit", metavar="PATH",
                    help="write the simulation ONNX model (noise seed 0; needs --data)")
     p.add_argument("--json", metavar="PATH", help="write the report as JSON ('-' for stdout)")
@@ -188,8 +191,10 @@ def run(argv: Sequence[str]) -> int:
             from imccompile.simulate import SimOptions
 
             data = args.data
-            opts = SimOptions(adc_range=args.adc_range)
+            opts = SimOptions(adc_range=args.adc_range, bit_accurate=args.bit_accurate)
             if args.ideal:
+                if args.bit_accurate:
+                    raise UsageError("--ideal and --bit-accurate exclude each other")
                 opts = SimOptions(noise=False, adc=False, dac=False, weights=False)
         res = compile_model(args.model, args.target, overrides=args.overrides, passes=args.passes,
                             input_shapes=shapes, overflow=args.overflow,

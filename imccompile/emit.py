@@ -30,7 +30,15 @@ class OpSim:
         act_step / act_lo / act_hi: DAC quantization (step and integer clip range), or None.
         row_tiles: crossbar rows per tile; None emits one product (no ADC split).
         adc_steps: ADC step per row tile (None: no ADC quantization); adc_levels: max |code|.
-        probe: also expose every row tile's partial sum as a graph output (for ADC calibration).
+        probe: also expose every row tile's partial sum as a graph output (for ADC calibration);
+            probe names are ``probe_name(op, tile, k)``.
+        Bit-accurate mode (``slices`` set): the product is split by input cycle and weight slice
+        as the hardware computes it. ``slices``: effective signed digit matrices (K, N) per
+        weight slice, ``slice_base`` their radix, ``offset`` the offset-scheme code offset
+        (subtracted digitally, exactly); ``col_scale``: per-column weight step; the input is
+        quantized to integer codes with ``act_step`` and fed as ``plane_bits``-bit planes (None:
+        one PWM read of the whole code); each (tile, plane, slice) partial sum, in digit units,
+        is quantized by the ADC with ``adc_steps[tile]``, then shifted and added digitally.
     """
 
     weight: np.ndarray | None = None
@@ -41,6 +49,22 @@ class OpSim:
     adc_steps: tuple[float, ...] | None = None
     adc_levels: int = 0
     probe: bool = False
+    slices: tuple[np.ndarray, ...] | None = None
+    slice_base: int = 2
+    offset: int = 0
+    col_scale: np.ndarray | None = None
+    plane_bits: int | None = None
+    in_bits: int = 8
+
+
+def probe_name(op_name: str, tile: int, k: int) -> str:
+    return f"{op_name}__probe_t{tile}__{k}"
+
+
+def probe_tile(name: str) -> tuple[str, int]:
+    """(op name, row tile) of a probe output name."""
+    op_name, rest = name.rsplit("__probe_t", 1)
+    return op_name, int(rest.split("__", 1)[0])
 
 
 def to_onnx_weight(op: MatrixOp, wkn: np.ndarray) -> np.ndarray:
@@ -130,6 +154,9 @@ def _emit_matrix(b: _Builder, op: MatrixOp, sim: OpSim | None) -> None:
     if sim is None:
         _emit_product(b, op, x, wkn, out, with_bias=True)
         return
+    if sim.slices is not None:
+        _emit_bitwise(b, op, sim)
+        return
     if sim.act_step is not None:
         x = b.quantize(x, sim.act_step, sim.act_lo, sim.act_hi, op.name + "_dac")
     tile = sim.rows_per_tile or op.rows
@@ -141,13 +168,102 @@ def _emit_matrix(b: _Builder, op: MatrixOp, sim: OpSim | None) -> None:
     for t in range(n_tiles):
         wt = np.zeros_like(wkn)
         wt[t * tile:(t + 1) * tile] = wkn[t * tile:(t + 1) * tile]
-        y = _emit_product(b, op, x, wt, b.fresh(op.name + f"_tile{t}"), with_bias=False)
+        y = _emit_product(b, op, x, wt, probe_name(op.name, t, 0) if sim.probe
+                          else b.fresh(op.name + f"_tile{t}"), with_bias=False)
         if sim.probe:
             b.probes.append(y)
         if sim.adc_steps is not None:
             y = b.quantize(y, sim.adc_steps[t], -sim.adc_levels, sim.adc_levels, op.name + f"_adc{t}")
         partials.append(y)
     acc = partials[0] if len(partials) == 1 else b.node("Sum", partials)
+    _emit_bias(b, op, acc, out)
+
+
+def _column_shape(op: MatrixOp) -> list[int] | None:
+    """Broadcast shape putting a per-column vector on the op's output, or None when columns
+    are not one output axis (conv_transpose, batched constant matmuls)."""
+    if op.kind == "conv":
+        return [1, op.cols] + [1] * len(op.attrs["kernel_shape"])
+    if op.groups > 1 or op.kind == "conv_transpose":
+        return None
+    if op.kind == "matmul_left":
+        return [op.cols, 1]
+    return [op.cols]
+
+
+def _emit_bitwise(b: _Builder, op: MatrixOp, sim: OpSim) -> None:
+    """Bit-accurate product: input planes x weight slices per row tile, ADC on each."""
+    x, out = op.inputs[0], op.outputs[0]
+    assert sim.slices is not None and sim.act_step is not None and sim.col_scale is not None
+    scale = np.asarray(sim.col_scale, np.float64)
+    cshape = _column_shape(op)
+    slices = list(sim.slices)
+    if cshape is None:  # columns are not an output axis: fold the step into the digits
+        slices = [d * scale[None, :] for d in slices]
+    # integer input codes, then planes
+    s = b.const(b.fresh(op.name + "_xstep"), np.float32(sim.act_step))
+    code = b.node("Clip", [b.node("Round", [b.node("Div", [x, s])]),
+                           b.const(b.fresh(op.name + "_lo"), np.float32(sim.act_lo)),
+                           b.const(b.fresh(op.name + "_hi"), np.float32(sim.act_hi))])
+    planes: list[tuple[str, float]] = []
+    if sim.plane_bits is None:  # PWM: one read of the whole (signed) code
+        planes.append((code, 1.0))
+    else:
+        d = sim.plane_bits
+        signed = sim.act_lo < 0
+        cu = code
+        if signed:  # two's complement: code = cu - 2^b [code < 0]
+            neg = b.node("Cast", [b.node("Less", [code, b.const(b.fresh("zero"), np.float32(0))])],
+                         to=onnx.TensorProto.FLOAT)
+            cu = b.node("Add", [code, b.node("Mul", [neg, b.const(b.fresh("two_b"),
+                                                                  np.float32(2.0 ** sim.in_bits))])])
+        n_planes = -(-sim.in_bits // d)
+        prev = None
+        for i in range(n_planes + 1):
+            f = b.node("Floor", [b.node("Div", [cu, b.const(b.fresh("p"), np.float32(2.0 ** (d * i)))])])
+            if prev is not None:
+                digit = b.node("Sub", [prev, b.node("Mul", [f, b.const(b.fresh("r"), np.float32(2.0 ** d))])])
+                planes.append((digit, 2.0 ** (d * (i - 1))))
+            prev = f
+        if signed:
+            planes.append((neg, -(2.0 ** sim.in_bits)))
+    tile = sim.rows_per_tile or op.rows
+    n_tiles = -(-op.rows // tile)
+    terms = []
+    k = 0
+    for t in range(n_tiles):
+        rows = slice(t * tile, (t + 1) * tile)
+        for plane, pw in planes:
+            for si, dig in enumerate(slices):
+                wt = np.zeros(dig.shape, np.float32)
+                wt[rows] = dig[rows]
+                name = probe_name(op.name, t, k) if sim.probe else b.fresh(op.name + "_part")
+                k += 1
+                y = _emit_product(b, op, plane, wt, name, with_bias=False)
+                if sim.probe:
+                    b.probes.append(y)
+                if sim.adc_steps is not None:
+                    y = b.quantize(y, sim.adc_steps[t], -sim.adc_levels, sim.adc_levels,
+                                   op.name + f"_adc{t}")
+                w = pw * float(sim.slice_base) ** si
+                terms.append(b.node("Mul", [y, b.const(b.fresh("w"), np.float32(w))]))
+            if sim.offset:  # the offset scheme's reference, subtracted digitally (exact)
+                ref = np.zeros(slices[0].shape, np.float32)
+                ref[rows] = -float(sim.offset)
+                if cshape is None:
+                    ref = ref * scale[None, :].astype(np.float32)
+                y = _emit_product(b, op, plane, ref, b.fresh(op.name + "_ref"), with_bias=False)
+                terms.append(b.node("Mul", [y, b.const(b.fresh("w"), np.float32(pw))]))
+    acc = terms[0] if len(terms) == 1 else b.node("Sum", terms)
+    if cshape is not None:
+        colc = b.const(b.fresh(op.name + "_colstep"),
+                       (scale * sim.act_step).reshape(cshape).astype(np.float32))
+    else:
+        colc = b.const(b.fresh(op.name + "_xstep2"), np.float32(sim.act_step))
+    _emit_bias(b, op, b.node("Mul", [acc, colc]), out)
+
+
+def _emit_bias(b: _Builder, op: MatrixOp, acc: str, out: str) -> None:
     if op.bias is None:
         b.node("Identity", [acc], [out])
         return

@@ -18,10 +18,10 @@ from typing import Any, Callable, Literal, Mapping
 
 import numpy as np
 
-from imccompile.emit import OpSim, emit
+from imccompile.emit import OpSim, emit, probe_tile
 from imccompile.errors import DataError
 from imccompile.ir import Graph, MatrixOp
-from imccompile.noise import noisy_codes, quantize_columns
+from imccompile.noise import noisy_codes, noisy_slices, quantize_columns, slice_digits
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,12 @@ class SimOptions:
     adc_range: Literal["calibrated", "full_scale"] = "calibrated"
     act_percentile: float | None = None  # None: max
     t_inference_s: float | None = None
+    bit_accurate: bool = False  # split by input cycle and weight slice, ADC on each partial
+
+    def __post_init__(self) -> None:
+        if self.bit_accurate and not (self.dac and self.weights):
+            raise DataError("bit-accurate simulation needs quantized inputs and weights "
+                            "(it works on their integer codes): keep dac and weights on")
 
 
 @dataclass(frozen=True)
@@ -209,16 +215,29 @@ def calibrate(graph: Graph, target, data: Dataset, opts: SimOptions) -> Calibrat
                     pmax[name] = max(pmax[name], float(np.abs(v).max()))
 
             pr.run(data, take_p)
-            it = iter(probes)
+            tile_max: dict[tuple[str, int], float] = {}
+            for name, v in pmax.items():  # one ADC range per row tile (all its partials)
+                key = probe_tile(name)
+                tile_max[key] = max(tile_max.get(key, 0.0), v)
             for op in mats:
                 n_tiles = math.ceil(op.rows / target.array.rows)
-                adc[op.name] = tuple(max(pmax[next(it)], 1e-12) / levels for _ in range(n_tiles))
+                adc[op.name] = tuple(max(tile_max.get((op.name, t), 0.0), 1e-12) / levels
+                                     for t in range(n_tiles))
         else:
             for op in mats:
-                w = sims[op.name].weight
+                sim = sims[op.name]
                 step, lo, hi = act[op.name]
-                xmax = max(abs(lo), abs(hi)) * step if opts.dac else stats[op.inputs[0]][0]
                 tile = target.array.rows
+                if opts.bit_accurate:  # worst partial: every row at full input and digit
+                    xmax = 1.0 if sim.plane_bits is not None else float(max(abs(lo), abs(hi)))
+                    if sim.plane_bits is not None:
+                        xmax = float(2 ** sim.plane_bits - 1)
+                    dmax = [max(float(np.abs(d[t:t + tile]).sum(axis=0).max()) for d in sim.slices)
+                            for t in range(0, op.rows, tile)]
+                    adc[op.name] = tuple(max(m * xmax, 1e-12) / levels for m in dmax)
+                    continue
+                w = sim.weight
+                xmax = max(abs(lo), abs(hi)) * step if opts.dac else stats[op.inputs[0]][0]
                 adc[op.name] = tuple(
                     max(float(np.abs(w[t:t + tile]).sum(axis=0).max()) * xmax, 1e-12) / levels
                     for t in range(0, op.rows, tile))
@@ -228,12 +247,23 @@ def calibrate(graph: Graph, target, data: Dataset, opts: SimOptions) -> Calibrat
 def _opsim(op: MatrixOp, target, opts: SimOptions, act, adc, rng: np.random.Generator | None,
            probe: bool = False) -> OpSim:
     q, step = quantized_weight(op, target, opts)
+    a_step, lo, hi = act[op.name] if opts.dac else (None, 0, 0)
+    tiles = adc.get(op.name) if adc else None
+    if opts.bit_accurate:
+        wb, ib = _bits(op, target)
+        noisy = opts.noise and rng is not None
+        digits, base, offset = (noisy_slices(q, wb, target, rng, opts.t_inference_s) if noisy
+                                else slice_digits(q, wb, target))
+        serial = target.dac.mode == "bit_serial"
+        return OpSim(act_step=a_step, act_lo=lo, act_hi=hi, rows_per_tile=target.array.rows,
+                     adc_steps=tiles, adc_levels=2 ** (target.adc.bits - 1) - 1, probe=probe,
+                     slices=tuple(np.asarray(d, np.float32) for d in digits), slice_base=base,
+                     offset=offset, col_scale=step, plane_bits=target.dac.bits if serial else None,
+                     in_bits=ib)
     if opts.noise and rng is not None and opts.weights:
         wb, _ = _bits(op, target)
         q = noisy_codes(q, wb, target, rng, opts.t_inference_s)
     w = (q * step[None, :]).astype(np.float32)
-    a_step, lo, hi = act[op.name] if opts.dac else (None, 0, 0)
-    tiles = adc.get(op.name) if adc else None
     return OpSim(weight=w, act_step=a_step, act_lo=lo, act_hi=hi,
                  rows_per_tile=target.array.rows,
                  adc_steps=tiles, adc_levels=2 ** (target.adc.bits - 1) - 1, probe=probe)
