@@ -116,8 +116,25 @@ def read_model(model: str | os.PathLike[str] | onnx.ModelProto
     return proto, path.stem, path.parent
 
 
+def _non_text(msg, path: str):
+    """Paths of string fields that are not UTF-8 text (protobuf hands those back as bytes)."""
+    for fd, value in msg.ListFields():
+        if fd.type not in (fd.TYPE_MESSAGE, fd.TYPE_STRING):
+            continue
+        repeated = fd.is_repeated if hasattr(fd, "is_repeated") else fd.label == fd.LABEL_REPEATED
+        for i, v in enumerate(value if repeated else [value]):
+            here = f"{path}.{fd.name}[{i}]" if repeated else f"{path}.{fd.name}"
+            if fd.type == fd.TYPE_MESSAGE:
+                yield from _non_text(v, here)
+            elif isinstance(v, bytes):
+                yield here, v
+
+
 def check_model(proto: onnx.ModelProto, display: str) -> None:
     """Run onnx's checker and refuse control flow, naming the node."""
+    for where, raw in _non_text(proto, "model"):  # e.g. a corrupted name or op type
+        raise ModelImportError(f"{display}: not a valid ONNX model: {where} is not UTF-8 text "
+                               f"({raw[:60]!r})")
     for node in proto.graph.node:
         if node.op_type in CONTROL_FLOW and node.domain in ("", "ai.onnx"):
             raise ModelImportError(
