@@ -7,9 +7,12 @@ device(s) of its polarity (differential: the other polarity's device is at 0 and
 Noise then acts on the conductances; the effective code is rebuilt from them.
 
 PCM statistics follow aihwkit's PCMLikeNoiseModel (Nandakumar et al. 2019), see
-shared/reference/hardware.md: programming noise sigma(g) in µS, drift nu(g) with t0, 1/f read
-noise growing with log time, and global drift compensation (one scale per layer from a
-reference read with an all-ones input, as aihwkit's GlobalDriftCompensation).
+shared/reference/hardware.md: programming noise sigma(g) in µS (fitted at g_max = 25 µS and
+scaled by g_max / 25 µS), drift exponent nu drawn from the *target* conductance (|mu + sigma z|),
+1/f read noise whose size follows the *programmed* conductance and grows with log time, and global
+drift compensation (one scale per layer from a reference read with an all-ones input, as
+aihwkit's GlobalDriftCompensation). Time ``t`` counts from programming (aihwkit counts its
+t_inference from t0 = 20 s, i.e. our t = its t_inference + t0).
 """
 
 from __future__ import annotations
@@ -30,19 +33,22 @@ def quantize_columns(w: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
     return q, step
 
 
-def pcm_programming_sigma_us(g_norm: np.ndarray) -> np.ndarray:
-    return 0.26348 + 1.9650 * g_norm - 1.1731 * g_norm ** 2
+PCM_G_MAX_REF_US = 25.0  # g_max the programming-noise polynomial was fitted at
+
+
+def pcm_programming_sigma_us(g_norm: np.ndarray, g_max_us: float = PCM_G_MAX_REF_US) -> np.ndarray:
+    return (0.26348 + 1.9650 * g_norm - 1.1731 * g_norm ** 2) * (g_max_us / PCM_G_MAX_REF_US)
 
 
 def pcm_drift_nu(g_norm: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     gl = np.log(np.maximum(g_norm, 1e-12))
     mu = np.clip(-0.0155 * gl + 0.0244, 0.049, 0.1)
     sd = np.clip(-0.0125 * gl - 0.0059, 0.008, 0.045)
-    return np.maximum(mu + sd * rng.standard_normal(g_norm.shape), 0.0)
+    return np.abs(mu + sd * rng.standard_normal(g_norm.shape))
 
 
 def pcm_read_sigma_rel(g_norm: np.ndarray, t: float) -> np.ndarray:
-    q = np.minimum(0.0088 / np.maximum(g_norm, 1e-12) ** 0.65, 0.2)
+    q = np.minimum(0.0088 / np.maximum(g_norm ** 0.65, 1e-3), 0.2)
     return q * math.sqrt(max(math.log((t + T_READ_S) / (2 * T_READ_S)), 0.0))
 
 
@@ -51,12 +57,13 @@ def device_read(g_norm: np.ndarray, noise, g_max_us: float, rng: np.random.Gener
     """Programmed-and-drifted conductance (normalized) at t0 and at t, for targets g_norm."""
     if noise.model == "pcm":
         g = g_norm * g_max_us
-        g_prog = np.maximum(g + pcm_programming_sigma_us(g_norm) * rng.standard_normal(g.shape), 0.0)
+        sigma = pcm_programming_sigma_us(g_norm, g_max_us)
+        g_prog = np.maximum(g + sigma * rng.standard_normal(g.shape), 0.0)
         gp_norm = g_prog / g_max_us
-        nu = pcm_drift_nu(np.maximum(gp_norm, 1e-12), rng)
+        nu = pcm_drift_nu(np.maximum(g_norm, 1e-12), rng)  # from the target conductance
         g_t = g_prog * (max(t, noise.t0_s) / noise.t0_s) ** (-nu)
-        gt_norm = g_t / g_max_us
-        g_t = g_t + g_t * pcm_read_sigma_rel(np.maximum(gt_norm, 1e-12), t) * rng.standard_normal(g.shape)
+        read = pcm_read_sigma_rel(gp_norm, t)  # from the programmed conductance
+        g_t = g_t + np.abs(g_t) * read * rng.standard_normal(g.shape)
         return gp_norm, np.maximum(g_t, 0.0) / g_max_us
     if noise.model == "gaussian":
         g_prog = g_norm + noise.programming_sigma * rng.standard_normal(g_norm.shape)
