@@ -144,6 +144,15 @@ def run_search(args: argparse.Namespace, console, shapes: dict) -> tuple[Any, di
     try:
         result = search(cfg, args.search, storage=args.storage, study_name=args.study,
                         n_jobs=args.n_jobs, progress=prog)
+    except KeyboardInterrupt:
+        if prog is not None:
+            prog.stop()
+        if args.storage:
+            import sys
+
+            print(f"imccompile: search stopped; its completed trials are kept in {args.storage}: "
+                  "run the same command again to resume", file=sys.stderr)
+        raise
     finally:
         if prog is not None:
             prog.stop()

@@ -14,10 +14,17 @@ on the same storage (a journal file when none is given).
 from __future__ import annotations
 
 import json
+import logging
 import math
 import multiprocessing as mp
 import os
+import signal
+import socket
 import tempfile
+import threading
+import time
+import uuid
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -172,7 +179,9 @@ def _storage(url: str | None):
     if url is None:
         return None
     if url.startswith(("sqlite:", "postgresql", "mysql")):
-        return optuna.storages.RDBStorage(url, heartbeat_interval=30, grace_period=90)
+        with warnings.catch_warnings():  # heartbeats are "experimental": not the user's concern
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(url, heartbeat_interval=30, grace_period=90)
     if url.startswith("journal:"):
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
@@ -181,21 +190,35 @@ def _storage(url: str | None):
                      "postgresql://user@host/db) or journal:/path/to/file.log")
 
 
+def _creation_race(e: Exception) -> bool:
+    """Two processes creating the tables of a new RDB at once: one of them fails (e.g. a
+    UNIQUE constraint on alembic_version, or "table already exists"); trying again loads it."""
+    if not type(e).__module__.startswith("sqlalchemy"):
+        return False
+    text = str(e).lower()
+    return type(e).__name__ == "IntegrityError" or "already exists" in text or "locked" in text
+
+
 def open_study(cfg: SearchConfig, storage_url: str | None, study_name: str | None,
                sampler_seed: int | None):
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    _quiet_optuna()
     directions = [OBJECTIVES[o][0] for o in cfg.objectives]
-    try:
-        study = optuna.create_study(
-            storage=_storage(storage_url), study_name=study_name, directions=directions,
-            sampler=make_sampler(cfg.sampler, sampler_seed), load_if_exists=True)
-    except ImcCompileError:
-        raise
-    except Exception as e:
-        raise UsageError(f"--storage {storage_url}: cannot open the study: "
-                         f"{type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
+    for attempt in range(6):
+        try:
+            study = optuna.create_study(
+                storage=_storage(storage_url), study_name=study_name, directions=directions,
+                sampler=make_sampler(cfg.sampler, sampler_seed), load_if_exists=True)
+            break
+        except ImcCompileError:
+            raise
+        except Exception as e:
+            if attempt < 5 and _creation_race(e):  # workers creating a new database together
+                time.sleep(0.1 * (attempt + 1))
+                continue
+            raise UsageError(f"--storage {storage_url}: cannot open the study: "
+                             f"{type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
     if [d.name.lower() for d in study.directions] != directions:
         raise UsageError(f"study {study.study_name!r} has other objectives; use another --study name")
     stored = study.user_attrs.get("config")
@@ -230,18 +253,135 @@ def default_point(ev: Evaluator) -> dict[str, Any]:
     return out
 
 
-def _objective(ev: Evaluator, cfg: SearchConfig):
+def _quiet_optuna() -> None:
+    """Optuna logs every failed trial with its traceback: an infeasible point (its error is kept
+    in the trial) or Ctrl-C (the CLI says "interrupted"). Neither is news to the user."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logging.getLogger("optuna.study._optimize").setLevel(logging.ERROR)
+
+
+# --- exactly N completed trials with many workers -------------------------------------------
+# Every worker stops once the study holds N completed trials, but a trial another worker has in
+# flight would still complete and overshoot. So a trial starts only if the completed trials plus
+# the running ones numbered before it (numbers are given out atomically by the storage) are fewer
+# than N; otherwise it is pruned at once, before any parameter is drawn, and does not count. A
+# worker with nothing to start waits while others' trials are in flight (one may fail). Running
+# trials of dead workers must not be waited for: each trial records its worker (host, pid, a
+# token per process); on this host a dead pid marks the trial FAIL, on other hosts the RDB
+# heartbeat does (grace period).
+
+_ME: dict[str, Any] = {}
+_POLL_S = 0.5
+
+
+def _me() -> dict[str, Any]:
+    if _ME.get("pid") != os.getpid():  # per process (spawned workers import the module anew)
+        _ME.update(host=socket.gethostname(), pid=os.getpid(), token=uuid.uuid4().hex)
+    return dict(_ME)
+
+
+def _process_alive(pid: int) -> bool:
+    if os.name == "nt":  # os.kill(pid, 0) would send CTRL_C_EVENT
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. PermissionError: exists, not ours
+        return True
+    try:  # a killed child not yet reaped by its parent
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _in_flight(t, me: Mapping[str, Any]) -> bool:
+    """Whether a RUNNING trial may still complete (its worker is alive, as far as we can tell)."""
+    import datetime
+
+    w = t.user_attrs.get("worker")
+    if not isinstance(w, dict):  # just created (the worker is set first thing), or very old
+        start = t.datetime_start
+        return start is None or datetime.datetime.now() - start < datetime.timedelta(seconds=60)
+    if w.get("host") != me["host"]:
+        return True  # another machine: the RDB heartbeat fails it when its worker is gone
+    if w.get("pid") == me["pid"]:
+        return w.get("token") == me["token"]
+    return _process_alive(int(w.get("pid", -1)))
+
+
+def _surplus(study, number: int, trials: int, me: Mapping[str, Any]) -> bool:
+    from optuna.trial import TrialState
+
+    ts = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
+    done = sum(t.state == TrialState.COMPLETE for t in ts)
+    ahead = sum(t.state == TrialState.RUNNING and t.number < number and _in_flight(t, me)
+                for t in ts)
+    return done + ahead >= trials
+
+
+class _Interrupt:
+    """Ctrl-C stops the search at once, but never inside Optuna's storage writes: during a
+    trial's evaluation it raises there (Optuna records the trial as FAIL); elsewhere it is
+    raised at the next safe point (before an evaluation, between trials)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.evaluating = False
+        self._previous: Any = None
+
+    def __enter__(self) -> "_Interrupt":
+        if threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+    def _handler(self, signum, frame) -> None:
+        self.requested = True
+        if self.evaluating:
+            raise KeyboardInterrupt
+
+    def check(self) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+
+
+def _objective(ev: Evaluator, cfg: SearchConfig, trials: int | None = None,
+               interrupt: _Interrupt | None = None, outcome: dict | None = None):
+    import optuna
+
+    interrupt = interrupt or _Interrupt()
+    outcome = outcome if outcome is not None else {}
+
     def objective(trial):
+        me = _me()
+        outcome["surplus"] = False
+        trial.set_user_attr("worker", me)
+        if trials is not None and _surplus(trial.study, trial.number, trials, me):
+            outcome["surplus"] = True
+            raise optuna.TrialPruned("the study has its trials (completed or in flight)")
         point = {k.name: k.suggest(trial) for k in ev.space.knobs}
         text, overrides, replicate = point_to_compile({**ev.space.fixed, **point}, ev.space.layers)
         trial.set_user_attr("pipeline", text)
         trial.set_user_attr("overrides", [f"{k}={json.dumps(v)}" for k, v in overrides.items()])
         trial.set_user_attr("auto_replicate", replicate)
         try:
+            interrupt.evaluating = True
+            interrupt.check()
             _, values = ev.evaluate_text(text, overrides, replicate)
         except ImcCompileError as e:  # an infeasible point: recorded as failed, search goes on
+            interrupt.evaluating = False  # before the storage write below
             trial.set_user_attr("error", str(e))
             raise
+        finally:
+            interrupt.evaluating = False
         trial.set_user_attr("values", values)
         if ev.float_accuracy is not None:
             trial.set_user_attr("float_accuracy", ev.float_accuracy)
@@ -263,21 +403,46 @@ def completed(study) -> int:
 def run_worker(cfg: SearchConfig, storage_url: str | None, study_name: str | None, trials: int,
                sampler_seed: int | None, on_trial: Callable[[Any, Any], None] | None = None,
                study=None, ev: Evaluator | None = None):
-    """Run trials on the study until it holds ``trials`` completed ones."""
-    from optuna.study import MaxTrialsCallback
+    """Run trials on the study until it holds ``trials`` completed ones (exactly that many, with
+    any number of workers on the same storage)."""
+    import optuna
     from optuna.trial import TrialState
 
     ev = ev or Evaluator(cfg)
     study = study or open_study(cfg, storage_url, study_name, sampler_seed)
-    callbacks = [MaxTrialsCallback(trials, states=(TrialState.COMPLETE,))]
-    if on_trial:
-        callbacks.append(on_trial)
+    callbacks = [on_trial] if on_trial else []
+    me = _me()
+    outcome: dict[str, bool] = {}
     attempts = 0  # bounded: a space where every point fails must not loop forever
-    while completed(study) < trials and attempts < 3 * max(trials, 1):
-        left = trials - completed(study)
-        study.optimize(_objective(ev, cfg), n_trials=left, callbacks=callbacks,
-                       catch=(ImcCompileError,), gc_after_trial=False)
-        attempts += left
+    with _Interrupt() as interrupt:
+        objective = _objective(ev, cfg, trials, interrupt, outcome)
+        while True:
+            interrupt.check()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study)  # RDB heartbeats (other hosts)
+            ts = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
+            done = sum(t.state == TrialState.COMPLETE for t in ts)
+            if done >= trials or attempts >= 3 * max(trials, 1):
+                break
+            live = 0
+            for t in ts:
+                if t.state != TrialState.RUNNING:
+                    continue
+                if _in_flight(t, me):
+                    live += 1
+                else:  # its worker is gone (killed): it will never finish
+                    try:
+                        study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+                    except Exception:  # another worker was faster
+                        pass
+            if done + live >= trials:  # others' trials in flight may finish the study
+                time.sleep(_POLL_S)
+                continue
+            study.optimize(objective, n_trials=1, callbacks=callbacks,
+                           catch=(ImcCompileError,), gc_after_trial=False)
+            if not outcome.get("surplus"):
+                attempts += 1
     return study
 
 
@@ -416,22 +581,22 @@ def search(cfg: SearchConfig, trials: int, *, storage: str | None = None, study_
         run_worker(cfg, storage, study_name, trials, cfg.seed, on_trial, study=study, ev=ev)
         for p in procs:
             p.join()
+        result = summarize(study, cfg)
+        if result.chosen is not None:
+            res, _ = ev.evaluate_text(result.chosen["pipeline"], _ov(result.chosen["overrides"]),
+                                      result.chosen["auto_replicate"])
+            result.chosen_result = res
+        base_res, base_vals = ev.evaluate_text("", {}, False)
+        result.baseline = {"values": base_vals, "pipeline": "", "overrides": []}
     finally:
         for p in procs:
             if p.is_alive():
                 p.terminate()
                 p.join(5)
-    result = summarize(study, cfg)
-    if result.chosen is not None:
-        res, _ = ev.evaluate_text(result.chosen["pipeline"], _ov(result.chosen["overrides"]),
-                                  result.chosen["auto_replicate"])
-        result.chosen_result = res
-    base_res, base_vals = ev.evaluate_text("", {}, False)
-    result.baseline = {"values": base_vals, "pipeline": "", "overrides": []}
-    if tmpdir:
-        import shutil
+        if tmpdir:
+            import shutil
 
-        shutil.rmtree(tmpdir, ignore_errors=True)
+            shutil.rmtree(tmpdir, ignore_errors=True)
     return result
 
 
@@ -462,11 +627,16 @@ def recreate_trial(cfg: SearchConfig, storage: str, study_name: str, number: int
     """Re-create trial ``number`` of a stored study exactly: its CompileResult with accuracy."""
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    _quiet_optuna()
     try:
         study = optuna.load_study(study_name=study_name, storage=_storage(storage))
     except KeyError:
         raise UsageError(f"--from-trial: no study {study_name!r} in {storage}") from None
+    except ImcCompileError:
+        raise
+    except Exception as e:
+        raise UsageError(f"--storage {storage}: cannot open the study: "
+                         f"{type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
     trials = [t for t in study.get_trials(deepcopy=False) if t.number == number]
     if not trials:
         raise UsageError(f"--from-trial {number}: study {study_name!r} has trials "
