@@ -67,6 +67,23 @@ class Converter:
     def const(self, tensor: str) -> np.ndarray | None:
         return self.consts.get(tensor) if tensor else None
 
+    def weight(self, node: onnx.NodeProto, name: str, idx: int, x: str | None) -> np.ndarray | None:
+        """The constant weight operand ``node.input[idx]`` (None if not constant), refused when it
+        is empty, not numeric, or of another type than the activation ``x``."""
+        w = self.const(node.input[idx]) if len(node.input) > idx else None
+        if w is None:
+            return None
+        where = f"{self.display}: node {name!r} ({node.op_type}): weight {node.input[idx]!r}"
+        if w.size == 0:
+            raise ModelImportError(f"{where} is empty (shape {list(w.shape)})")
+        if w.dtype.kind not in "fiu":
+            raise ModelImportError(f"{where} has type {w.dtype}; a weight must be numeric")
+        info = self.tensors.get(x) if x else None
+        if info is not None and np.dtype(info.dtype) != w.dtype:
+            raise ModelImportError(f"{where} has type {w.dtype} but input {x!r} has type "
+                                   f"{info.dtype}; {node.op_type} needs both of one type")
+        return w
+
     def digital(self, node: onnx.NodeProto, name: str, attention: bool = False,
                 inputs: tuple[str, ...] | None = None, outputs: tuple[str, ...] | None = None,
                 op_type: str | None = None, attrs: dict | None = None) -> None:
@@ -117,17 +134,36 @@ class Converter:
             raise UnsupportedOpError(
                 f"{self.display}: node {node.name!r} ({node.op_type}) has a non-constant bias "
                 f"{node.input[idx]!r}; only constant biases are supported")
+        if b.size not in (1, n):
+            raise ModelImportError(
+                f"{self.display}: node {node.name!r} ({node.op_type}): bias {node.input[idx]!r} "
+                f"has shape {list(b.shape)}; expected [{n}] (one value per output channel)")
         return np.broadcast_to(np.asarray(b, np.float32).reshape(-1), (n,)).copy()
 
+    def _kernel(self, node: onnx.NodeProto, name: str, attrs: dict, w: np.ndarray, x) -> int:
+        """Checks common to Conv and ConvTranspose; returns the group count."""
+        g = attrs.get("group", 1)
+        where = f"{self.display}: node {name!r} ({node.op_type})"
+        if not isinstance(g, int) or g < 1:
+            raise ModelImportError(f"{where}: group must be a positive integer, got {g!r}")
+        if w.ndim < 3 or len(x) != w.ndim:
+            raise ModelImportError(f"{where}: input {list(x)} and weight {list(w.shape)} must "
+                                   "both be [N, C, spatial...] of one rank >= 3")
+        ks = attrs.get("kernel_shape")
+        if ks is not None and list(ks) != list(w.shape[2:]):
+            raise ModelImportError(f"{where}: kernel_shape {list(ks)} does not match the weight's "
+                                   f"spatial dims {list(w.shape[2:])}")
+        return g
+
     def _Conv(self, node: onnx.NodeProto, name: str) -> None:
-        w = self.const(node.input[1])
+        w = self.weight(node, name, 1, node.input[0])
         if w is None:
             self.digital(node, name)
             return
         x = self.shape(node.input[0], node)
         y = self.shape(node.output[0], node)
         attrs = _attrs(node)
-        g = int(attrs.get("group", 1))
+        g = self._kernel(node, name, attrs, w, x)
         cout = int(w.shape[0])
         if len(x) != w.ndim or x[1] != w.shape[1] * g or cout % g:
             raise ModelImportError(
@@ -142,13 +178,13 @@ class Converter:
             attrs=attrs, source=(node.name,)))
 
     def _ConvTranspose(self, node: onnx.NodeProto, name: str) -> None:
-        w = self.const(node.input[1])
+        w = self.weight(node, name, 1, node.input[0])
         if w is None:
             self.digital(node, name)
             return
         x = self.shape(node.input[0], node)
         attrs = _attrs(node)
-        g = int(attrs.get("group", 1))
+        g = self._kernel(node, name, attrs, w, x)
         cin, cout_g = int(w.shape[0]), int(w.shape[1])
         if x[1] != cin or cin % g:
             raise ModelImportError(
@@ -167,7 +203,7 @@ class Converter:
 
     def _Gemm(self, node: onnx.NodeProto, name: str) -> None:
         attrs = _attrs(node)
-        a_c, b_c = self.const(node.input[0]), self.const(node.input[1])
+        a_c, b_c = self.const(node.input[0]), self.weight(node, name, 1, node.input[0])
         if b_c is None or a_c is not None:
             if a_c is not None and b_c is None:
                 raise UnsupportedOpError(
@@ -180,12 +216,12 @@ class Converter:
         w = w.T if attrs.get("transB", 0) else w
         w = w * np.float32(alpha) if alpha != 1.0 else w  # transB: a view, not a copy
         a = self.shape(node.input[0], node)
-        m = a[1] if attrs.get("transA", 0) else a[0]
-        if len(a) != 2 or (a[0] if attrs.get("transA", 0) else a[1]) != w.shape[0]:
+        if len(a) != 2 or w.ndim != 2 or (a[0] if attrs.get("transA", 0) else a[1]) != w.shape[0]:
             raise ModelImportError(
                 f"{self.display}: node {name!r} (Gemm): input {list(a)} does not match weight "
                 f"{list(b_c.shape)} with transA={attrs.get('transA', 0)}, "
                 f"transB={attrs.get('transB', 0)}")
+        m = a[1] if attrs.get("transA", 0) else a[0]
         n = int(w.shape[1])
         out = node.output[0]
         bias = None
@@ -195,6 +231,15 @@ class Converter:
             if c is not None and (c.size == 1 or c.shape[-1:] == (n,) and c.size == n):
                 bias = np.broadcast_to(np.asarray(c, np.float32).reshape(-1) * np.float32(beta), (n,)).copy()
             else:  # a full (M, N) or dynamic C: add it digitally after the crossbar product
+                cs = tuple(c.shape) if c is not None else self.shape(node.input[2], node)
+                try:
+                    ok = np.broadcast_shapes(cs, (int(m), n)) == (int(m), n)
+                except ValueError:
+                    ok = False
+                if not ok:
+                    raise ModelImportError(
+                        f"{self.display}: node {name!r} (Gemm): C {node.input[2]!r} has shape "
+                        f"{list(cs)}, which does not broadcast to the output [{m}, {n}]")
                 out = node.output[0] + "__gemm"
                 self.tensors[out] = TensorInfo(out, (int(m), n), "float32")
                 extra_add = node.input[2]
@@ -218,6 +263,10 @@ class Converter:
         if a_c is not None and b_c is not None:  # folding normally removes these
             self.digital(node, name)
             return
+        if b_c is not None:
+            b_c = self.weight(node, name, 1, node.input[0])
+        else:
+            a_c = self.weight(node, name, 0, node.input[1])
         y = self.shape(node.output[0], node)
         if b_c is not None:
             w = np.asarray(b_c, np.float32)
