@@ -67,7 +67,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", metavar="DIR",
                    help="write report.json, report.html (a self-contained page with plots) and, "
                         "with --data, simulation.onnx into DIR, atomically")
-    p.add_argument("--force", action="store_true", help="replace an existing --out folder")
+    p.add_argument("--program", metavar="DIR",
+                   help="write the program image (placement.json, conductances.npz, "
+                        "schedule.json, graph.onnx; see docs/program-format.md) into DIR; -o "
+                        "DIR also writes it as DIR/program/")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing --out / --program folder")
     p.add_argument("--print-ir", action="store_true", help="print the imported IR and exit")
     p.add_argument("--quiet", "-q", action="store_true", help="print only errors")
     p.add_argument("--verbose", "-v", action="store_true", help="print every op, digital ones too")
@@ -145,6 +150,8 @@ def run(argv: Sequence[str]) -> int:
     if not args.target:
         if args.passes:
             raise UsageError("--passes needs a --target (compression is mapped onto hardware)")
+        if args.program:
+            raise UsageError("--program needs a --target (the image is programmed into it)")
         graph = import_model(args.model, shapes)
         from imccompile.report import dumps, graph_report
 
@@ -165,6 +172,9 @@ def run(argv: Sequence[str]) -> int:
     if args.out and Path(args.out).exists() and not args.force:  # refuse before the work
         raise UsageError(f"{args.out}: already exists; choose another folder or pass --force "
                          "to replace it")
+    if args.program and Path(args.program).exists() and not args.force:
+        raise UsageError(f"{args.program}: already exists; choose another folder or pass "
+                         "--force to replace it")
     search_result = None
     if args.search is not None or args.from_trial is not None:
         if args.passes:
@@ -224,6 +234,15 @@ def _finish(args, console, res, report: dict, search_result) -> None:
 
     if args.json:
         _write_json(args.json, dumps(report))
+    program = None
+    if res is not None and (args.out or args.program):
+        from imccompile.program import files as program_files
+
+        program = program_files(res)
+    if args.program and program is not None:
+        from imccompile.output import write_folder
+
+        write_folder(args.program, program, force=args.force)
     if args.out:
         from imccompile.html_report import render_html
         from imccompile.output import write_folder
@@ -236,6 +255,8 @@ def _finish(args, console, res, report: dict, search_result) -> None:
             from imccompile.cli_search import pareto_csv
 
             files["pareto.csv"] = pareto_csv(search_result)
+        for name, content in (program or {}).items():
+            files[f"program/{name}"] = content
         write_folder(args.out, files, force=args.force)
     if args.json != "-" and res is not None:
         console.cost_tables(report, verbose=args.verbose)
