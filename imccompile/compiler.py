@@ -111,23 +111,48 @@ def compile(model: Any, target: Any = "pcm", *, overrides: Sequence[str] | TMapp
         from imccompile.simulate import load_data
 
         dataset = load_data(data, graph, limit=samples)
-    pipeline = ""
-    reference = None
-    if passes:
-        from imccompile.passes import run_pipeline
+    try:
+        pipeline = ""
+        reference = None
+        if passes:
+            from imccompile.passes import run_pipeline
 
-        if dataset is not None:  # accuracy is reported against the uncompressed model
-            from imccompile.simulate import reference_outputs
+            if dataset is not None:  # accuracy is reported against the uncompressed model
+                from imccompile.simulate import reference_outputs
 
-            reference = reference_outputs(graph, dataset)
-        graph, pipeline = run_pipeline(graph, passes, target=tgt, data=dataset)
-    res = compile_graph(graph, tgt, model_name=graph.name, overflow=overflow, replicate=replicate,
-                        auto_replicate=auto_replicate, pipeline=pipeline)
-    if dataset is None:
-        return res
-    from imccompile.simulate import SimOptions, evaluate
+                reference = reference_outputs(graph, dataset)
+            graph, pipeline = run_pipeline(graph, passes, target=tgt, data=dataset)
+        res = compile_graph(graph, tgt, model_name=graph.name, overflow=overflow,
+                            replicate=replicate, auto_replicate=auto_replicate, pipeline=pipeline)
+        if dataset is None:
+            return res
+        from imccompile.simulate import SimOptions, evaluate
 
-    opts = sim_options or SimOptions()
-    acc, cal = evaluate(graph, tgt, dataset, seeds=seeds, opts=opts, progress=progress,
-                        reference=reference)
+        opts = sim_options or SimOptions()
+        acc, cal = evaluate(graph, tgt, dataset, seeds=seeds, opts=opts, progress=progress,
+                            reference=reference)
+    except Exception as e:
+        if dataset is not None and type(e).__module__.startswith("onnxruntime"):
+            _source_must_run(model, dataset, graph.name)  # the model's fault: a clean error
+        raise
     return dataclasses.replace(res, accuracy=acc, calibration=cal, sim_options=opts)
+
+
+def _source_must_run(model: Any, dataset: Any, name: str) -> None:
+    """onnxruntime failed on a model emitted from the graph. The frontend checks what it maps but
+    passes digital ops through: if onnxruntime cannot run the source model either, the model is
+    invalid (ModelImportError); otherwise the emitted model is wrong and the caller re-raises."""
+    import onnx
+    import onnxruntime as ort
+
+    from imccompile.errors import ModelImportError
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 4
+    try:
+        src = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
+        sess = ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
+        sess.run(None, dataset.feeds[0])
+    except Exception as e:  # noqa: BLE001 - any failure of the source model is its own
+        msg = " ".join(str(e).split())[:300]
+        raise ModelImportError(f"{name}: onnxruntime cannot run the model itself: {msg}") from None

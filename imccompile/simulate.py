@@ -114,7 +114,7 @@ class Runner:
         import onnxruntime as ort
 
         so = ort.SessionOptions()
-        so.log_severity_level = 3
+        so.log_severity_level = 4  # failures are raised (and explained) here, not logged
         so.intra_op_num_threads = 1
         self.sess = ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
         self.outputs = outputs or [o.name for o in self.sess.get_outputs()]

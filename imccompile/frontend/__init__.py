@@ -61,7 +61,7 @@ def _shapes_by_running(proto: onnx.ModelProto, nodes: list[onnx.NodeProto],
     try:
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        so.log_severity_level = 3
+        so.log_severity_level = 4  # failures are raised (and explained) here, not logged
         sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
         names = [o.name for o in sess.get_outputs()]
         res = sess.run(names, feeds)
