@@ -19,7 +19,7 @@ from typing import Any, Callable, Literal, Mapping
 import numpy as np
 
 from imccompile.emit import OpSim, emit, probe_tile
-from imccompile.errors import DataError
+from imccompile.errors import DataError, ModelImportError
 from imccompile.ir import Graph, MatrixOp
 from imccompile.noise import noisy_codes, noisy_slices, quantize_columns, slice_digits
 
@@ -312,9 +312,22 @@ def evaluate(graph: Graph, target, data: Dataset, *, seeds: int = 1, opts: SimOp
     """
     if seeds < 1:
         raise DataError(f"--seeds must be >= 1, got {seeds}")
+    for op in graph.matrix_ops:  # conductances cannot encode them; the noise model would spread NaN
+        for what, arr in (("weight", op.weight), ("bias", op.bias)):
+            if arr is not None and not np.isfinite(arr).all():
+                nodes = f" (ONNX nodes {', '.join(op.source)})" if op.source != (op.name,) else ""
+                raise ModelImportError(
+                    f"layer {op.name!r}{nodes}: its {what} holds NaN or Inf values; the accuracy "
+                    "simulation needs finite weights")
     cal = calibrate(graph, target, data, opts)
     if reference is not None:
         cal = Calibration(cal.act, cal.adc, reference)
+    bad = [i for i, r in enumerate(cal.reference) if not np.isfinite(r).all()]
+    if bad:
+        raise DataError(
+            f"{data.source}: the float model's output {graph.outputs[0]!r} is NaN or Inf on "
+            f"sample {bad[0]} ({len(bad)} of {len(cal.reference)} samples): NaN/Inf constants "
+            "in the model or an overflow; the accuracy cannot be scored")
     metric, float_value = score(cal.reference, cal.reference, data.labels)
     per_seed = []
     rel_errors = []
