@@ -334,6 +334,13 @@ def evaluate(graph: Graph, target, data: Dataset, *, seeds: int = 1, opts: SimOp
     for s in range(seeds):
         model = simulation_model(graph, target, cal, opts, base_seed + s)
         out = _first_outputs(graph, model, data)
+        bad = [i for i, o in enumerate(out) if not np.isfinite(o).all()]
+        if bad:  # the float outputs are finite: huge values overflow float32 on the hardware
+            wmax = max((float(np.abs(op.weight).max()) for op in graph.matrix_ops), default=0.0)
+            raise DataError(
+                f"{data.source}: the simulated hardware output {graph.outputs[0]!r} is NaN or Inf "
+                f"on sample {bad[0]} (noise seed {base_seed + s}) although the float model's is "
+                f"finite: values overflow float32 (largest |weight| {wmax:.3g}); rescale the model")
         per_seed.append(score(out, cal.reference, data.labels)[1])
         ref = cal.reference.astype(np.float64)
         rel_errors.append(float(np.linalg.norm(out - ref) / max(np.linalg.norm(ref), 1e-30)))
