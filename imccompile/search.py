@@ -217,8 +217,11 @@ def open_study(cfg: SearchConfig, storage_url: str | None, study_name: str | Non
             if attempt < 5 and _creation_race(e):  # workers creating a new database together
                 time.sleep(0.1 * (attempt + 1))
                 continue
+            hint = ""
+            if isinstance(e, ImportError) and str(storage_url).startswith("postgresql"):
+                hint = " (PostgreSQL needs a driver: pip install 'psycopg[binary]')"
             raise UsageError(f"--storage {storage_url}: cannot open the study: "
-                             f"{type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
+                             f"{type(e).__name__}: {str(e).splitlines()[0][:200]}{hint}") from None
     if [d.name.lower() for d in study.directions] != directions:
         raise UsageError(f"study {study.study_name!r} has other objectives; use another --study name")
     stored = study.user_attrs.get("config")
