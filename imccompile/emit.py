@@ -18,7 +18,10 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from imccompile.errors import ModelImportError
 from imccompile.ir import DigitalOp, Graph, MatrixOp
+
+SIM_MIN_OPSET = 11  # the simulation's Round and Clip(x, min, max)
 
 
 @dataclass(frozen=True)
@@ -297,6 +300,11 @@ def emit(graph: Graph, sims: dict[str, OpSim] | None = None, *,
 
     Returns the model and the names of probe outputs (row-tile partial sums) it exposes.
     """
+    if sims and graph.opset < SIM_MIN_OPSET:
+        raise ModelImportError(
+            f"{graph.name}: the hardware simulation (--data) emits Round and Clip with bounds as "
+            f"inputs, which need ONNX opset >= {SIM_MIN_OPSET}; the model declares opset "
+            f"{graph.opset}. Convert it first, e.g. onnx.version_converter.convert_version(model, 17)")
     b = _Builder()
     seen_consts: set[str] = set()
     for op in graph.ops:
