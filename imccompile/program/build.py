@@ -9,9 +9,10 @@ module or the IR.
 
 from __future__ import annotations
 
-import io
 import json
+import zipfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -287,44 +288,69 @@ def _graph_onnx(graph, keys: dict[str, str]) -> bytes:
     return model.SerializeToString()
 
 
-def build(result) -> dict[str, bytes | str | Callable]:
-    """The files of the program image of a compile result: name -> content (bytes or text)."""
+def _layer_npz(result, op: MatrixOp, lm: LayerMapping, key: str):
+    """Yield (npz key, array) of one layer: its decode tables, then its arrays' conductances
+    (every replica)."""
     from imccompile.simulate import SimOptions, quantized_weight
 
+    target = result.target
+    codes, w_step = quantized_weight(op, target, SimOptions())
+    dac = _dac(result, op, target)
+    img = layer_image(op, lm, target, codes, w_step, None if dac is None else dac[0])
+    for name, arr in img.tables.items():
+        yield f"{key}/{name}", arr
+    if dac is not None:
+        yield f"{key}/dac_step", np.array(dac[0], np.float32)
+        yield f"{key}/dac_range", np.array(dac[1:], np.int64)
+    if op.bias is not None:
+        bias = np.asarray(op.bias, np.float32)
+        if op.kind in ("matmul", "matmul_left") and op.groups > 1:
+            bias = bias[:op.cols_per_group]  # added on the last axis, as the emitter does
+        yield f"{key}/bias", bias
+    for r in range(lm.replicas):
+        for ai, mats in enumerate(img.matrices):
+            akey = f"array_{lm.first_array + r * lm.arrays + ai:05d}"
+            for suffix, g in mats.items():
+                yield akey + suffix, g
+
+
+def _npz_writer(result, keys: dict[str, str]) -> Callable[[Path], None]:
+    """Writes conductances.npz as np.savez_compressed would, one layer in memory at a time."""
+
+    def write(path: Path) -> None:
+        lm_by = {lm.name: lm for lm in result.mapping.layers}
+        with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as zf:
+            for op in result.graph.matrix_ops:
+                for name, arr in _layer_npz(result, op, lm_by[op.name], keys[op.name]):
+                    with zf.open(name + ".npy", "w", force_zip64=True) as f:
+                        np.lib.format.write_array(f, np.asanyarray(arr), allow_pickle=False)
+
+    return write
+
+
+def build(result) -> dict[str, str | bytes | Callable[[Path], None]]:
+    """The files of the program image of a compile result: name -> text, bytes or a writer
+    taking the target path (conductances.npz), as `imccompile.output.write_folder` takes them."""
     graph, target, mapping = result.graph, result.target, result.mapping
     a, h = target.array, target.hierarchy
     levels = (1 << a.bits_per_cell) - 1
     lm_by = {lm.name: lm for lm in mapping.layers}
     keys = {op.name: f"layer_{i:03d}" for i, op in enumerate(graph.matrix_ops)}
-    npz: dict[str, np.ndarray] = {}
+    cells = ["_pos", "_neg"] if a.signed_scheme == "differential_cell" else [""]
     layers_json, arrays_json = [], []
     arrays_of: dict[str, list[int]] = {}
     for li, op in enumerate(graph.matrix_ops):
         lm = lm_by[op.name]
         key = keys[op.name]
-        codes, w_step = quantized_weight(op, target, SimOptions())
         dac = _dac(result, op, target)
-        img = layer_image(op, lm, target, codes, w_step, None if dac is None else dac[0])
-        for name, arr in img.tables.items():
-            npz[f"{key}/{name}"] = arr
-        if dac is not None:
-            npz[f"{key}/dac_step"] = np.array(dac[0], np.float32)
-            npz[f"{key}/dac_range"] = np.array(dac[1:], np.int64)
-        if op.bias is not None:
-            bias = np.asarray(op.bias, np.float32)
-            if op.kind in ("matmul", "matmul_left") and op.groups > 1:
-                bias = bias[:op.cols_per_group]  # added on the last axis, as the emitter does
-            npz[f"{key}/bias"] = bias
+        blocks_of = layer_blocks(op, lm, target)
+        per_col = lm.slices * lm.column_devices
         indices = []
         for r in range(lm.replicas):
-            for ai, (mats, blks) in enumerate(zip(img.matrices, img.blocks)):
+            for ai, blks in enumerate(blocks_of):
                 index = lm.first_array + r * lm.arrays + ai
                 indices.append(index)
-                akey = f"array_{index:05d}"
-                for suffix, g in mats.items():
-                    npz[akey + suffix] = g
                 blocks = []
-                per_col = lm.slices * lm.column_devices
                 for b in blks:
                     lcols = b.w_cols[b.p0 // per_col:(b.p1 - 1) // per_col + 1] if b.p1 > b.p0 \
                         else b.w_cols[:0]
@@ -340,14 +366,14 @@ def build(result) -> dict[str, bytes | str | Callable]:
                         "signs": [SIGN_NAMES[a.signed_scheme][d]
                                   for d in sorted({int(x) for x in p % lm.column_devices})],
                     })
-                used_cols = sum(b.p1 - b.p0 for b in blks)
                 arrays_json.append({
-                    "index": index, "key": akey, **_location(index, target, mapping),
+                    "index": index, "key": f"array_{index:05d}",
+                    **_location(index, target, mapping),
                     "layer": op.name, "layer_key": key, "replica": r, "local_index": ai,
-                    "packed": lm.packed, "cells": list(mats),
+                    "packed": lm.packed, "cells": cells,
                     "reference_column": a.cols - 1 if a.signed_scheme == "offset" else None,
                     "rows_used": int(sum(len(b.w_rows) for b in blks)),
-                    "cols_used": int(used_cols), "blocks": blocks,
+                    "cols_used": int(sum(b.p1 - b.p0 for b in blks)), "blocks": blocks,
                 })
         arrays_of[op.name] = indices
         ins, outs = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
@@ -366,7 +392,7 @@ def build(result) -> dict[str, bytes | str | Callable]:
             "dac": None if dac is None else {"step": dac[0], "lo": dac[1], "hi": dac[2]},
             "reference": ("column" if a.signed_scheme == "offset" else
                           "none" if a.signed_scheme == "differential_cell" else "row_sum"),
-            "readout_columns": int(img.tables["scale"].size),
+            "readout_columns": int(sum(b.p1 - b.p0 for blks in blocks_of for b in blks)),
         })
     arrays_json.sort(key=lambda x: x["index"])
     placement = {
@@ -410,11 +436,15 @@ def build(result) -> dict[str, bytes | str | Callable]:
         "serial_latency_s": float(s.serial_latency_s), "period_s": float(s.period_s),
         "critical_path": list(s.critical_path), "steps": steps,
     }
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **npz)
+    for lay in layers_json:  # twos_complement limits: refuse before anything is written
+        if a.signed_scheme == "twos_complement" and (a.bits_per_cell != 1
+                                                     or lay["weight_bits"] < 2):
+            raise MappingError(f"layer {lay['name']}: a two's complement program image needs "
+                               f"1-bit cells and weights of 2 bits or more (got "
+                               f"{a.bits_per_cell}-bit cells, {lay['weight_bits']}-bit weights)")
     return {
         "placement.json": json.dumps(placement, indent=1, allow_nan=False) + "\n",
         "schedule.json": json.dumps(schedule, indent=1, allow_nan=False) + "\n",
-        "conductances.npz": buf.getvalue(),
+        "conductances.npz": _npz_writer(result, keys),
         "graph.onnx": _graph_onnx(graph, keys),
     }
