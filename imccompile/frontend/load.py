@@ -280,7 +280,8 @@ def infer_shapes(proto: onnx.ModelProto, nodes: list[onnx.NodeProto], consts: Ma
             et = onnx.helper.np_dtype_to_tensor_dtype(arr.dtype)
             g.input.append(onnx.helper.make_tensor_value_info(name, et, list(arr.shape)))
     try:
-        inferred = onnx.shape_inference.infer_shapes(light, strict_mode=False, data_prop=True)
+        inferred = onnx.shape_inference.infer_shapes(light, strict_mode=False, data_prop=True,
+                                                     check_type=True)
     except Exception as e:
         msg = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
         raise ModelImportError(f"{display}: shape inference failed: {msg}") from None
