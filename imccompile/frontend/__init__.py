@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Callable, Mapping
 
@@ -21,6 +22,7 @@ from imccompile.ir import Graph, TensorInfo
 __all__ = ["import_model", "parse_input_shape"]
 
 MAX_FOLD_ROUNDS = 8
+MAX_TENSOR_ELEMENTS = 2**40  # 4 TiB of float32 in one activation
 
 
 def _opset(proto: onnx.ModelProto) -> int:
@@ -106,11 +108,17 @@ def import_model(model: str | os.PathLike[str] | onnx.ModelProto,
 
     inputs = tuple(i.name for i in proto.graph.input if i.name not in consts)
     tensors: dict[str, TensorInfo] = {}
-    for name, vi in infos.items():
+    real_inputs = {i.name for i in proto.graph.input}
+    for name, vi in sorted(infos.items(), key=lambda kv: kv[0] not in real_inputs):  # inputs first
         if name in consts:
             continue
         dims = dims_of(vi)
         if dims is not None and all(isinstance(d, int) for d in dims):
+            if math.prod(dims) > MAX_TENSOR_ELEMENTS:  # counts would overflow int64 downstream
+                raise ModelImportError(
+                    f"{display}: tensor {name!r} has shape {list(dims)}, "
+                    f"{math.prod(dims):.3g} elements (more than 2^40): not a model one "
+                    "inference can run; check the input dims (--input-shape)")
             tensors[name] = TensorInfo(name, tuple(int(d) for d in dims), elem_dtype(vi))
     needed = [t for n in nodes for t in list(n.input) + list(n.output) if t and t not in consts]
     missing = sorted({t for t in needed if t not in tensors})
