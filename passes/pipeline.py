@@ -220,6 +220,12 @@ class PassManager:
                 bugs of a pass: they propagate unchanged with that context added as a note.
         """
         ctx = ctx if ctx is not None else PassContext()
+        if self.verify and self.passes:  # a problem of the model is not blamed on the first pass
+            problems = graph_problems(graph)
+            if problems:
+                more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+                raise PassError("the model cannot be compressed (pipeline "
+                                f"{self.text!r}): " + "; ".join(problems[:5]) + more)
         done: list[str] = []
         for p in self.passes:
             where = f"pass `{p.name}` failed after [{', '.join(done)}]"
