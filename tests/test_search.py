@@ -211,14 +211,24 @@ def _fake_in_flight_trial(storage: str, study_name: str, pid: int):
     return st, t
 
 
+@pytest.fixture(scope="module")
+def two_done(tmp_path_factory):
+    """A stored study with 2 completed trials (copied by each test)."""
+    db = tmp_path_factory.mktemp("two") / "f.db"
+    search(_cfg(max_accuracy_drop=None), 2, storage=f"sqlite:///{db}", study_name="f")
+    return db
+
+
 @pytest.mark.parametrize("ends", ["complete", "fail", "dead"])
-def test_a_worker_counts_the_trials_others_have_in_flight(tmp_path, ends):
+def test_a_worker_counts_the_trials_others_have_in_flight(tmp_path, two_done, ends):
     """Deterministic version of the race above: 2 of 3 trials done, a third in flight elsewhere.
     If it completes, the worker must not add a fourth; if it fails, or its process is gone, the
     worker runs the third itself."""
+    import shutil
+
+    shutil.copy(two_done, tmp_path / "f.db")
     storage = f"sqlite:///{tmp_path / 'f.db'}"
     cfg = _cfg(max_accuracy_drop=None)
-    search(cfg, 2, storage=storage, study_name="f")
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         st, t = _fake_in_flight_trial(storage, "f", other.pid)
