@@ -134,7 +134,7 @@ class Converter:
             raise UnsupportedOpError(
                 f"{self.display}: node {node.name!r} ({node.op_type}) has a non-constant bias "
                 f"{node.input[idx]!r}; only constant biases are supported")
-        if b.size not in (1, n):
+        if b.shape != (n,):  # ONNX: B is 1-D with one value per output channel
             raise ModelImportError(
                 f"{self.display}: node {node.name!r} ({node.op_type}): bias {node.input[idx]!r} "
                 f"has shape {list(b.shape)}; expected [{n}] (one value per output channel)")
