@@ -153,6 +153,26 @@ class Converter:
         if ks is not None and list(ks) != list(w.shape[2:]):
             raise ModelImportError(f"{where}: kernel_shape {list(ks)} does not match the weight's "
                                    f"spatial dims {list(w.shape[2:])}")
+        r = w.ndim - 2
+        for field, size, low in (("strides", r, 1), ("dilations", r, 1), ("pads", 2 * r, 0),
+                                 ("output_padding", r, 0)):
+            v = attrs.get(field)
+            if v is None:
+                continue
+            if not isinstance(v, list) or len(v) != size or any(int(e) < low for e in v):
+                raise ModelImportError(f"{where}: {field} must be {size} integers >= {low}, got "
+                                       f"{v!r}")
+        if node.op_type == "Conv" and attrs.get("auto_pad", "NOTSET") in ("NOTSET", "VALID"):
+            pads = attrs.get("pads", [0] * 2 * r) if attrs.get("auto_pad", "NOTSET") == "NOTSET" \
+                else [0] * 2 * r
+            dil = attrs.get("dilations", [1] * r)
+            for i in range(r):
+                span = (int(w.shape[2 + i]) - 1) * dil[i] + 1
+                if span > x[2 + i] + pads[i] + pads[i + r]:
+                    raise ModelImportError(
+                        f"{where}: the kernel spans {span} (kernel {w.shape[2 + i]}, dilation "
+                        f"{dil[i]}) along spatial dim {i}, more than the padded input's "
+                        f"{x[2 + i] + pads[i] + pads[i + r]}")
         return g
 
     def _Conv(self, node: onnx.NodeProto, name: str) -> None:
