@@ -96,6 +96,8 @@ class _Builder:
     nodes: list[onnx.NodeProto] = field(default_factory=list)
     inits: list[onnx.TensorProto] = field(default_factory=list)
     probes: list[str] = field(default_factory=list)
+    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    opset: int = 17
     _n: int = 0
 
     def const(self, name: str, value: np.ndarray) -> str:
@@ -111,6 +113,13 @@ class _Builder:
         outputs = outputs or [self.fresh(op_type.lower())]
         self.nodes.append(helper.make_node(op_type, inputs, outputs, name=name or outputs[0], **attrs))
         return outputs[0]
+
+    def codes(self, x: str, step: float, lo: float, hi: float, base: str) -> str:
+        """Integer codes clip(round(x / step), lo, hi) (as floats)."""
+        s = self.const(self.fresh(base + "_step"), np.float32(step))
+        lo_c = self.const(self.fresh(base + "_lo"), np.float32(lo))
+        hi_c = self.const(self.fresh(base + "_hi"), np.float32(hi))
+        return self.node("Clip", [self.node("Round", [self.node("Div", [x, s])]), lo_c, hi_c])
 
     def quantize(self, x: str, step: float, lo: float, hi: float, base: str) -> str:
         s = self.const(self.fresh(base + "_step"), np.float32(step))
@@ -160,10 +169,22 @@ def _emit_matrix(b: _Builder, op: MatrixOp, sim: OpSim | None) -> None:
     if sim.slices is not None:
         _emit_bitwise(b, op, sim)
         return
-    if sim.act_step is not None:
-        x = b.quantize(x, sim.act_step, sim.act_lo, sim.act_hi, op.name + "_dac")
     tile = sim.rows_per_tile or op.rows
     n_tiles = -(-op.rows // tile)
+    if not sim.probe and _stackable(b, op) and (n_tiles > 1 or sim.adc_steps is not None):
+        # integer DAC codes; the DAC step is folded into the weights
+        in_scale = 1.0
+        if sim.act_step is not None:
+            x = b.codes(x, sim.act_step, sim.act_lo, sim.act_hi, op.name + "_dac")
+            in_scale = float(sim.act_step)
+        blocks = [_rows_of(wkn, t * tile, (t + 1) * tile) for t in range(n_tiles)]
+        ranges = [(t * tile, min((t + 1) * tile, op.rows)) for t in range(n_tiles)]
+        acc = _stacked(b, op, x, blocks, sim.adc_steps, [1.0] * n_tiles, sim.adc_levels,
+                       in_scale=in_scale, row_ranges=ranges)
+        _emit_bias(b, op, acc, out)
+        return
+    if sim.act_step is not None:
+        x = b.quantize(x, sim.act_step, sim.act_lo, sim.act_hi, op.name + "_dac")
     if n_tiles == 1 and sim.adc_steps is None and not sim.probe:
         _emit_product(b, op, x, wkn, out, with_bias=True)
         return
@@ -180,6 +201,123 @@ def _emit_matrix(b: _Builder, op: MatrixOp, sim: OpSim | None) -> None:
         partials.append(y)
     acc = partials[0] if len(partials) == 1 else b.node("Sum", partials)
     _emit_bias(b, op, acc, out)
+
+
+def _rows_of(w: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    out = np.zeros(w.shape, np.float32)
+    out[lo:hi] = w[lo:hi]
+    return out
+
+
+def _stackable(b: _Builder, op: MatrixOp) -> bool:
+    """Ops whose row-tile partial sums can be computed as one product with the tiles' weights
+    side by side (more output columns), instead of one product per tile."""
+    if op.groups != 1 or op.outputs[0] not in b.shapes:
+        return False
+    if op.kind == "conv":
+        return True
+    if op.kind == "gemm":
+        return True
+    return op.kind == "matmul" and len(op.attrs.get("weight_shape", [])) == 2
+
+
+def _reduce_sum(b: _Builder, x: str, axis: int, out: str | None = None) -> str:
+    if b.opset >= 13:
+        return b.node("ReduceSum", [x, b.const(b.fresh("axes"), np.array([axis], np.int64))],
+                      [out] if out else None, keepdims=0)
+    return b.node("ReduceSum", [x], [out] if out else None, axes=[axis], keepdims=0)
+
+
+def _wide_product(b: _Builder, op: MatrixOp, x: str, blocks: list[np.ndarray], lo: int,
+                  hi: int) -> str:
+    """x restricted to crossbar rows [lo, hi) times the blocks side by side (their rows lo..hi;
+    all other rows of the blocks are zero). Conv rows are (channel, kernel) pairs: the input is
+    cut on whole channels and the partial channels at the edges keep zero kernel rows."""
+    nb = len(blocks)
+    attrs = dict(op.attrs)
+    if lo == 0 and hi >= op.rows:
+        xs, r0, r1 = x, 0, op.rows
+    elif op.kind == "conv":
+        kk = int(np.prod(op.attrs["kernel_shape"]))
+        c0, c1 = lo // kk, -(-hi // kk)
+        r0, r1 = c0 * kk, c1 * kk
+        xs = b.node("Slice", [x, b.const(b.fresh("s"), np.array([c0], np.int64)),
+                              b.const(b.fresh("e"), np.array([c1], np.int64)),
+                              b.const(b.fresh("a"), np.array([1], np.int64))])
+    else:
+        r0, r1 = lo, hi
+        axis = 0 if op.kind == "gemm" and op.attrs.get("trans_input") else -1
+        xs = b.node("Slice", [x, b.const(b.fresh("s"), np.array([lo], np.int64)),
+                              b.const(b.fresh("e"), np.array([hi], np.int64)),
+                              b.const(b.fresh("a"), np.array([axis], np.int64))])
+    wide = np.concatenate([blk[r0:r1] for blk in blocks], axis=1)
+    if op.kind == "conv":
+        attrs["out_channels"] = nb * op.cols
+    elif op.kind == "matmul":
+        attrs["weight_shape"] = [r1 - r0, nb * op.cols]
+    wop = op.replace(weight=wide, bias=None, attrs=attrs)
+    return _emit_product(b, wop, xs, wide, b.fresh(op.name + "_stack"), with_bias=False)
+
+
+def _stacked(b: _Builder, op: MatrixOp, x: str, blocks: list[np.ndarray],
+             steps: "tuple[float, ...] | list[float] | None", mults: list[float],
+             levels: int, in_scale: float = 1.0,
+             row_ranges: list[tuple[int, int]] | None = None) -> str:
+    """sum_j mults[j] * ADC_j(in_scale * x @ blocks[j]) with all blocks in one product.
+
+    ``steps[j]`` is block j's ADC step (None: no ADC). The input scale and the ADC steps are
+    folded into the weights (the product gives ADC units directly). Returns the op's output
+    (no bias)."""
+    nb, n = len(blocks), op.cols
+    fold = np.full(nb, in_scale, np.float64)
+    if steps is not None:
+        fold = fold / np.maximum(np.asarray(steps, np.float64), 1e-30)
+    scaled = [(blk.astype(np.float64) * f).astype(np.float32) for blk, f in zip(blocks, fold)]
+    if row_ranges is None:
+        y = _wide_product(b, op, x, scaled, 0, op.rows)
+    else:  # one product per row tile on its slice of the input (no multiplications by zero)
+        parts = []
+        j = 0
+        while j < nb:
+            lo, hi = row_ranges[j]
+            k = j
+            while k < nb and row_ranges[k] == (lo, hi):
+                k += 1
+            parts.append(_wide_product(b, op, x, scaled[j:k], lo, hi))
+            j = k
+        y = parts[0] if len(parts) == 1 else b.node(
+            "Concat", parts, axis=1 if op.kind == "conv" else -1)
+    out_shape = list(b.shapes[op.outputs[0]])
+    mult = np.repeat(np.asarray(mults, np.float64), n)
+    # 0 in a Reshape shape copies that input dim: the batch stays free (batched evaluation)
+    if op.kind == "conv":
+        vshape = [1, nb * n] + [1] * (len(out_shape) - 2)
+        split = [0, nb, n] + out_shape[2:]
+        axis = 1
+    else:
+        vshape = [nb * n]
+        split = [0] * (len(out_shape) - 1) + [nb, n]
+        axis = len(split) - 2
+    if steps is not None:  # ADC codes, then back to units: one (step x weight) per column
+        step = np.repeat(np.asarray(steps, np.float64), n)
+        lo = b.const(b.fresh(op.name + "_adclo"), np.float32(-levels))
+        hi = b.const(b.fresh(op.name + "_adchi"), np.float32(levels))
+        y = b.node("Clip", [b.node("Round", [y]), lo, hi])
+        y = b.node("Mul", [y, b.const(b.fresh(op.name + "_adcstep"),
+                                      (mult * step).reshape(vshape).astype(np.float32))])
+        mult = np.ones(1)
+    else:
+        mult = mult / np.repeat(fold, n) * in_scale
+    if not np.all(mult == 1.0):
+        if np.all(mult == mult[0]):
+            mvec = np.asarray(mult[0], np.float32)
+        else:
+            mvec = mult.reshape(vshape).astype(np.float32)
+        y = b.node("Mul", [y, b.const(b.fresh(op.name + "_mult"), mvec)])
+    if nb == 1:
+        return y
+    y = b.node("Reshape", [y, b.const(b.fresh(op.name + "_split"), np.array(split, np.int64))])
+    return _reduce_sum(b, y, axis)
 
 
 def _column_shape(op: MatrixOp) -> list[int] | None:
@@ -233,6 +371,23 @@ def _emit_bitwise(b: _Builder, op: MatrixOp, sim: OpSim) -> None:
     tile = sim.rows_per_tile or op.rows
     n_tiles = -(-op.rows // tile)
     terms = []
+    if not sim.probe and _stackable(b, op):
+        for plane, pw in planes:
+            blocks, steps, mults, ranges = [], [], [], []
+            for t in range(n_tiles):
+                for si, dig in enumerate(slices):
+                    blocks.append(_rows_of(dig, t * tile, (t + 1) * tile))
+                    ranges.append((t * tile, min((t + 1) * tile, op.rows)))
+                    steps.append(sim.adc_steps[t] if sim.adc_steps is not None else None)
+                    mults.append(pw * float(sim.slice_base) ** si)
+            terms.append(_stacked(b, op, plane, blocks,
+                                  None if sim.adc_steps is None else steps, mults, sim.adc_levels,
+                                  row_ranges=ranges))
+            if sim.offset:  # the offset scheme's reference, subtracted digitally (exact)
+                ref = np.full(slices[0].shape, -float(sim.offset) * pw, np.float32)
+                terms.append(_emit_product(b, op, plane, ref, b.fresh(op.name + "_ref"),
+                                           with_bias=False))
+        n_tiles = 0  # done
     k = 0
     for t in range(n_tiles):
         rows = slice(t * tile, (t + 1) * tile)
@@ -305,7 +460,7 @@ def emit(graph: Graph, sims: dict[str, OpSim] | None = None, *,
             f"{graph.name}: the hardware simulation (--data) emits Round and Clip with bounds as "
             f"inputs, which need ONNX opset >= {SIM_MIN_OPSET}; the model declares opset "
             f"{graph.opset}. Convert it first, e.g. onnx.version_converter.convert_version(model, 17)")
-    b = _Builder()
+    b = _Builder(shapes={k: v.shape for k, v in graph.tensors.items()}, opset=graph.opset)
     seen_consts: set[str] = set()
     for op in graph.ops:
         if isinstance(op, MatrixOp):

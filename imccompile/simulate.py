@@ -107,25 +107,88 @@ def load_data(data: str | os.PathLike[str] | Mapping[str, np.ndarray], graph: Gr
     return Dataset(feeds, labels, src)
 
 
+BATCH = 256  # samples per onnxruntime call when the model runs batched
+
+
+def _session(model_bytes: bytes):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 4  # failures are raised (and explained) here, not logged
+    so.intra_op_num_threads = 1
+    return ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
+
+
+def _batched_copy(model) -> Any:
+    """The model with a free batch dim, when every input and declared output has batch 1."""
+    import onnx
+
+    ins = [i for i in model.graph.input]
+    outs = [o for o in model.graph.output if o.type.tensor_type.HasField("shape")]
+    def lead(vi) -> int | None:
+        d = vi.type.tensor_type.shape.dim
+        return d[0].dim_value if len(d) and d[0].HasField("dim_value") else None
+    if not ins or any(lead(i) != 1 for i in ins) or any(lead(o) != 1 for o in outs):
+        return None
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    for vi in list(m.graph.input) + [o for o in m.graph.output if o.type.tensor_type.HasField("shape")]:
+        vi.type.tensor_type.shape.dim[0].dim_param = "batch"
+    return m
+
+
 class Runner:
-    """Runs an emitted model over a dataset with onnxruntime (one session per model)."""
+    """Runs an emitted model over a dataset with onnxruntime (one session per model).
 
-    def __init__(self, model_bytes: bytes, outputs: list[str] | None = None) -> None:
-        import onnxruntime as ort
+    Samples of batch 1 run BATCH at a time when the model allows it: the batch dim is freed and
+    the first two samples are checked to give the same outputs batched as one by one; otherwise
+    (e.g. a Reshape to a constant shape with batch 1) samples run one by one."""
 
-        so = ort.SessionOptions()
-        so.log_severity_level = 4  # failures are raised (and explained) here, not logged
-        so.intra_op_num_threads = 1
-        self.sess = ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
+    def __init__(self, model, outputs: list[str] | None = None) -> None:
+        if isinstance(model, (bytes, bytearray)):
+            self.sess, self.batched = _session(bytes(model)), None
+        else:
+            self.sess = _session(model.SerializeToString())
+            copy = _batched_copy(model)
+            self.batched = _session(copy.SerializeToString()) if copy is not None else None
         self.outputs = outputs or [o.name for o in self.sess.get_outputs()]
 
+    def _batch_ok(self, data: Dataset) -> bool:
+        if self.batched is None or len(data.feeds) < 2:
+            return False
+        one = [self.sess.run(self.outputs, f) for f in data.feeds[:2]]
+        try:
+            both = self.batched.run(self.outputs, _stack(data.feeds[:2]))
+        except Exception:
+            return False
+        for k, out in enumerate(both):
+            if out.ndim == 0 or out.shape[0] != 2:
+                return False
+            for j in range(2):
+                ref = one[j][k]
+                if out[j:j + 1].shape != ref.shape or not np.allclose(out[j:j + 1], ref, rtol=1e-5,
+                                                                        atol=1e-6 * (1 + np.abs(ref).max())):
+                    return False
+        return True
+
     def run(self, data: Dataset, on_outputs: Callable[[int, list[np.ndarray]], None]) -> None:
-        for i, feed in enumerate(data.feeds):
-            on_outputs(i, self.sess.run(self.outputs, feed))
+        if not self._batch_ok(data):
+            for i, feed in enumerate(data.feeds):
+                on_outputs(i, self.sess.run(self.outputs, feed))
+            return
+        for start in range(0, len(data.feeds), BATCH):
+            chunk = data.feeds[start:start + BATCH]
+            outs = self.batched.run(self.outputs, _stack(chunk))
+            for j in range(len(chunk)):
+                on_outputs(start + j, [o[j:j + 1] for o in outs])
+
+
+def _stack(feeds: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    return {k: np.concatenate([f[k] for f in feeds], axis=0) for k in feeds[0]}
 
 
 def _first_outputs(graph: Graph, model, data: Dataset) -> np.ndarray:
-    r = Runner(model.SerializeToString(), [graph.outputs[0]])
+    r = Runner(model, [graph.outputs[0]])
     outs: list[np.ndarray] = []
     r.run(data, lambda i, o: outs.append(o[0]))
     return np.stack(outs)
@@ -160,7 +223,7 @@ def activation_stats(graph: Graph, data: Dataset, percentile: float | None = Non
     ins = sorted({op.inputs[0] for op in mats})
     inner = [n for n in ins if n not in graph.inputs]
     ideal, _ = emit(graph, extra_outputs=tuple(inner))
-    r = Runner(ideal.SerializeToString(), [graph.outputs[0]] + inner)
+    r = Runner(ideal, [graph.outputs[0]] + inner)
     amax = dict.fromkeys(ins, 0.0)
     amin = dict.fromkeys(ins, 0.0)
     samples: dict[str, list[np.ndarray]] = {k: [] for k in ins}
@@ -207,7 +270,7 @@ def calibrate(graph: Graph, target, data: Dataset, opts: SimOptions) -> Calibrat
                 for op in mats}
         if opts.adc_range == "calibrated":
             model, probes = emit(graph, sims)
-            pr = Runner(model.SerializeToString(), probes)
+            pr = Runner(model, probes)
             pmax = dict.fromkeys(probes, 0.0)
 
             def take_p(i: int, outs: list[np.ndarray]) -> None:

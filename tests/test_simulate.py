@@ -157,11 +157,19 @@ def test_adc16_with_row_tiles_matches_original(request, name, rows):
     res = compiled(path, data, overrides=ov, opts=opts, samples=100)
     feeds = feeds_from(str(path), arrays)[:100]
     sim_model = res.simulation_model(0)
-    # the split is really there: layers taller than an array, more tiles than crossbar layers
+    # the split is really there: layers taller than an array have one ADC step per row tile
+    # and column (tiles computed side by side in one product), or one product per tile
     mats = res.graph.matrix_ops
     assert max(op.rows for op in mats) > rows
-    assert _tile_outputs(sim_model) > len(mats)
-    assert sum(n.op_type == "Round" for n in sim_model.graph.node) >= _tile_outputs(sim_model)
+    steps = {i.name: int(np.prod(i.dims)) for i in sim_model.graph.initializer}
+    for op in mats:
+        tiles = -(-op.rows // rows)
+        stacked = [n for n in steps if n.startswith(op.name + "_adcstep")]
+        if stacked:
+            assert sum(steps[n] for n in stacked) == tiles * op.cols, op.name
+        else:
+            assert sum(1 for n in steps if n.startswith(op.name + "_adc")) >= tiles, op.name
+    assert sum(n.op_type == "Round" for n in sim_model.graph.node) >= len(mats)
     ref = run(str(path), feeds)
     y = run(sim_model, feeds)
     print(f"\n{name}: ADC 16 bits, {rows}-row tiles: relative error {rel_err(y, ref):.2e}")
