@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Mapping
@@ -58,13 +59,25 @@ def available_memory_bytes() -> int | None:
         pass
     env = os.environ.get(MEMORY_LIMIT_ENV, "").strip()
     if env:
-        mult = {"K": 2**10, "M": 2**20, "G": 2**30}.get(env[-1].upper(), 1)
+        mult = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}.get(env[-1].upper(), 1)
         try:
-            limits.append(int(float(env[:-1] if mult > 1 else env) * mult))
+            value = float(env[:-1] if mult > 1 else env) * mult
         except ValueError:
-            raise ModelImportError(f"{MEMORY_LIMIT_ENV}={env!r}: expected bytes, e.g. 8G or "
-                                   "512M") from None
+            value = math.nan
+        if not (math.isfinite(value) and value > 0):  # inf would not convert to int
+            raise ModelImportError(f"{MEMORY_LIMIT_ENV}={env!r}: expected a positive size in "
+                                   "bytes, e.g. 8G or 512M")
+        limits.append(int(value))
     return min(limits) if limits else None
+
+
+def human_bytes(n: float) -> str:
+    """1536 -> '1.5 KiB'; sizes in messages stay readable from bytes to TiB."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
 
 
 def _external_info(init: onnx.TensorProto) -> dict[str, str]:
@@ -98,7 +111,7 @@ def read_model(model: str | os.PathLike[str] | onnx.ModelProto
     size = path.stat().st_size
     if avail is not None and size > avail:
         raise ModelImportError(
-            f"{path}: the file is {size / 2**30:.1f} GiB but only {avail / 2**30:.1f} GiB of memory "
+            f"{path}: the file is {human_bytes(size)} but only {human_bytes(avail)} of memory "
             "is free; save its weights as external data (onnx.save_model(..., "
             "save_as_external_data=True)) or use a machine with more memory")
     try:
@@ -111,7 +124,7 @@ def read_model(model: str | os.PathLike[str] | onnx.ModelProto
     need = weight_bytes(proto)
     if avail is not None and need > avail:
         raise ModelImportError(
-            f"{path}: its weights take {need / 2**30:.1f} GiB but only {avail / 2**30:.1f} GiB of "
+            f"{path}: its weights take {human_bytes(need)} but only {human_bytes(avail)} of "
             "memory is free; nothing was loaded. Use a machine with more memory")
     return proto, path.stem, path.parent
 
