@@ -435,6 +435,26 @@ def _emit_bias(b: _Builder, op: MatrixOp, acc: str, out: str) -> None:
     b.node("Add", [acc, bias_c], [out])
 
 
+def _batch_free_reshape(b: _Builder, op: DigitalOp) -> DigitalOp:
+    """A Reshape to a constant shape that starts with the batch of 1 of its input gets 0 there
+    ("copy the input's dim"): the same function at batch 1, and it lets the emitted model run
+    batched. (The evaluation checks batched against one-by-one outputs before using it.)"""
+    if op.op_type != "Reshape" or len(op.inputs) < 2 or op.attrs.get("allowzero", 0):
+        return op
+    shape = op.constants.get(op.inputs[1])
+    x = b.shapes.get(op.inputs[0])
+    if shape is None or x is None or shape.ndim != 1 or not len(shape) or not len(x):
+        return op
+    if int(shape[0]) != 1 or x[0] != 1:
+        return op
+    new = np.array(shape, np.int64)
+    new[0] = 0
+    name = b.fresh(op.inputs[1] + "_batchfree")
+    return op.replace(inputs=(op.inputs[0], name) + tuple(op.inputs[2:]),
+                      constants={**{k: v for k, v in op.constants.items() if k != op.inputs[1]},
+                                 name: new})
+
+
 def _emit_digital(b: _Builder, op: DigitalOp) -> None:
     for name, value in op.constants.items():
         b.const(name, value)
@@ -466,6 +486,7 @@ def emit(graph: Graph, sims: dict[str, OpSim] | None = None, *,
         if isinstance(op, MatrixOp):
             _emit_matrix(b, op, (sims or {}).get(op.name))
         else:
+            op = _batch_free_reshape(b, op)
             fresh = {k: v for k, v in op.constants.items() if k not in seen_consts}
             seen_consts.update(op.constants)
             _emit_digital(b, op.replace(constants=fresh))
