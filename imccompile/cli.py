@@ -119,19 +119,33 @@ def _targets_cmd(argv: Sequence[str]) -> int:
     raise UsageError("usage: imccompile targets [show NAME [--set FIELD=VALUE ...]]")
 
 
+def _atomic_file(path: str, write, option: str) -> None:
+    """Write ``path`` through a temporary sibling renamed into place; the temporary is removed
+    whatever fails (a full disk, an interrupt), so no ``PATH.tmpPID`` is left behind."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException as e:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        if isinstance(e, OSError):
+            raise UsageError(f"{option} {path}: cannot write: {e.strerror or e}") from None
+        raise
+
+
 def _write_json(path: str, text: str) -> None:
     if path == "-":
         sys.stdout.write(text + "\n")
         return
-    from imccompile.errors import UsageError as _U
 
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
+    def write(tmp: str) -> None:
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(text + "\n")
-        os.replace(tmp, path)
-    except OSError as e:
-        raise _U(f"--json {path}: cannot write: {e.strerror}") from None
+
+    _atomic_file(path, write, "--json")
 
 
 def run(argv: Sequence[str]) -> int:
@@ -218,12 +232,7 @@ def run(argv: Sequence[str]) -> int:
         import onnx
 
         model = res.simulation_model(seed=0)
-        tmp = f"{args.emit}.tmp{os.getpid()}"
-        try:
-            onnx.save(model, tmp)
-            os.replace(tmp, args.emit)
-        except OSError as e:
-            raise UsageError(f"--emit {args.emit}: cannot write: {e.strerror}") from None
+        _atomic_file(args.emit, lambda tmp: onnx.save(model, tmp), "--emit")
     _finish(args, console, res, report, search_result)
     return 0
 
