@@ -31,6 +31,7 @@ from imccompile.errors import MappingError
 from imccompile.ir import Graph, MatrixOp
 
 OverflowPolicy = Literal["chips", "reload", "error"]
+LOW_UTILIZATION = 0.25  # layers below this share of used cells are named in a warning
 
 
 @dataclass(frozen=True)
@@ -275,10 +276,14 @@ def map_graph(graph: Graph, target, *, overflow: OverflowPolicy = "chips",
         else:
             warnings.append(msg + "; the arrays over are reprogrammed every inference, with their "
                                   "write energy and time (--overflow reload)")
-    for lm in placed:
-        if lm.arrays and lm.utilization(a.rows, a.cols) < 0.25:
-            warnings.append(f"layer {lm.name}: array utilization "
-                            f"{100 * lm.utilization(a.rows, a.cols):.1f}%")
+    low = sorted((lm.utilization(a.rows, a.cols), lm.name) for lm in placed
+                 if lm.arrays and lm.utilization(a.rows, a.cols) < LOW_UTILIZATION)
+    if low:
+        shown = ", ".join(f"{name} {100 * u:.1f}%" for u, name in low[:4])
+        more = f" and {len(low) - 4} more" if len(low) > 4 else ""
+        warnings.append(f"{len(low)} of {len(placed)} layers use under "
+                        f"{100 * LOW_UTILIZATION:.0f}% of their arrays' cells: {shown}{more} "
+                        "(small layers on large arrays; smaller arrays or packing would help)")
     return dataclasses.replace(m, warnings=tuple(warnings))
 
 

@@ -98,7 +98,9 @@ def target_summary(t: Target) -> str:
     """One line: name, device, array size, bits per cell, ADC, arrays on the chip."""
     a, h = t.array, t.hierarchy
     return (f"{t.name}: {a.device.upper()} {a.rows}x{a.cols}, {a.bits_per_cell} bit/cell "
-            f"({a.signed_scheme}), {t.dac.bits}-bit {t.dac.mode} inputs, ADC {t.adc.bits}-bit "
+            f"({a.signed_scheme}), {t.precision.weight_bits}-bit weights, "
+            f"{t.precision.input_bits}-bit inputs ({t.dac.bits}-bit {t.dac.mode.replace('_', '-')} "
+            f"DAC), ADC {t.adc.bits}-bit "
             f"{t.adc.type}, {h.arrays_per_chip} arrays/chip ({h.tiles_per_chip} tiles x "
             f"{h.cores_per_tile} cores x {h.arrays_per_core} arrays)")
 
