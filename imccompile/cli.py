@@ -122,6 +122,14 @@ def _targets_cmd(argv: Sequence[str]) -> int:
 def _atomic_file(path: str, write, option: str) -> None:
     """Write ``path`` through a temporary sibling renamed into place; the temporary is removed
     whatever fails (a full disk, an interrupt), so no ``PATH.tmpPID`` is left behind."""
+    if os.path.exists(path) and not os.path.isfile(path):
+        if os.path.isdir(path):
+            raise UsageError(f"{option} {path}: is a directory, expected a file path")
+        try:  # a device or pipe (/dev/stdout, /dev/null, a FIFO): write into it, never replace it
+            write(path)
+        except OSError as e:
+            raise UsageError(f"{option} {path}: cannot write: {e.strerror or e}") from None
+        return
     tmp = f"{path}.tmp{os.getpid()}"
     try:
         write(tmp)
