@@ -300,7 +300,8 @@ def infer_shapes(proto: onnx.ModelProto, nodes: list[onnx.NodeProto], consts: Ma
         raise ModelImportError(f"{display}: shape inference failed: {msg}") from None
     out: dict[str, onnx.ValueInfoProto] = {}
     for vi in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
-        out[vi.name] = vi
+        if vi.name not in out or dims_of(out[vi.name]) is None:  # a graph input that is also an
+            out[vi.name] = vi  # output keeps its shape when the output declares none
     return out
 
 
