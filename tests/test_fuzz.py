@@ -32,7 +32,7 @@ from imccompile import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
-CASE_SECONDS = 20  # one case: import + map + cost (+ a few samples of simulation)
+CASE_SECONDS = 10  # one case: import + map + cost (+ a few samples of simulation)
 
 
 def fuzz_settings(n: int) -> settings:
@@ -153,13 +153,18 @@ def check_outcome(code: int, err: str, json_path: Path | None, what: str = "") -
 
 
 def compile_case(model: onnx.ModelProto | bytes, work: Path, *extra: str,
-                 target: str = "pcm", what: str = "") -> tuple[int, dict | None, str]:
-    """Write the model, run ``imccompile MODEL --target T --json PATH -q EXTRA``, check it."""
+                 target: str = "pcm", what: str = "", stdout: bool = False
+                 ) -> tuple[int, dict | None, str]:
+    """Write the model, run ``imccompile MODEL --target T --json PATH -q EXTRA``, check it.
+    With ``stdout`` the report goes to ``--json -`` and stdout must be that JSON alone."""
     path = work / "model.onnx"
     path.write_bytes(model if isinstance(model, bytes) else model.SerializeToString())
     out = work / "report.json"
     out.unlink(missing_ok=True)
-    code, _, err = run_cli([path, "--target", target, "--json", out, "-q", *extra])
+    code, text, err = run_cli([path, "--target", target, "--json", "-" if stdout else out, "-q",
+                               *extra])
+    if stdout and code == 0:
+        out.write_text(text)  # json.loads below fails unless stdout is the report alone
     if _in_hypothesis():  # --hypothesis-show-statistics shows how many cases got how far
         event(f"exit {code}")
         if what:
@@ -205,14 +210,14 @@ def work(tmp_path_factory) -> Path:
 # ----------------------------------------------------------------------------- random bytes
 
 
-@fuzz_settings(150)
+@fuzz_settings(400)
 @given(data=st.binary(min_size=0, max_size=600))
 def test_random_bytes_are_a_clean_error(work, data):
     code, _, err = compile_case(data, work, what=f"bytes {data[:40]!r}")
     assert code == 1, err  # random bytes are no valid model
 
 
-@fuzz_settings(150)
+@fuzz_settings(400)
 @given(name=st.sampled_from(["digits_cnn", "digits_transformer", "karate_gcn"]),
        cut=st.floats(0.0, 1.0), flips=st.lists(st.tuples(st.floats(0, 1), st.integers(0, 7)),
                                               max_size=6))
@@ -316,7 +321,8 @@ def chain(draw) -> G:
 MUTATIONS = ["none", "neg_pads", "stride", "dilation", "group", "kernel_shape", "weight_shape",
              "nonfinite", "empty_graph", "dup_node_name", "dup_output", "self_cycle",
              "later_cycle", "missing_input", "drop_graph_input", "int_weights", "zero_dim_weight",
-             "zero_dim_input", "attr_type", "bias_size", "huge_dim"]
+             "zero_dim_input", "attr_type", "bias_size", "huge_dim", "dup_graph_output",
+             "input_is_output"]
 
 
 # Exit 0 on these is right although onnxruntime refuses them: duplicate node names pass onnx's
@@ -410,6 +416,10 @@ def mutate(draw, g: G, kind: str) -> onnx.ModelProto:
     elif kind == "huge_dim":
         m.graph.input[0].type.tensor_type.shape.dim[0].dim_value = draw(
             st.sampled_from([2**31, 2**40, 2**62]))
+    elif kind == "dup_graph_output":
+        m.graph.output.append(m.graph.output[0])
+    elif kind == "input_is_output":
+        m.graph.output.append(helper.make_tensor_value_info("x", FLOAT, None))
     elif kind == "attr_type":
         n = _pick(draw, list(nodes), "node")
         n.attribute.append(helper.make_attribute(
@@ -428,7 +438,8 @@ def test_mutated_small_graphs(work, data):
         kind = "none"  # nothing to mutate (e.g. a conv mutation of a dense chain)
     target = data.draw(st.sampled_from(["pcm", "rram", "sram"]), label="target")
     extra = data.draw(options(target), label="options")
-    code, report, err = compile_case(m, work, *extra, target=target, what=kind)
+    code, report, err = compile_case(m, work, *extra, target=target, what=kind,
+                                     stdout=data.draw(st.booleans(), label="--json -"))
     if code == 0 and kind not in ACCEPTED_THOUGH_ORT_REFUSES:  # accepted: a model that runs
         ort_run(m, g.x_shape)
     if kind == "none":  # a valid model compiles, and its weights are all counted
@@ -465,7 +476,7 @@ def _example_attr_mutation(draw, proto: onnx.ModelProto) -> str:
     return f"{n.name}.{a.name}"
 
 
-@fuzz_settings(600)
+@fuzz_settings(900)
 @given(st.data())
 def test_mutated_examples(work, data):
     name = data.draw(st.sampled_from(["digits_cnn", "digits_transformer", "karate_gcn"]))
@@ -510,7 +521,7 @@ def test_mutated_examples(work, data):
 # ----------------------------------------------------------------------------- accuracy path
 
 
-@fuzz_settings(150)
+@fuzz_settings(400)
 @given(st.data())
 def test_accuracy_path_on_fuzzed_models(work, data):
     """Models that compile get matching random data: the accuracy path works (exit 0, sane) or
@@ -548,6 +559,53 @@ def test_accuracy_path_on_fuzzed_models(work, data):
     assert code == 1 and "NaN or Inf" in err, err
 
 
+# ----------------------------------------------------------------------------- command lines
+
+OPTION_VALUES = {
+    "--target": ["pcm", "rram", "sram", "nope", "", "hwspecs/pcm.json", "/dev/null"],
+    "--set": ["adc.bits=6", "adc.bits=x", "adc=3", "=", "adc.bits", "nope.x=1", "array.rows=64",
+              "hierarchy.tiles_per_chip=1", "noise.model=none", "a.b.c.d=[]"],
+    "--input-shape": ["x=34,34", "x=0", "x=-1", "x=a", "nope=1", "x=", "x=34x34", "x=1,2,3"],
+    "--passes": ["prune{ratio=0.5}", "prune{ratio=2}", "quantize{weight_bits=0}", "nope",
+                 "prune{", "prune{ratio=0.5},,", "quantize{weight_bits=4,act_bits=8}", ""],
+    "--overflow": ["chips", "reload", "error", "bogus"],
+    "--replicate": ["/w1/MatMul=2", "*=3", "x=abc", "nope=2", "=2", "/w1/MatMul=0",
+                    "/w1/MatMul=-1"],
+    "--data": ["examples/karate_gcn.npz", "examples/digits_cnn.npz", "/nonexistent.npz",
+               "examples/karate_gcn.onnx"],
+    "--seeds": ["1", "2", "0", "-3", "x", "99999999999999999999"],
+    "--samples": ["1", "5", "0", "-1", "x"],
+    "--adc-range": ["calibrated", "full_scale", "x"],
+    "--search": ["2", "0", "-1", "x"],
+    "--fix": ["adc.bits=6", "nope=1", "adc.bits", "prune=0"],
+    "--objectives": ["accuracy,energy", "energy", "nope", "", ",,"],
+}
+FLAGS = ["--ideal", "--auto-replicate", "--verbose", "--print-ir", "--bit-accurate", "--force"]
+
+
+@fuzz_settings(400)
+@given(st.data())
+def test_random_command_lines(work, data):
+    """Random options and values on the karate example: never an internal error. (Usage
+    errors may print argparse's usage; the one error line is what counts.)"""
+    argv: list[str] = [str(EXAMPLES / "karate_gcn.onnx")]
+    for _ in range(data.draw(st.integers(0, 5))):
+        if data.draw(st.integers(0, 4)) == 0:
+            argv.append(data.draw(st.sampled_from(FLAGS)))
+        else:
+            opt = data.draw(st.sampled_from(sorted(OPTION_VALUES)))
+            value = data.draw(st.one_of(st.sampled_from(OPTION_VALUES[opt]),
+                                        st.text(max_size=8)))
+            argv += [opt, str(ROOT / value) if value.startswith("examples/") else value]
+    out = work / "cli.json"
+    out.unlink(missing_ok=True)
+    code, _, err = run_cli([*argv, "--json", out, "-q"])
+    event(f"exit {code}")
+    if code == 0 and not out.exists():  # --print-ir: no report
+        return
+    check_outcome(code, err, out if code == 0 else None, what=" ".join(argv))
+
+
 # ----------------------------------------------------------------------------- spec JSON
 
 SPEC_VALUES = st.one_of(
@@ -577,7 +635,7 @@ def _paths(obj, prefix=()):
             yield from _paths(v, prefix + (i,))
 
 
-@fuzz_settings(600)
+@fuzz_settings(1200)
 @given(st.data())
 def test_mutated_spec_json(work, data):
     name = data.draw(st.sampled_from(["pcm", "rram", "sram"]))
