@@ -71,7 +71,7 @@ def run_cli(argv: list[str], seconds: float = CASE_SECONDS) -> tuple[int, str, s
     return code, out.getvalue(), err.getvalue()
 
 
-NONNEG_EXEMPT = ("target.",)  # spec fields are inputs, not results
+NONNEG_EXEMPT = ("target.", "accuracy.")  # spec fields are inputs; accuracy: see below
 
 
 def report_problems(report: dict) -> list[str]:
@@ -127,10 +127,15 @@ def report_problems(report: dict) -> list[str]:
     if not 0 <= tot["utilization"] <= 1 + 1e-12:
         problems.append(f"totals.utilization {tot['utilization']} outside [0, 1]")
     acc = report.get("accuracy")
-    if acc is not None:
-        for k in ("float", "mean"):
-            if not 0 <= acc[k] <= 1 + 1e-12 and acc["metric"] != "cosine":
-                problems.append(f"accuracy.{k} {acc[k]} outside [0, 1]")
+    if acc is not None:  # top-1 figures in [0, 1]; a cosine similarity in [-1, 1]
+        low = -1 - 1e-9 if acc["metric"] == "cosine" else 0
+        for k, v in [("float", acc["float"]), ("mean", acc["mean"])] + \
+                [(f"per_seed[{i}]", v) for i, v in enumerate(acc["per_seed"])]:
+            if not low <= v <= 1 + 1e-9:
+                problems.append(f"accuracy.{k} {v} outside [{low:.0f}, 1]")
+        for k in ("std", "relative_error"):
+            if acc[k] < 0:
+                problems.append(f"accuracy.{k} {acc[k]} is negative")
     return problems
 
 
@@ -697,6 +702,10 @@ def test_report_checker_catches_problems():
                        "area_breakdown_mm2": {"x": 1.0}, "utilization": 0.5},
             "layers": [{"name": "l", "energy_j": 3.0, "energy_breakdown_j": {"a": 3.0}}]}
     assert report_problems(good) == []
+    cosine = {"metric": "cosine", "float": 1.0, "mean": -0.5, "per_seed": [-1.0, 0.0],
+              "std": 0.7, "relative_error": 1.2}
+    assert report_problems({**good, "accuracy": cosine}) == []
+    assert report_problems({**good, "accuracy": {**cosine, "metric": "top1"}})
     for path, value in [(("totals", "energy_j"), 4.0), (("totals", "latency_s"), 3.0),
                         (("totals", "area_mm2"), float("nan")), (("totals", "utilization"), -1)]:
         bad = copy.deepcopy(good)
