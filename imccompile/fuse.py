@@ -56,12 +56,16 @@ def _channel_vector(op: MatrixOp, value: np.ndarray, out_rank: int) -> np.ndarra
     return flat if flat.size == nch else None
 
 
-def fuse_bias_add(graph: Graph) -> Graph:
-    """Fold ``Add(matrix_out, const)`` with a per-channel constant into the matrix op's bias."""
-    uses = _uses(graph)
+def _fusion_state(graph: Graph) -> tuple[Counter, list, dict[str, int], set[int]]:
+    """(uses per tensor, ops, index of the matrix op writing each tensor, removed op indices)."""
     ops = list(graph.ops)
     by_out = {o.outputs[0]: i for i, o in enumerate(ops) if isinstance(o, MatrixOp)}
-    removed: set[int] = set()
+    return _uses(graph), ops, by_out, set()
+
+
+def fuse_bias_add(graph: Graph) -> Graph:
+    """Fold ``Add(matrix_out, const)`` with a per-channel constant into the matrix op's bias."""
+    uses, ops, by_out, removed = _fusion_state(graph)
     for j, op in enumerate(ops):
         if not (isinstance(op, DigitalOp) and op.op_type == "Add" and len(op.inputs) == 2):
             continue
@@ -90,10 +94,7 @@ def fuse_bias_add(graph: Graph) -> Graph:
 
 def fold_batchnorm(graph: Graph) -> Graph:
     """Fold inference-mode BatchNormalization that follows a Conv/ConvTranspose/Gemm/MatMul."""
-    uses = _uses(graph)
-    ops = list(graph.ops)
-    by_out = {o.outputs[0]: i for i, o in enumerate(ops) if isinstance(o, MatrixOp)}
-    removed: set[int] = set()
+    uses, ops, by_out, removed = _fusion_state(graph)
     for j, op in enumerate(ops):
         if not (isinstance(op, DigitalOp) and op.op_type == "BatchNormalization"):
             continue

@@ -173,14 +173,20 @@ def check_model(proto: onnx.ModelProto, display: str) -> None:
             raise ModelImportError(f"{display}: the ONNX checker rejects the model: {e}") from None
 
 
-def _weight_free(proto: onnx.ModelProto) -> onnx.ModelProto:
-    light = onnx.ModelProto()
+def _empty_like(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """A model with the same header, opsets, functions and graph name, and an empty graph."""
+    out = onnx.ModelProto()
     for f in ("ir_version", "producer_name", "producer_version", "domain", "model_version"):
-        setattr(light, f, getattr(proto, f))
-    light.opset_import.extend(proto.opset_import)
-    light.functions.extend(proto.functions)
+        setattr(out, f, getattr(proto, f))
+    out.opset_import.extend(proto.opset_import)
+    out.functions.extend(proto.functions)
+    out.graph.name = proto.graph.name
+    return out
+
+
+def _weight_free(proto: onnx.ModelProto) -> onnx.ModelProto:
+    light = _empty_like(proto)
     g, src = light.graph, proto.graph
-    g.name = src.name
     g.node.extend(src.node)
     g.input.extend(src.input)
     g.output.extend(src.output)
@@ -277,12 +283,8 @@ def infer_shapes(proto: onnx.ModelProto, nodes: list[onnx.NodeProto], consts: Ma
 
     Returns value infos by tensor name for every tensor whose type onnx could infer.
     """
-    light = onnx.ModelProto()
-    light.ir_version = proto.ir_version
-    light.opset_import.extend(proto.opset_import)
-    light.functions.extend(proto.functions)
+    light = _empty_like(proto)
     g = light.graph
-    g.name = proto.graph.name
     g.node.extend(nodes)
     g.output.extend(proto.graph.output)
     g.input.extend(i for i in proto.graph.input if i.name not in consts)
@@ -353,13 +355,8 @@ def initializer_arrays(proto: onnx.ModelProto, base: Path | None = None,
 
 def shell_of(proto: onnx.ModelProto) -> onnx.ModelProto:
     """The model without its initializers (cheap to copy and safe to modify)."""
-    shell = onnx.ModelProto()
-    for f in ("ir_version", "producer_name", "producer_version", "domain", "model_version"):
-        setattr(shell, f, getattr(proto, f))
-    shell.opset_import.extend(proto.opset_import)
-    shell.functions.extend(proto.functions)
+    shell = _empty_like(proto)
     g, src = shell.graph, proto.graph
-    g.name = src.name
     inits = {i.name for i in src.initializer}
     g.node.extend(src.node)
     g.input.extend(i for i in src.input if i.name not in inits)
