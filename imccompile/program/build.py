@@ -332,6 +332,11 @@ def build(result) -> dict[str, str | bytes | Callable[[Path], None]]:
     """The files of the program image of a compile result: name -> text, bytes or a writer
     taking the target path (conductances.npz), as `imccompile.output.write_folder` takes them."""
     graph, target, mapping = result.graph, result.target, result.mapping
+    for op in graph.matrix_ops:  # no conductance encodes them (they were cast to garbage)
+        for what, arr in (("weight", op.weight), ("bias", op.bias)):
+            if arr is not None and not np.isfinite(arr).all():
+                raise MappingError(f"layer {op.name!r}: its {what} holds NaN or Inf values; a "
+                                   "program image needs finite weights")
     a, h = target.array, target.hierarchy
     levels = (1 << a.bits_per_cell) - 1
     lm_by = {lm.name: lm for lm in mapping.layers}
