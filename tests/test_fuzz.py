@@ -443,8 +443,12 @@ def test_mutated_small_graphs(work, data):
         kind = "none"  # nothing to mutate (e.g. a conv mutation of a dense chain)
     target = data.draw(st.sampled_from(["pcm", "rram", "sram"]), label="target")
     extra = data.draw(options(target), label="options")
+    if data.draw(st.integers(0, 4), label="-o") == 0:  # report.html and the program image too
+        extra += ["-o", str(work / "outdir"), "--force"]
     code, report, err = compile_case(m, work, *extra, target=target, what=kind,
                                      stdout=data.draw(st.booleans(), label="--json -"))
+    if code == 0 and "-o" in extra:
+        assert json.loads((work / "outdir" / "report.json").read_text()) == report
     if code == 0 and kind not in ACCEPTED_THOUGH_ORT_REFUSES:  # accepted: a model that runs
         ort_run(m, g.x_shape)
     if kind == "none":  # a valid model compiles, and its weights are all counted
@@ -551,8 +555,12 @@ def test_accuracy_path_on_fuzzed_models(work, data):
     npz = work / "data.npz"
     np.savez(npz, **arrays)
     target = data.draw(st.sampled_from(["pcm", "rram", "sram"]))
-    code, report, err = compile_case(m, work, "--data", npz, "--seeds", "2", target=target,
-                                     what=f"{kind} with data")
+    sim = data.draw(st.sampled_from([[], [], ["--bit-accurate"], ["--adc-range", "full_scale"],
+                                     ["--ideal"]]), label="simulation options")
+    if data.draw(st.integers(0, 3), label="-o") == 0:  # with simulation.onnx and program/
+        sim = [*sim, "-o", str(work / "outdir"), "--force"]
+    code, report, err = compile_case(m, work, "--data", npz, "--seeds", "2", *sim,
+                                     target=target, what=f"{kind} with data")
     if kind == "none" and not with_labels:
         assert code == 0, err
         assert report["accuracy"]["samples"] == n
