@@ -348,6 +348,10 @@ def make_case(seed: int) -> dict:
         argv += ["--set", _override(target, rng)]
     if rng.random() < 0.25:
         argv += ["--data", str(ROOT / "examples" / f"{name}.npz"), "--samples", "8"]
+        if rng.random() < 0.2:
+            argv += [rng.choice(["--bit-accurate", "--ideal"])]
+    if rng.random() < 0.15:  # report.html, simulation.onnx, the program image
+        argv += ["-o", "{workdir}/out", "--force"]
     if rng.random() < 0.1:
         argv += ["--overflow", rng.choice(["reload", "error", "chips"])]
     if rng.random() < 0.1:
@@ -393,6 +397,7 @@ def _worker(conn, workdir: str) -> None:
         if msg is None:
             return
         data, argv = msg
+        argv = [a.replace("{workdir}", workdir) for a in argv]
         with open(model_path, "wb") as f:
             f.write(data)
         conn.send(run_case_inprocess(model_path, argv, json_path))
