@@ -17,6 +17,10 @@ InputShapes = Mapping[str, tuple[int, ...]]
 
 CONTROL_FLOW = {"If", "Loop", "Scan"}
 
+# onnx builds its operator-schema registry on first use (~15 ms); do it when the frontend is
+# imported, like onnxruntime does when it is imported, rather than inside the first compile.
+onnx.defs.has("Conv")
+
 
 def parse_input_shape(text: str) -> tuple[str, tuple[int, ...]]:
     """Parse ``NAME=1,3,224,224`` (as given to --input-shape)."""
