@@ -1,5 +1,7 @@
 """Output folders written atomically: everything goes to a temporary sibling folder, which is
-renamed into place only when complete, so a reader never sees a half-written folder."""
+renamed into place only when complete, so a reader never sees a half-written folder. Replacing
+an existing folder (--force) swaps the two in one step where the system allows it (Linux
+renameat2), so the destination is never missing either."""
 
 from __future__ import annotations
 
@@ -12,6 +14,24 @@ from typing import Callable, Mapping, Union
 from imccompile.errors import UsageError
 
 Content = Union[bytes, str, Callable[[Path], None]]
+
+_RENAME_EXCHANGE = 2  # linux/fs.h
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one atomic step (Linux renameat2 RENAME_EXCHANGE); False where the
+    system or file system cannot."""
+    try:
+        import ctypes
+        import ctypes.util
+
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    return fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0
 
 
 def write_folder(out: str | os.PathLike[str], files: Mapping[str, Content], force: bool = False) -> Path:
@@ -44,8 +64,11 @@ def write_folder(out: str | os.PathLike[str], files: Mapping[str, Content], forc
                 path.write_bytes(content)
             else:
                 path.write_text(content, encoding="utf-8")
+        if dest.exists() and _exchange(tmp, dest):  # the old folder is now at tmp
+            shutil.rmtree(tmp, ignore_errors=True)
+            return dest
         old = None
-        if dest.exists():
+        if dest.exists():  # no atomic exchange here: a short window without dest
             old = parent / f".{dest.name}.old-{os.getpid()}"
             os.replace(dest, old)
         os.replace(tmp, dest)
