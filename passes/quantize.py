@@ -9,6 +9,7 @@ import numpy as np
 
 from imccompile.errors import PassError
 from imccompile.ir import Graph, MatrixOp
+from imccompile.noise import quantize_columns
 from imccompile.passes.base import LayerPass, PassContext, register_pass
 
 WEIGHT_BITS = (1, 8)
@@ -30,10 +31,10 @@ def quantize_weight(w: np.ndarray, bits: int, mask: np.ndarray | None = None) ->
         count = kept.sum(axis=0)
         mean = np.abs(x).sum(axis=0) / np.maximum(count, 1)
         return (np.sign(x) * mean[None, :]).astype(np.float32)
-    q = 2 ** (bits - 1) - 1
-    wmax = np.abs(x).max(axis=0) if x.size else np.zeros(x.shape[1])
-    step = np.where(wmax > 0, wmax / q, 1.0)
-    return (np.clip(np.rint(x / step), -q, q) * step).astype(np.float32)
+    if not x.size:
+        return x.astype(np.float32)
+    codes, step = quantize_columns(x, bits)  # the same grid the simulation and mapper use
+    return (codes * step).astype(np.float32)
 
 
 def _bits_choices(values: Any, lo: int, hi: int) -> list[int] | tuple[int, int]:
