@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
 from typing import Any
 
 from imccompile.errors import UsageError
@@ -177,6 +176,3 @@ def run_from_trial(args: argparse.Namespace, shapes: dict):
                  "pipeline": row["pipeline"], "overrides": row["overrides"],
                  "same": all(stored.get(k) == values.get(k) for k in stored)}
 
-
-def dumps_front(result) -> str:
-    return json.dumps(result.to_dict(), indent=2)

@@ -146,7 +146,7 @@ def array_area_mm2(target) -> dict[str, float]:
     a = target.array
     return {
         "arrays": a.area_mm2,
-        "adc": adcs_per_array(target) * target.adc.area_mm2_at(target.adc.bits),
+        "adc": adcs_per_array(target) * target.adc.area_mm2(target.adc.bits),
         "dac": a.rows * target.dac.area_mm2,
         "periphery": target.periphery.area_mm2_per_array,
     }

@@ -65,15 +65,6 @@ class Compression:
     def replace(self, **kw: Any) -> "Compression":
         return dataclasses.replace(self, **kw)
 
-    @property
-    def kept_rows(self) -> np.ndarray | None:
-        """Boolean (K,) of rows that keep at least one weight, or None if unpruned."""
-        return None if self.mask is None else self.mask.any(axis=1)
-
-    @property
-    def kept_cols(self) -> np.ndarray | None:
-        return None if self.mask is None else self.mask.any(axis=0)
-
 
 @dataclass(frozen=True, eq=False)
 class MatrixOp:

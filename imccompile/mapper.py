@@ -298,15 +298,3 @@ def slot(index: int, target) -> ArraySlot:
     core, idx = divmod(r, per_core)
     return ArraySlot(chip, tile, core, idx)
 
-
-def per_array_utilization(mapping: Mapping) -> np.ndarray:
-    """Utilization of every placed array, in placement order (for heat maps)."""
-    out = []
-    cells = mapping.rows * mapping.cols
-    for lm in mapping.layers:
-        if not lm.arrays:
-            continue
-        u = lm.used_cells / (lm.arrays * cells)
-        out.extend([u] * lm.total_arrays)
-    return np.array(out, dtype=np.float64)
-

@@ -589,7 +589,7 @@ def search(cfg: SearchConfig, trials: int, *, storage: str | None = None, study_
             res, _ = ev.evaluate_text(result.chosen["pipeline"], _ov(result.chosen["overrides"]),
                                       result.chosen["auto_replicate"])
             result.chosen_result = res
-        base_res, base_vals = ev.evaluate_text("", {}, False)
+        _, base_vals = ev.evaluate_text("", {}, False)
         result.baseline = {"values": base_vals, "pipeline": "", "overrides": []}
     finally:
         for p in procs:

@@ -157,10 +157,3 @@ def fold_constants(nodes: list[onnx.NodeProto], consts: dict[str, np.ndarray],
         changed = True
     return kept, changed
 
-
-def constant_from_attr(node: onnx.NodeProto) -> np.ndarray:
-    """Value of a Constant node (used by tests and the converter)."""
-    for a in node.attribute:
-        if a.name == "value":
-            return numpy_helper.to_array(a.t)
-    return _evaluate(node, [], 17)[0]
