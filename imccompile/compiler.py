@@ -35,7 +35,8 @@ class CompileResult:
 
         if self.calibration is None:
             raise DataError("the simulation model needs calibration data: compile with data=...")
-        return simulation_model(self.graph, self.target, self.calibration, self.sim_options, seed)
+        return simulation_model(self.graph, self.target, self.calibration, self.sim_options, seed,
+                                self.mapping)
 
     def ideal_model(self):
         """The compiled graph emitted back to float ONNX (same function as the source)."""
@@ -74,7 +75,7 @@ def compile_graph(graph: Graph, target: Any, *, model_name: str | None = None,
     mapping = map_graph(graph, target, overflow=overflow, replicate=replicate,
                         auto_replicate=auto_replicate)
     cost = cost_graph(graph, mapping, target)
-    sched = schedule(graph, cost)
+    sched = schedule(graph, cost, mapping)
     return CompileResult(model_name or graph.name, graph, target, mapping, cost, sched, pipeline)
 
 
@@ -130,7 +131,7 @@ def compile(model: Any, target: Any = "pcm", *, overrides: Sequence[str] | TMapp
 
         opts = sim_options or SimOptions()
         acc, cal = evaluate(graph, tgt, dataset, seeds=seeds, opts=opts, progress=progress,
-                            reference=reference)
+                            reference=reference, mapping=res.mapping)
     except Exception as e:
         if dataset is not None and type(e).__module__.startswith("onnxruntime"):
             _source_must_run(model, dataset, graph.name)  # the model's fault: a clean error

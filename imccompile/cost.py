@@ -7,11 +7,15 @@ duration scales with 2^input_bits):
 * array  = vectors x cycles x used cells x read energy per cell
 * dac    = vectors x cycles x driven rows x DAC energy per conversion
 * adc    = vectors x cycles x converted columns x ADC energy at adc.bits
-* shift_add = one shift-add per ADC conversion; accumulate = one add per partial sum of every
-  kept output column of every row tile
+* shift_add = one shift-add per ADC conversion; accumulate = one add per partial sum: every
+  kept output column of every ADC row group
 * buffer = (input bytes read + output bytes written) x buffer energy per byte
 * noc    = output bytes x one hop (assumption: a layer's consumer sits one hop away)
-* write  = cells reprogrammed per inference under ``--overflow reload``
+* write  = under ``--overflow reload``, every cell of a layer on the reload pool, every
+  inference (its latency adds the rounds' write times: see `matrix_layer_cost`)
+
+Every count (used cells, driven rows, conversions, partial sums) is read from the layer's layout
+(imccompile.layout); none is re-derived here.
 
 Cycle time = max(array read time, serialized conversions per ADC x ADC latency) — the
 sample-and-hold pipelining ISAAC assumes. Digital ops (attention, softmax, norms, pooling...) are
@@ -22,9 +26,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from imccompile.ir import DigitalOp, Graph, MatrixOp
-from imccompile.mapper import LayerMapping, Mapping
+from imccompile.layout import LayerLayout, column_devices, n_slices
+from imccompile.mapper import Mapping, ReloadPlan
+
+if TYPE_CHECKING:
+    from imccompile.spec import Target
 
 COMPONENTS = ("array", "dac", "adc", "shift_add", "accumulate", "digital", "buffer", "noc", "write")
 
@@ -104,7 +113,28 @@ def adc_energy(target) -> float:
     return float(target.adc.energy_j(target.adc.bits))
 
 
-def matrix_layer_cost(op: MatrixOp, lm: LayerMapping, target, reload_cells: int = 0) -> LayerCost:
+def _write_time_s(target: Target, lm: LayerLayout, plan: ReloadPlan) -> float:
+    """Time to write a pooled layer's arrays over its rounds: rows are programmed one after
+    another within an array; arrays in different cores of the pool are written in parallel."""
+    h = target.hierarchy
+    pool_cores = max(1, min(math.ceil(plan.pool_arrays / h.arrays_per_core),
+                            h.cores_per_tile * h.tiles_per_chip))
+    rows_per_array = math.ceil(lm.driven_rows / lm.arrays) if lm.arrays else 0
+    left, t = lm.total_arrays, 0.0
+    while left > 0:
+        m = min(left, plan.pool_arrays)
+        t += math.ceil(m / pool_cores) * rows_per_array * target.array.write_latency_per_row_s
+        left -= m
+    return t
+
+
+def matrix_layer_cost(op: MatrixOp, lm: LayerLayout, target: Target,
+                      mapping: Mapping | None = None) -> LayerCost:
+    """Energy and latency of one matrix layer on its layout (``lm``).
+
+    Under ``--overflow reload``, a pooled layer (``mapping.pooled``) computes in rounds of the
+    pool's size, each round writing its arrays first: every one of its cells is written every
+    inference, and its latency is the rounds' writes plus their computes."""
     p = target.periphery
     cycles = input_cycles(target, lm.input_bits)
     reads = lm.vectors * cycles  # per copy; replicas split the vectors, totals stay
@@ -114,8 +144,8 @@ def matrix_layer_cost(op: MatrixOp, lm: LayerMapping, target, reload_cells: int 
     e["dac"] = reads * lm.driven_rows * target.dac.energy_per_conversion_j * pulse
     e["adc"] = reads * lm.converted_cols * adc_energy(target)
     e["shift_add"] = reads * lm.converted_cols * p.shift_add_energy_j
-    e["accumulate"] = lm.vectors * lm.cols_logical * lm.row_tiles * p.accumulate_energy_j
-    in_bytes = lm.vectors * lm.rows_used * lm.groups * lm.input_bits / 8.0
+    e["accumulate"] = lm.vectors * lm.partial_sums * p.accumulate_energy_j
+    in_bytes = lm.vectors * lm.input_rows * lm.input_bits / 8.0
     out_bytes = lm.vectors * lm.cols_logical * lm.input_bits / 8.0
     e["buffer"] = (in_bytes + out_bytes) * target.buffers.energy_per_byte_j
     e["noc"] = out_bytes * target.noc.hop_energy_per_byte_j
@@ -123,13 +153,14 @@ def matrix_layer_cost(op: MatrixOp, lm: LayerMapping, target, reload_cells: int 
     if lm.arrays:
         conv_per_array = lm.converted_cols / lm.arrays
         per_copy = math.ceil(lm.vectors / lm.replicas)
-        latency = per_copy * cycles * cycle_time_s(target, lm.input_bits, conv_per_array)
+        compute = per_copy * cycles * cycle_time_s(target, lm.input_bits, conv_per_array)
+        plan = mapping.reload if mapping is not None else None
+        if plan is not None and mapping is not None and mapping.pooled(lm.name):
+            e["write"] = lm.used_cells * lm.replicas * target.array.write_energy_per_cell_j
+            latency = plan.rounds(lm) * compute + _write_time_s(target, lm, plan)
+        else:
+            latency = compute
         latency += target.noc.hop_latency_s + out_bytes / target.noc.bytes_per_s
-    if reload_cells:
-        e["write"] = reload_cells * target.array.write_energy_per_cell_j
-        rows_to_write = math.ceil(reload_cells / target.array.cols)
-        cores = target.hierarchy.cores_per_tile * target.hierarchy.tiles_per_chip
-        latency += rows_to_write * target.array.write_latency_per_row_s / max(1, min(cores, lm.arrays))
     return LayerCost(op.name, op.kind, e, latency, ops=2 * op.macs)
 
 
@@ -172,24 +203,13 @@ def area(mapping: Mapping, target) -> tuple[float, float, dict[str, float]]:
     return float(sum(used.values())), float(chip * mapping.chips), used
 
 
-def cost_graph(graph: Graph, mapping: Mapping, target) -> Cost:
+def cost_graph(graph: Graph, mapping: Mapping, target: Target) -> Cost:
     """Energy, latency and area of every op of the graph on the mapped target."""
     by_name = {lm.name: lm for lm in mapping.layers}
-    reload_left = mapping.overflow_arrays if mapping.overflow_policy == "reload" else 0
     layers: list[LayerCost] = []
-    # Under reload, the last-placed arrays are the ones beyond the chip: charge their layers.
-    reload_cells: dict[str, int] = {}
-    if reload_left:
-        for lm in reversed(mapping.layers):
-            if reload_left <= 0:
-                break
-            take = min(reload_left, lm.total_arrays)
-            if lm.total_arrays:
-                reload_cells[lm.name] = int(lm.used_cells * lm.replicas * take / lm.total_arrays)
-            reload_left -= take
     for op in graph.ops:
         if isinstance(op, MatrixOp):
-            layers.append(matrix_layer_cost(op, by_name[op.name], target, reload_cells.get(op.name, 0)))
+            layers.append(matrix_layer_cost(op, by_name[op.name], target, mapping))
         else:
             layers.append(digital_layer_cost(op, target))
     used, chip, breakdown = area(mapping, target)
@@ -202,7 +222,7 @@ def array_cycle_energy(target, rows: int | None = None, cols: int | None = None)
     a = target.array
     rows = rows or a.rows
     cols = cols or a.cols
-    converted = cols // (2 if a.signed_scheme == "differential" else 1)
+    converted = cols // column_devices(a.signed_scheme)
     return {
         "array": rows * cols * a.read_energy_per_cell_j,
         "dac": rows * target.dac.energy_per_conversion_j,
@@ -217,10 +237,8 @@ def peak_performance(target) -> dict[str, float]:
     One MVM per array per input pass: 2 * rows * weight columns ops, where weight columns =
     cols / (slices x column devices). Energy counts array, DAC, ADC and shift-add per cycle.
     """
-    from imccompile.mapper import column_devices
-
     a, h = target.array, target.hierarchy
-    slices = math.ceil(target.precision.weight_bits / a.bits_per_cell)
+    slices = n_slices(target.precision.weight_bits, a.bits_per_cell, a.signed_scheme)
     wcols = a.cols / (slices * column_devices(a.signed_scheme))
     cycles = input_cycles(target, target.precision.input_bits)
     per_cycle = array_cycle_energy(target)

@@ -4,10 +4,11 @@
 The simulation model of a MatrixOp, given its `OpSim` (from imccompile.simulate):
   * DAC: the input is quantized, ``clip(round(x / s), lo, hi) * s``;
   * the weight matrix is the effective one (quantized, masked, with device noise and drift);
-  * ADC: the product is split by crossbar row tile (rows outside a tile zeroed); each tile's
+  * ADC: the product is split by the layout's ADC row groups (``OpSim.tiles``, from
+    imccompile.layout: the rows every array sums over; rows outside a tile zeroed); each tile's
     partial sum is quantized, ``clip(round(y / step), -L, L) * step``, then the tiles are summed
     and the bias added digitally.
-Only this module and the frontend import onnx.
+This module, the frontend, the simulation and the program image's graph writer touch onnx.
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ class OpSim:
     Attributes:
         weight: effective (K, N) weight to emit (quantized / noisy), or None for op.weight.
         act_step / act_lo / act_hi: DAC quantization (step and integer clip range), or None.
-        row_tiles: crossbar rows per tile; None emits one product (no ADC split).
+        tiles: the ADC row groups, by row tile: for every tile, (group, first W row, last W row
+            + 1) of each group that has it (`LayerLayout.tiles`); None emits one product (no
+            ADC split).
         adc_steps: ADC step per row tile (None: no ADC quantization); adc_levels: max |code|.
         probe: also expose every row tile's partial sum as a graph output (for ADC calibration);
             probe names are ``probe_name(op, tile, k)``.
@@ -48,7 +51,7 @@ class OpSim:
     act_step: float | None = None
     act_lo: int = 0
     act_hi: int = 0
-    rows_per_tile: int | None = None
+    tiles: tuple[tuple[tuple[int, int, int], ...], ...] | None = None
     adc_steps: tuple[float, ...] | None = None
     adc_levels: int = 0
     probe: bool = False
@@ -169,16 +172,16 @@ def _emit_matrix(b: _Builder, op: MatrixOp, sim: OpSim | None) -> None:
     if sim.slices is not None:
         _emit_bitwise(b, op, sim)
         return
-    tile = sim.rows_per_tile or op.rows
-    n_tiles = -(-op.rows // tile)
+    tiles = _op_tiles(op, sim)
+    n_tiles = len(tiles)
     if not sim.probe and _stackable(b, op) and (n_tiles > 1 or sim.adc_steps is not None):
         # integer DAC codes; the DAC step is folded into the weights
         in_scale = 1.0
         if sim.act_step is not None:
             x = b.codes(x, sim.act_step, sim.act_lo, sim.act_hi, op.name + "_dac")
             in_scale = float(sim.act_step)
-        blocks = [_rows_of(wkn, t * tile, (t + 1) * tile) for t in range(n_tiles)]
-        ranges = [(t * tile, min((t + 1) * tile, op.rows)) for t in range(n_tiles)]
+        blocks = [_tile_weight(op, wkn, tl) for tl in tiles]
+        ranges = [_tile_range(tl) for tl in tiles]
         acc = _stacked(b, op, x, blocks, sim.adc_steps, [1.0] * n_tiles, sim.adc_levels,
                        in_scale=in_scale, row_ranges=ranges)
         _emit_bias(b, op, acc, out)
@@ -190,8 +193,7 @@ def _emit_matrix(b: _Builder, op: MatrixOp, sim: OpSim | None) -> None:
         return
     partials = []
     for t in range(n_tiles):
-        wt = np.zeros_like(wkn)
-        wt[t * tile:(t + 1) * tile] = wkn[t * tile:(t + 1) * tile]
+        wt = _tile_weight(op, wkn, tiles[t])
         y = _emit_product(b, op, x, wt, probe_name(op.name, t, 0) if sim.probe
                           else b.fresh(op.name + f"_tile{t}"), with_bias=False)
         if sim.probe:
@@ -203,10 +205,36 @@ def _emit_matrix(b: _Builder, op: MatrixOp, sim: OpSim | None) -> None:
     _emit_bias(b, op, acc, out)
 
 
-def _rows_of(w: np.ndarray, lo: int, hi: int) -> np.ndarray:
+Tile = tuple[tuple[int, int, int], ...]
+
+
+def _tile_mask(op: MatrixOp, tile: Tile) -> np.ndarray:
+    """(K, N) mask of the weights one ADC row group sums: each listed group's rows lo..hi."""
+    mask = np.zeros((op.rows, op.cols), bool)
+    npg = op.cols_per_group
+    for g, lo, hi in tile:
+        mask[lo:hi, g * npg:(g + 1) * npg] = True
+    return mask
+
+
+def _tile_weight(op: MatrixOp, w: np.ndarray, tile: Tile) -> np.ndarray:
+    """The weights of one ADC row group (all others zero), float32 (K, N)."""
     out = np.zeros(w.shape, np.float32)
-    out[lo:hi] = w[lo:hi]
+    npg = op.cols_per_group
+    for g, lo, hi in tile:
+        out[lo:hi, g * npg:(g + 1) * npg] = w[lo:hi, g * npg:(g + 1) * npg]
     return out
+
+
+def _tile_range(tile: Tile) -> tuple[int, int]:
+    """The W rows [lo, hi) that hold a tile's rows (of every group)."""
+    return min(lo for _, lo, _ in tile), max(hi for _, _, hi in tile)
+
+
+def _op_tiles(op: MatrixOp, sim: OpSim) -> tuple[Tile, ...]:
+    if sim.tiles:
+        return sim.tiles
+    return (tuple((g, 0, op.rows) for g in range(op.groups)),)
 
 
 def _stackable(b: _Builder, op: MatrixOp) -> bool:
@@ -368,16 +396,16 @@ def _emit_bitwise(b: _Builder, op: MatrixOp, sim: OpSim) -> None:
             prev = f
         if signed:
             planes.append((neg, -(2.0 ** sim.in_bits)))
-    tile = sim.rows_per_tile or op.rows
-    n_tiles = -(-op.rows // tile)
+    tiles = _op_tiles(op, sim)
+    n_tiles = len(tiles)
     terms = []
     if not sim.probe and _stackable(b, op):
         for plane, pw in planes:
             blocks, steps, mults, ranges = [], [], [], []
             for t in range(n_tiles):
                 for si, dig in enumerate(slices):
-                    blocks.append(_rows_of(dig, t * tile, (t + 1) * tile))
-                    ranges.append((t * tile, min((t + 1) * tile, op.rows)))
+                    blocks.append(_tile_weight(op, dig, tiles[t]))
+                    ranges.append(_tile_range(tiles[t]))
                     steps.append(sim.adc_steps[t] if sim.adc_steps is not None else None)
                     mults.append(pw * float(sim.slice_base) ** si)
             terms.append(_stacked(b, op, plane, blocks,
@@ -390,11 +418,10 @@ def _emit_bitwise(b: _Builder, op: MatrixOp, sim: OpSim) -> None:
         n_tiles = 0  # done
     k = 0
     for t in range(n_tiles):
-        rows = slice(t * tile, (t + 1) * tile)
+        in_tile = _tile_mask(op, tiles[t])
         for plane, pw in planes:
             for si, dig in enumerate(slices):
-                wt = np.zeros(dig.shape, np.float32)
-                wt[rows] = dig[rows]
+                wt = np.where(in_tile, dig, 0).astype(np.float32)
                 name = probe_name(op.name, t, k) if sim.probe else b.fresh(op.name + "_part")
                 k += 1
                 y = _emit_product(b, op, plane, wt, name, with_bias=False)
@@ -406,8 +433,7 @@ def _emit_bitwise(b: _Builder, op: MatrixOp, sim: OpSim) -> None:
                 w = pw * float(sim.slice_base) ** si
                 terms.append(b.node("Mul", [y, b.const(b.fresh("w"), np.float32(w))]))
             if sim.offset:  # the offset scheme's reference, subtracted digitally (exact)
-                ref = np.zeros(slices[0].shape, np.float32)
-                ref[rows] = -float(sim.offset)
+                ref = np.where(in_tile, -float(sim.offset), 0).astype(np.float32)
                 if cshape is None:
                     ref = ref * scale[None, :].astype(np.float32)
                 y = _emit_product(b, op, plane, ref, b.fresh(op.name + "_ref"), with_bias=False)

@@ -121,6 +121,7 @@ def fold_batchnorm(graph: Graph) -> Graph:
         ch = np.arange(nb) if m.kind == "conv_transpose" else col
         b = ((b - mean[ch]) * s[ch] + beta[ch]).astype(np.float32)
         ops[i] = m.replace(weight=np.ascontiguousarray(w), bias=b, outputs=(op.outputs[0],),
+                           weight_id=None,  # the folded weight is this op's own
                            source=m.source + op.source)
         removed.add(j)
         del by_out[x]

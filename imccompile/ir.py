@@ -21,7 +21,6 @@ import networkx as nx
 import numpy as np
 
 MatrixKind = Literal["conv", "conv_transpose", "gemm", "matmul", "matmul_left"]
-MATRIX_KINDS: tuple[str, ...] = ("conv", "conv_transpose", "gemm", "matmul", "matmul_left")
 
 
 @dataclass(frozen=True)
@@ -72,7 +71,7 @@ class MatrixOp:
 
     Attributes:
         name: unique layer name (the ONNX node name, or a generated one).
-        kind: one of MATRIX_KINDS.
+        kind: one of MatrixKind.
         inputs: the activation input tensor name (one).
         outputs: output tensor names (one).
         weight: logical W, float32 array of shape (K, N).
@@ -85,6 +84,9 @@ class MatrixOp:
             (the constant operand's original shape).
         source: names of the ONNX nodes this op came from (incl. folded BN, bias Add...).
         compression: the pass-set compression state.
+        weight_id: identity of the stored weight tensor (the source constant and how the op reads
+            it), or None. Ops with the same weight_id read one tensor: the mapper places it once
+            when their stored weights are identical.
     """
 
     name: str
@@ -98,6 +100,7 @@ class MatrixOp:
     attrs: dict[str, Any] = field(default_factory=dict)
     source: tuple[str, ...] = ()
     compression: Compression = field(default_factory=Compression)
+    weight_id: str | None = None
 
     def __post_init__(self) -> None:
         if self.weight.ndim != 2:

@@ -1,20 +1,21 @@
-"""Crossbar mapper: bit slicing, signed-weight scheme, row/column tiling, block-diagonal packing of
-grouped convs, replication and placement onto cores / tiles / chips.
+"""Crossbar mapper: the physical layout of every layer (imccompile.layout), weights shared by
+several nodes placed once, replication, placement onto cores / tiles / chips, and what happens
+when the model does not fit one chip.
 
-Pure functions over the IR and a Target; no ONNX here.
+Pure functions over the IR and a Target; no ONNX here. The layout rules themselves (bits, slices,
+signed schemes, tiling, packing) are in `imccompile.layout`.
 
-Physical layout of one logical weight matrix W (K x N) of a MatrixOp:
-  * a b-bit weight on c-bit cells takes ``slices = ceil(b / c)`` cells;
-  * ``differential``: a positive and a negative device column per slice (x2 columns);
-    ``differential_cell``: both devices sit in one unit cell (no extra columns, HERMES-style);
-    ``offset``: one column per slice, plus one shared reference column in every array;
-  * ``devices_per_slice`` devices in parallel per polarity live inside the unit cell;
-  * physical columns = N_kept * slices * column_devices; row tiles = ceil(K_kept / rows);
-    column tiles = ceil(physical columns / usable columns per array).
-  * grouped ops: one block per group that keeps a weight, as tall (K kept) and as wide (N kept)
-    as the largest group after pruning.
-Grouped ops whose block fits one array are packed block-diagonally: blocks per array =
-min(rows // K, usable_cols // block_cols).
+* **Shared weights.** MatrixOps whose ``weight_id`` is the same (the same constant tensor read by
+  several nodes: an unrolled RNN, tied embeddings, a conv applied twice) and whose stored
+  weights are identical (bits, mask and values) are placed once: the first one holds the arrays,
+  the others read them (``LayerLayout.shares``) and are charged their own reads. Uses that a
+  pass compressed differently cannot share cells: they are placed separately, with a warning.
+* **Overflow** (more arrays than one chip): ``chips`` maps onto as many chips as needed;
+  ``error`` stops; ``reload`` keeps a *resident* prefix of the layers (in placement order) on
+  the chip and runs the others one after another on the remaining *pool* of arrays, writing
+  their weights every inference. The resident prefix is the longest one that leaves a pool
+  large enough for the largest remaining layer; when even the whole chip is smaller than that
+  layer, nothing is resident and layers run in rounds of the whole chip.
 """
 
 from __future__ import annotations
@@ -23,69 +24,22 @@ import dataclasses
 import fnmatch
 import math
 from dataclasses import dataclass
-from typing import Literal, Mapping
+from typing import TYPE_CHECKING, Literal, Mapping as TMapping
 
 import numpy as np
 
 from imccompile.errors import MappingError
 from imccompile.ir import Graph, MatrixOp
+from imccompile.layout import LayerLayout, layer_layout
+
+if TYPE_CHECKING:
+    from imccompile.spec import Target
 
 OverflowPolicy = Literal["chips", "reload", "error"]
 LOW_UTILIZATION = 0.25  # layers below this share of used cells are named in a warning
+POOL = "reload pool"  # the schedule's resource name for the arrays layers take turns on
 
-
-@dataclass(frozen=True)
-class LayerMapping:
-    """How one MatrixOp sits on crossbars.
-
-    Attributes:
-        name: the MatrixOp's name.
-        weight_bits / input_bits: precisions used.
-        slices: cells per weight (bit slices).
-        column_devices: device columns per slice (2 for differential on two columns, else 1).
-        rows_used: crossbar rows per group after structured pruning (K kept).
-        cols_logical: logical columns kept (N kept, all groups).
-        phys_cols: physical columns per group block (kept columns of the widest group * slices *
-            column_devices; cols_logical/groups * slices * column_devices when unpruned).
-        groups: groups placed (the op's groups less those pruned away entirely).
-        row_tiles / col_tiles: tiles of one copy (per group when not packed).
-        packed: groups packed block-diagonally; blocks_per_array when packed.
-        arrays: arrays for one copy; replicas: copies; total_arrays = arrays * replicas.
-        used_cells: cells holding weights (one copy); utilization = used / (arrays*rows*cols).
-        converted_cols: ADC conversions per input cycle (one copy, all tiles).
-        driven_rows: DAC-driven rows per input cycle (one copy, all tiles).
-        first_array: global index of the layer's first array (placement).
-    """
-
-    name: str
-    weight_bits: int
-    input_bits: int
-    slices: int
-    column_devices: int
-    rows_used: int
-    cols_logical: int
-    phys_cols: int
-    groups: int
-    row_tiles: int
-    col_tiles: int
-    packed: bool
-    blocks_per_array: int
-    arrays: int
-    replicas: int
-    used_cells: int
-    converted_cols: int
-    driven_rows: int
-    vectors: int
-    macs: int
-    weights: int
-    first_array: int = 0
-
-    @property
-    def total_arrays(self) -> int:
-        return self.arrays * self.replicas
-
-    def utilization(self, rows: int, cols: int) -> float:
-        return self.used_cells / (self.arrays * rows * cols) if self.arrays else 0.0
+LayerMapping = LayerLayout  # the mapper's per-layer result is the layer's layout
 
 
 @dataclass(frozen=True)
@@ -99,19 +53,41 @@ class ArraySlot:
 
 
 @dataclass(frozen=True)
+class ReloadPlan:
+    """``--overflow reload``: which layers stay on the chip, and the pool the others share.
+
+    Attributes:
+        resident: layers whose arrays stay programmed.
+        pool_first: physical index of the pool's first array; pool_arrays: its size.
+        first_round: per pooled layer, the index of its first write round (over the inference).
+    """
+
+    resident: frozenset[str]
+    pool_first: int
+    pool_arrays: int
+    first_round: dict[str, int]
+
+    def rounds(self, lm: LayerLayout) -> int:
+        """Write-and-compute rounds of a pooled layer on the pool."""
+        return math.ceil(lm.total_arrays / self.pool_arrays) if lm.total_arrays else 0
+
+
+@dataclass(frozen=True)
 class Mapping:
     """The whole model's mapping onto one or more chips."""
 
-    layers: tuple[LayerMapping, ...]
+    layers: tuple[LayerLayout, ...]
     rows: int
     cols: int
     chip_arrays: int
     overflow_policy: OverflowPolicy
     warnings: tuple[str, ...] = ()
+    reload: ReloadPlan | None = None
 
     @property
     def arrays(self) -> int:
-        return sum(lm.total_arrays for lm in self.layers)
+        """Arrays placed (a shared weight counts once)."""
+        return sum(lm.placed_arrays for lm in self.layers)
 
     @property
     def overflow_arrays(self) -> int:
@@ -125,103 +101,44 @@ class Mapping:
 
     @property
     def utilization(self) -> float:
-        used = sum(lm.used_cells * lm.replicas for lm in self.layers)
+        used = sum(lm.used_cells * lm.replicas for lm in self.layers if not lm.shares)
         return used / (self.arrays * self.rows * self.cols) if self.arrays else 0.0
 
-    def layer(self, name: str) -> LayerMapping:
+    def layer(self, name: str) -> LayerLayout:
         for lm in self.layers:
             if lm.name == name:
                 return lm
         raise KeyError(name)
 
+    def owner(self, lm: LayerLayout) -> LayerLayout:
+        """The layer whose arrays ``lm`` reads (itself unless it shares a weight)."""
+        return self.layer(lm.shares) if lm.shares else lm
 
-def column_devices(scheme: str) -> int:
-    return 2 if scheme == "differential" else 1
+    def pooled(self, name: str) -> bool:
+        """Whether the layer runs on the reload pool (its weights written every inference)."""
+        if self.reload is None:
+            return False
+        lm = self.owner(self.layer(name))
+        return lm.name not in self.reload.resident and lm.total_arrays > 0
 
+    def resource(self, name: str) -> str:
+        """The physical arrays a layer computes on, as a schedule resource: layers with the same
+        resource cannot compute at the same time."""
+        if self.pooled(name):
+            return POOL
+        return self.owner(self.layer(name)).name
 
-def _kept(op: MatrixOp) -> tuple[int, int, int, int]:
-    """(rows per group, logical columns, groups, columns per group) that still hold weights after
-    structured pruning. A group block is as tall and as wide as the largest kept group (so every
-    group fits its block); a group whose weights are all pruned (e.g. a removed depthwise
-    channel) is not placed."""
-    mask = op.compression.mask
-    if mask is None:
-        return op.rows, op.cols, op.groups, op.cols_per_group
-    if op.groups == 1:
-        n = int(mask.any(axis=0).sum())
-        return int(mask.any(axis=1).sum()), n, 1, n
-    blocks = mask.reshape(op.rows, op.groups, op.cols_per_group)
-    rows_g = int(blocks.any(axis=2).sum(axis=0).max())
-    cols_g = int(blocks.any(axis=0).sum(axis=1).max())
-    live = int(blocks.any(axis=(0, 2)).sum())
-    return rows_g, int(mask.any(axis=0).sum()), live, cols_g
-
-
-def _live_tiles(mask: np.ndarray, rows: int, usable: int, phys_per_col: int) -> int:
-    """Tiles of the compacted mask (empty rows/columns removed) that hold any kept weight."""
-    m = mask[mask.any(axis=1)][:, mask.any(axis=0)]
-    k, n = m.shape
-    rt = -(-k // rows)
-    by_row_tile = np.zeros((rt * rows, n), bool)
-    by_row_tile[:k] = m
-    by_row_tile = by_row_tile.reshape(rt, rows, n).any(axis=1)  # (row tiles, logical cols)
-    phys = np.repeat(by_row_tile, phys_per_col, axis=1)  # (row tiles, physical cols)
-    ct = -(-phys.shape[1] // usable)
-    padded = np.zeros((rt, ct * usable), bool)
-    padded[:, :phys.shape[1]] = phys
-    return int(padded.reshape(rt, ct, usable).any(axis=2).sum())
+    def location(self, lm: LayerLayout, local: int, replica: int = 0) -> tuple[int, int]:
+        """(physical array index, reload round) of array ``local`` of replica ``replica``."""
+        owner = self.owner(lm)
+        j = replica * owner.arrays + local
+        if self.reload is not None and self.pooled(owner.name):
+            r, k = divmod(j, self.reload.pool_arrays)
+            return self.reload.pool_first + k, self.reload.first_round[owner.name] + r
+        return owner.first_array + j, 0
 
 
-def map_layer(op: MatrixOp, rows: int, cols: int, bits_per_cell: int, scheme: str,
-              default_weight_bits: int, default_input_bits: int, replicas: int = 1) -> LayerMapping:
-    """Map one MatrixOp onto rows x cols arrays (pure; see module docstring for the rules)."""
-    wb = op.compression.weight_bits or default_weight_bits
-    ib = op.compression.act_bits or default_input_bits
-    slices = math.ceil(wb / bits_per_cell)
-    cdev = column_devices(scheme)
-    usable = cols - 1 if scheme == "offset" else cols
-    if usable < 1:
-        raise MappingError(f"array of {cols} columns leaves no column besides the offset column")
-    k, n, g, n_per_group = _kept(op)
-    block_cols = n_per_group * slices * cdev
-    if k == 0 or n == 0:  # everything pruned away
-        return LayerMapping(op.name, wb, ib, slices, cdev, 0, 0, 0, g, 0, 0, False, 0, 0, replicas,
-                            0, 0, 0, op.vectors, op.macs, op.weights)
-    packed = g > 1 and k <= rows and block_cols <= usable
-    if packed:
-        bpa = min(rows // k, usable // block_cols)
-        arrays = math.ceil(g / bpa)
-        row_tiles, col_tiles = 1, 1
-        used = g * k * block_cols
-        converted = g * n_per_group * slices
-        driven = g * k
-    else:
-        bpa = 0
-        row_tiles = math.ceil(k / rows)
-        col_tiles = math.ceil(block_cols / usable)
-        arrays = g * row_tiles * col_tiles
-        used = g * k * block_cols
-        converted = g * row_tiles * n_per_group * slices
-        driven = g * k * col_tiles
-        if g == 1 and op.compression.mask is not None:
-            live = _live_tiles(op.compression.mask, rows, usable, slices * cdev)
-            if live < arrays:  # block pruning emptied whole tiles: they are not placed
-                used = used * live // arrays
-                converted = converted * live // arrays
-                driven = driven * live // arrays
-                arrays = live
-    if scheme == "offset":
-        converted += arrays  # the reference column is digitized too
-        used += arrays * rows  # it holds reference cells
-    return LayerMapping(
-        name=op.name, weight_bits=wb, input_bits=ib, slices=slices, column_devices=cdev,
-        rows_used=k, cols_logical=n, phys_cols=block_cols, groups=g, row_tiles=row_tiles,
-        col_tiles=col_tiles, packed=packed, blocks_per_array=bpa, arrays=arrays,
-        replicas=replicas, used_cells=used, converted_cols=converted, driven_rows=driven,
-        vectors=op.vectors, macs=op.macs, weights=op.weights)
-
-
-def _replicas_for(name: str, replicate: Mapping[str, int]) -> int:
+def _replicas_for(name: str, replicate: TMapping[str, int]) -> int:
     for pat, r in replicate.items():
         if name == pat or fnmatch.fnmatchcase(name, pat):
             if r < 1:
@@ -230,12 +147,13 @@ def _replicas_for(name: str, replicate: Mapping[str, int]) -> int:
     return 1
 
 
-def balance_replicas(layers: list[LayerMapping], spare: int) -> list[LayerMapping]:
+def balance_replicas(layers: list[LayerLayout], spare: int) -> list[LayerLayout]:
     """Give spare arrays to the pipeline's bottleneck (most input vectors per copy), greedily,
-    until the bottleneck's next copy no longer fits in the spare arrays."""
+    until the bottleneck's next copy no longer fits in the spare arrays. Layers reading a shared
+    weight are balanced by their owner's copies."""
     out = list(layers)
     while True:
-        live = [i for i, lm in enumerate(out) if lm.arrays]
+        live = [i for i, lm in enumerate(out) if lm.arrays and not lm.shares]
         if not live:
             return out
         i = max(live, key=lambda j: (out[j].vectors / out[j].replicas, -j))
@@ -246,24 +164,87 @@ def balance_replicas(layers: list[LayerMapping], spare: int) -> list[LayerMappin
         out[i] = dataclasses.replace(lm, replicas=lm.replicas + 1)
 
 
-def map_graph(graph: Graph, target, *, overflow: OverflowPolicy = "chips",
-              replicate: Mapping[str, int] | None = None, auto_replicate: bool = False) -> Mapping:
+def _same_storage(a: MatrixOp, b: MatrixOp, la: LayerLayout, lb: LayerLayout) -> bool:
+    """Whether two uses of one weight tensor would program the same cells."""
+    if a.weight.shape != b.weight.shape or a.groups != b.groups or la.weight_bits != lb.weight_bits:
+        return False
+    ma, mb = a.compression.mask, b.compression.mask
+    if (ma is None) != (mb is None) or (ma is not None and not np.array_equal(ma, mb)):
+        return False
+    return a.weight is b.weight or bool(np.array_equal(a.weight, b.weight))
+
+
+def _share(ops: tuple[MatrixOp, ...], layers: list[LayerLayout], warnings: list[str]) -> None:
+    """Mark the layers that read a weight an earlier layer already holds (in place)."""
+    first: dict[str, list[int]] = {}
+    differ: dict[str, list[str]] = {}
+    for i, op in enumerate(ops):
+        if op.weight_id is None or not layers[i].arrays:
+            continue
+        owners = first.setdefault(op.weight_id, [])
+        for j in owners:
+            if _same_storage(ops[j], op, layers[j], layers[i]):
+                layers[i] = dataclasses.replace(
+                    layers[j], name=op.name, input_bits=layers[i].input_bits,
+                    vectors=op.vectors, macs=op.macs, weights=op.weights, replicas=1,
+                    shares=layers[j].name, sharers=())
+                layers[j] = dataclasses.replace(layers[j], sharers=layers[j].sharers + (op.name,))
+                break
+        else:
+            if owners:
+                differ.setdefault(op.weight_id, [ops[owners[0]].name]).append(op.name)
+            owners.append(i)
+    for wid, names in differ.items():
+        warnings.append(f"layers {', '.join(names)} read the same weight {wid!r} but were "
+                        "compressed differently (weight bits or pruning): each use is placed on "
+                        "its own arrays")
+
+
+def _reload_plan(layers: list[LayerLayout], chip_arrays: int) -> ReloadPlan:
+    owners = [lm for lm in layers if not lm.shares and lm.total_arrays]
+    sizes = [lm.total_arrays for lm in owners]
+    prefix = [0]
+    for s in sizes:
+        prefix.append(prefix[-1] + s)
+    k = 0
+    for cand in range(len(owners), -1, -1):
+        rest = max(sizes[cand:], default=0)
+        if prefix[cand] + rest <= chip_arrays and (cand == len(owners) or rest > 0):
+            k = cand
+            break
+    resident = frozenset(lm.name for lm in owners[:k])
+    pool_first = prefix[k]
+    pool = chip_arrays - pool_first
+    first_round: dict[str, int] = {}
+    r = 0
+    for lm in owners[k:]:
+        first_round[lm.name] = r
+        r += math.ceil(lm.total_arrays / pool)
+    return ReloadPlan(resident, pool_first, pool, first_round)
+
+
+def map_graph(graph: Graph, target: Target, *, overflow: OverflowPolicy = "chips",
+              replicate: TMapping[str, int] | None = None,
+              auto_replicate: bool = False) -> Mapping:
     """Map every MatrixOp of the graph onto the target's arrays and place them in order."""
     a, h = target.array, target.hierarchy
     chip_arrays = h.arrays_per_core * h.cores_per_tile * h.tiles_per_chip
-    layers = [map_layer(op, a.rows, a.cols, a.bits_per_cell, a.signed_scheme,
-                        target.precision.weight_bits, target.precision.input_bits,
-                        _replicas_for(op.name, replicate or {}))
-              for op in graph.matrix_ops]
+    ops = graph.matrix_ops
+    layers = [layer_layout(op, target, _replicas_for(op.name, replicate or {})) for op in ops]
+    warnings: list[str] = []
+    _share(ops, layers, warnings)
     if auto_replicate:
-        spare = chip_arrays - sum(lm.total_arrays for lm in layers)
+        spare = chip_arrays - sum(lm.placed_arrays for lm in layers)
         if spare > 0:
             layers = balance_replicas(layers, spare)
     placed, nxt = [], 0
     for lm in layers:
         placed.append(dataclasses.replace(lm, first_array=nxt))
-        nxt += lm.total_arrays
-    warnings: list[str] = []
+        nxt += lm.placed_arrays
+    by_name = {lm.name: lm for lm in placed}
+    placed = [dataclasses.replace(lm, first_array=by_name[lm.shares].first_array,
+                                  replicas=by_name[lm.shares].replicas) if lm.shares else lm
+              for lm in placed]
     m = Mapping(tuple(placed), a.rows, a.cols, chip_arrays, overflow)
     if m.overflow_arrays:
         msg = (f"the model needs {m.arrays} arrays but one chip has {chip_arrays}: "
@@ -274,21 +255,31 @@ def map_graph(graph: Graph, target, *, overflow: OverflowPolicy = "chips",
         if overflow == "chips":
             warnings.append(msg + f"; mapped onto {m.chips} chips (--overflow chips)")
         else:
-            warnings.append(msg + "; the arrays over are reprogrammed every inference, with their "
-                                  "write energy and time (--overflow reload)")
+            plan = _reload_plan(placed, chip_arrays)
+            m = dataclasses.replace(m, reload=plan)
+            pooled = len(plan.first_round)
+            warnings.append(msg + f"; {pooled} layers take turns on a pool of "
+                            f"{plan.pool_arrays} arrays, their weights written every inference, "
+                            f"one layer after another (--overflow reload)")
+    shared = [lm for lm in placed if lm.sharers]
+    if shared:
+        uses = sum(len(lm.sharers) for lm in shared)
+        warnings.append(f"{len(shared)} weight tensors are read by several layers ({uses} extra "
+                        "uses): each is placed once and its uses take turns on its arrays")
     low = sorted((lm.utilization(a.rows, a.cols), lm.name) for lm in placed
-                 if lm.arrays and lm.utilization(a.rows, a.cols) < LOW_UTILIZATION)
+                 if lm.arrays and not lm.shares and lm.utilization(a.rows, a.cols) < LOW_UTILIZATION)
     if low:
         shown = ", ".join(f"{name} {100 * u:.1f}%" for u, name in low[:4])
         more = f" and {len(low) - 4} more" if len(low) > 4 else ""
-        warnings.append(f"{len(low)} of {len(placed)} layers use under "
+        n_owned = sum(1 for lm in placed if not lm.shares)
+        warnings.append(f"{len(low)} of {n_owned} layers use under "
                         f"{100 * LOW_UTILIZATION:.0f}% of their arrays' cells: {shown}{more} "
                         "(small layers on large arrays; smaller arrays or packing would help)")
     return dataclasses.replace(m, warnings=tuple(warnings))
 
 
-def slot(index: int, target) -> ArraySlot:
-    """Placement of global array number ``index`` (row-major over chip, tile, core, array)."""
+def slot(index: int, target: Target) -> ArraySlot:
+    """Placement of physical array number ``index`` (row-major over chip, tile, core, array)."""
     h = target.hierarchy
     per_core = h.arrays_per_core
     per_tile = per_core * h.cores_per_tile
@@ -297,4 +288,3 @@ def slot(index: int, target) -> ArraySlot:
     tile, r = divmod(r, per_tile)
     core, idx = divmod(r, per_core)
     return ArraySlot(chip, tile, core, idx)
-

@@ -1,10 +1,12 @@
 """Weight quantization and device non-idealities, in numpy, on the mapped representation.
 
 A weight column is quantized symmetrically to b bits (integer codes in [-Q, Q], Q = 2^(b-1)-1,
-one step per column). The magnitude of a code is split into ``slices`` base-2^c digits (c bits
-per cell); every digit is programmed as a normalized conductance g = digit / (2^c - 1) on the
-device(s) of its polarity (differential: the other polarity's device is at 0 and still noisy).
-Noise then acts on the conductances; the effective code is rebuilt from them.
+one step per column). What the cells store (the magnitude with differential schemes, q + Q with
+offset) is split into the layout's slices of base-2^c digits (c bits per cell; the rules are in
+imccompile.layout); the digit of slice s is programmed as a normalized conductance
+g = digit / full_scale[s] on the device(s) of its polarity, so the largest code reaches g_max
+(differential: the other polarity's device is at 0 and still noisy). Noise then acts on the
+conductances; the effective code is rebuilt from them.
 
 PCM statistics follow aihwkit's PCMLikeNoiseModel (Nandakumar et al. 2019), see
 shared/reference/hardware.md: programming noise sigma(g) in µS (fitted at g_max = 25 µS and
@@ -21,15 +23,17 @@ import math
 
 import numpy as np
 
+from imccompile.layout import n_slices, qmax, slice_full_scale
+
 T_READ_S = 250e-9  # aihwkit PCM read time t_r
 
 
 def quantize_columns(w: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-column symmetric quantization: (integer codes as float, step per column)."""
-    qmax = 2 ** (bits - 1) - 1 if bits > 1 else 1
+    q_max = qmax(bits)
     wmax = np.abs(w).max(axis=0)
-    step = np.where(wmax > 0, wmax / qmax, 1.0).astype(np.float64)
-    q = np.clip(np.rint(w / step), -qmax, qmax)
+    step = np.where(wmax > 0, wmax / q_max, 1.0).astype(np.float64)
+    q = np.clip(np.rint(w / step), -q_max, q_max)
     return q, step
 
 
@@ -92,41 +96,42 @@ def _slices(q: np.ndarray, bits: int, target, rng: np.random.Generator | None,
     noise = target.noise
     a = target.array
     c = a.bits_per_cell
-    qmax = 2 ** (bits - 1) - 1 if bits > 1 else 1
-    levels = 2 ** c - 1
-    n_slices = math.ceil(bits / c)
-    t = noise.t_inference_s if t is None else t
     scheme = a.signed_scheme
+    q_max = qmax(bits)
+    levels = 2 ** c - 1
+    full_scale = slice_full_scale(bits, c, scheme)
+    slices = n_slices(bits, c, scheme)
+    t = noise.t_inference_s if t is None else t
     n_dev = a.devices_per_slice
     ideal = rng is None or noise.model == "none"
     if scheme == "offset":
-        mags = {"+": q + qmax}
+        mags = {"+": q + q_max}
         signs = {"+": 1.0}
     else:
         mags = {"+": np.where(q > 0, q, 0), "-": np.where(q < 0, -q, 0)}
         signs = {"+": 1.0, "-": -1.0}
-    eff0 = [np.zeros(q.shape) for _ in range(n_slices)]
-    eff_t = [np.zeros(q.shape) for _ in range(n_slices)]
+    eff0 = [np.zeros(q.shape) for _ in range(slices)]
+    eff_t = [np.zeros(q.shape) for _ in range(slices)]
     for pol, mag in mags.items():
         rest = mag.astype(np.int64)
-        for s in range(n_slices):
+        for s in range(slices):
             digit = rest % (levels + 1)
             rest = rest // (levels + 1)
             if ideal:
                 eff0[s] += signs[pol] * digit
                 eff_t[s] += signs[pol] * digit
                 continue
-            g = digit / levels
+            g = digit / full_scale[s]  # the slice's largest digit at g_max
             g0 = np.zeros(q.shape)
             gt = np.zeros(q.shape)
             for _ in range(n_dev):  # parallel devices average their errors
                 p0, pt = device_read(g, noise, a.g_max_us, rng, t)
                 g0 += p0
                 gt += pt
-            weight = signs[pol] * levels / n_dev
+            weight = signs[pol] * full_scale[s] / n_dev
             eff0[s] += weight * g0
             eff_t[s] += weight * gt
-    offset = qmax if scheme == "offset" else 0
+    offset = q_max if scheme == "offset" else 0
     if not ideal and noise.drift_compensation:
         base = levels + 1
         code0 = sum(base ** s * e for s, e in enumerate(eff0)) - offset

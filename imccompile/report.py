@@ -54,7 +54,8 @@ def build_report(res: "CompileResult") -> dict[str, Any]:
         if isinstance(op, MatrixOp):
             lm = lm_by[op.name]
             row.update(rows=op.rows, cols=op.cols, groups=op.groups, weights=op.weights,
-                       vectors=op.vectors, macs=op.macs, arrays=lm.total_arrays,
+                       vectors=op.vectors, macs=op.macs, arrays=lm.placed_arrays,
+                       arrays_read=lm.total_arrays, shares=lm.shares,
                        utilization=lm.utilization(m.rows, m.cols), replicas=lm.replicas,
                        slices=lm.slices, row_tiles=lm.row_tiles, col_tiles=lm.col_tiles,
                        packed=lm.packed, weight_bits=lm.weight_bits, input_bits=lm.input_bits,

@@ -134,7 +134,7 @@ class Evaluator:
                   "area": res.cost.area_mm2, "arrays": float(res.mapping.arrays)}
         if self.dataset is not None:
             acc, cal = evaluate(graph, tgt, self.dataset, seeds=self.cfg.seeds, opts=SimOptions(),
-                                reference=self.reference if text else None)
+                                reference=self.reference if text else None, mapping=res.mapping)
             res = dataclasses.replace(res, accuracy=acc, calibration=cal, sim_options=SimOptions())
             values["accuracy"] = acc["mean"]
         return res, values

@@ -4,24 +4,29 @@ Steps (all on the user's data):
 1. the float model (ideal emission) gives the reference outputs and every crossbar input;
 2. DAC scales: per layer, max |x| (or a percentile) of its input; unsigned when x >= 0;
 3. weights: per-column symmetric quantization to the layer's bits, pruning mask applied;
-4. ADC ranges: per layer and row tile, max |partial sum| of the noise-free quantized model
-   (``adc_range="calibrated"``) or the worst case rows x max|x| x max|w| (``"full_scale"``);
+4. ADC ranges: per layer and ADC row group of its layout (imccompile.layout: the rows the
+   arrays sum over, the same tiles the cost model prices and the program image places), max
+   |partial sum| of the noise-free quantized model (``adc_range="calibrated"``) or the worst
+   case rows x max|x| x max|w| (``"full_scale"``);
 5. per seed: device noise drawn on the conductances, the simulation model emitted and run.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Literal, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping
 
 import numpy as np
 
-from imccompile.emit import OpSim, emit, probe_tile
+from imccompile.emit import OpSim, _tile_weight, emit, probe_tile
 from imccompile.errors import DataError, ModelImportError
 from imccompile.ir import Graph, MatrixOp
+from imccompile.layout import LayerLayout, adc_levels, dac_codes, dac_step, layer_bits, layer_layout
 from imccompile.noise import noisy_codes, noisy_slices, quantize_columns, slice_digits
+
+if TYPE_CHECKING:
+    from imccompile.mapper import Mapping as ChipMapping
 
 
 @dataclass(frozen=True)
@@ -202,9 +207,19 @@ class Calibration:
     reference: np.ndarray  # float model's first output per sample
 
 
-def _bits(op: MatrixOp, target) -> tuple[int, int]:
-    return (op.compression.weight_bits or target.precision.weight_bits,
-            op.compression.act_bits or target.precision.input_bits)
+_bits = layer_bits
+
+
+def layouts(graph: Graph, target, mapping: "ChipMapping | None" = None) -> dict[str, LayerLayout]:
+    """The layout of every matrix layer: the mapping's, or the mapper's layout of each layer."""
+    if mapping is not None:
+        return {lm.name: lm for lm in mapping.layers}
+    return {op.name: layer_layout(op, target) for op in graph.matrix_ops}
+
+
+def _tiles(op: MatrixOp, lm: LayerLayout) -> tuple[tuple[tuple[int, int, int], ...], ...]:
+    """The layout's ADC row groups; one tile of all rows when nothing is placed (all pruned)."""
+    return lm.tiles() or (tuple((g, 0, op.rows) for g in range(op.groups)),)
 
 
 def quantized_weight(op: MatrixOp, target, opts: SimOptions) -> tuple[np.ndarray, np.ndarray]:
@@ -250,9 +265,11 @@ def activation_stats(graph: Graph, data: Dataset, percentile: float | None = Non
     return np.stack(ref), stats
 
 
-def calibrate(graph: Graph, target, data: Dataset, opts: SimOptions) -> Calibration:
-    """DAC steps (from the pass-set act_range or the data) and ADC steps per row tile."""
+def calibrate(graph: Graph, target, data: Dataset, opts: SimOptions,
+              mapping: "ChipMapping | None" = None) -> Calibration:
+    """DAC steps (from the pass-set act_range or the data) and ADC steps per ADC row group."""
     mats = graph.matrix_ops
+    lay = layouts(graph, target, mapping)
     reference, stats = activation_stats(graph, data, opts.act_percentile)
     act: dict[str, tuple[float, int, int]] = {}
     for op in mats:
@@ -261,14 +278,13 @@ def calibrate(graph: Graph, target, data: Dataset, opts: SimOptions) -> Calibrat
         unsigned = xmin >= 0.0
         if op.compression.act_range is not None:
             rng, unsigned = op.compression.act_range, not op.compression.act_signed
-        hi = 2 ** ib - 1 if unsigned else 2 ** (ib - 1) - 1
-        lo = 0 if unsigned else -hi
-        act[op.name] = (rng / hi if rng > 0 else 1.0, lo, hi)
+        lo, hi = dac_codes(ib, unsigned)
+        act[op.name] = (dac_step(rng, hi), lo, hi)
     adc: dict[str, tuple[float, ...]] = {}
-    levels = 2 ** (target.adc.bits - 1) - 1
+    levels = adc_levels(target.adc.bits)
     if opts.adc and target.adc.type != "digital":
-        sims = {op.name: _opsim(op, target, opts, act, None, None, probe=opts.adc_range == "calibrated")
-                for op in mats}
+        sims = {op.name: _opsim(op, target, opts, act, None, None, lay[op.name],
+                                probe=opts.adc_range == "calibrated") for op in mats}
         if opts.adc_range == "calibrated":
             model, probes = emit(graph, sims)
             pr = Runner(model, probes)
@@ -284,32 +300,32 @@ def calibrate(graph: Graph, target, data: Dataset, opts: SimOptions) -> Calibrat
                 key = probe_tile(name)
                 tile_max[key] = max(tile_max.get(key, 0.0), v)
             for op in mats:
-                n_tiles = math.ceil(op.rows / target.array.rows)
+                n_tiles = len(sims[op.name].tiles or ())
                 adc[op.name] = tuple(max(tile_max.get((op.name, t), 0.0), 1e-12) / levels
                                      for t in range(n_tiles))
         else:
             for op in mats:
                 sim = sims[op.name]
                 step, lo, hi = act[op.name]
-                tile = target.array.rows
+                tiles = sim.tiles or ()
                 if opts.bit_accurate:  # worst partial: every row at full input and digit
                     xmax = 1.0 if sim.plane_bits is not None else float(max(abs(lo), abs(hi)))
                     if sim.plane_bits is not None:
                         xmax = float(2 ** sim.plane_bits - 1)
-                    dmax = [max(float(np.abs(d[t:t + tile]).sum(axis=0).max()) for d in sim.slices)
-                            for t in range(0, op.rows, tile)]
+                    dmax = [max(float(np.abs(_tile_weight(op, d, tl)).sum(axis=0).max())
+                                for d in sim.slices) for tl in tiles]
                     adc[op.name] = tuple(max(m * xmax, 1e-12) / levels for m in dmax)
                     continue
                 w = sim.weight
                 xmax = max(abs(lo), abs(hi)) * step if opts.dac else stats[op.inputs[0]][0]
                 adc[op.name] = tuple(
-                    max(float(np.abs(w[t:t + tile]).sum(axis=0).max()) * xmax, 1e-12) / levels
-                    for t in range(0, op.rows, tile))
+                    max(float(np.abs(_tile_weight(op, w, tl)).sum(axis=0).max()) * xmax, 1e-12)
+                    / levels for tl in tiles)
     return Calibration(act, adc, reference)
 
 
 def _opsim(op: MatrixOp, target, opts: SimOptions, act, adc, rng: np.random.Generator | None,
-           probe: bool = False) -> OpSim:
+           lm: LayerLayout, probe: bool = False) -> OpSim:
     q, step = quantized_weight(op, target, opts)
     a_step, lo, hi = act[op.name] if opts.dac else (None, 0, 0)
     tiles = adc.get(op.name) if adc else None
@@ -319,8 +335,8 @@ def _opsim(op: MatrixOp, target, opts: SimOptions, act, adc, rng: np.random.Gene
         digits, base, offset = (noisy_slices(q, wb, target, rng, opts.t_inference_s) if noisy
                                 else slice_digits(q, wb, target))
         serial = target.dac.mode == "bit_serial"
-        return OpSim(act_step=a_step, act_lo=lo, act_hi=hi, rows_per_tile=target.array.rows,
-                     adc_steps=tiles, adc_levels=2 ** (target.adc.bits - 1) - 1, probe=probe,
+        return OpSim(act_step=a_step, act_lo=lo, act_hi=hi, tiles=_tiles(op, lm),
+                     adc_steps=tiles, adc_levels=adc_levels(target.adc.bits), probe=probe,
                      slices=tuple(np.asarray(d, np.float32) for d in digits), slice_base=base,
                      offset=offset, col_scale=step, plane_bits=target.dac.bits if serial else None,
                      in_bits=ib)
@@ -328,15 +344,16 @@ def _opsim(op: MatrixOp, target, opts: SimOptions, act, adc, rng: np.random.Gene
         wb, _ = _bits(op, target)
         q = noisy_codes(q, wb, target, rng, opts.t_inference_s)
     w = (q * step[None, :]).astype(np.float32)
-    return OpSim(weight=w, act_step=a_step, act_lo=lo, act_hi=hi,
-                 rows_per_tile=target.array.rows,
-                 adc_steps=tiles, adc_levels=2 ** (target.adc.bits - 1) - 1, probe=probe)
+    return OpSim(weight=w, act_step=a_step, act_lo=lo, act_hi=hi, tiles=_tiles(op, lm),
+                 adc_steps=tiles, adc_levels=adc_levels(target.adc.bits), probe=probe)
 
 
-def simulation_model(graph: Graph, target, cal: Calibration, opts: SimOptions, seed: int):
+def simulation_model(graph: Graph, target, cal: Calibration, opts: SimOptions, seed: int,
+                     mapping: "ChipMapping | None" = None):
     rng = np.random.default_rng(seed)
-    sims = {op.name: _opsim(op, target, opts, cal.act, cal.adc if opts.adc else None, rng)
-            for op in graph.matrix_ops}
+    lay = layouts(graph, target, mapping)
+    sims = {op.name: _opsim(op, target, opts, cal.act, cal.adc if opts.adc else None, rng,
+                            lay[op.name]) for op in graph.matrix_ops}
     model, _ = emit(graph, sims)
     return model
 
@@ -367,7 +384,8 @@ def reference_outputs(graph: Graph, data: Dataset) -> np.ndarray:
 
 def evaluate(graph: Graph, target, data: Dataset, *, seeds: int = 1, opts: SimOptions = SimOptions(),
              base_seed: int = 0, progress: Callable[[int, int], None] | None = None,
-             reference: np.ndarray | None = None) -> tuple[dict[str, Any], Calibration]:
+             reference: np.ndarray | None = None,
+             mapping: "ChipMapping | None" = None) -> tuple[dict[str, Any], Calibration]:
     """Accuracy of the compiled graph under the target's hardware, over ``seeds`` noise draws.
 
     ``reference``: outputs of the uncompressed float model (see `reference_outputs`); the
@@ -383,7 +401,7 @@ def evaluate(graph: Graph, target, data: Dataset, *, seeds: int = 1, opts: SimOp
                 raise ModelImportError(
                     f"layer {op.name!r}{nodes}: its {what} holds NaN or Inf values; the accuracy "
                     "simulation needs finite weights")
-    cal = calibrate(graph, target, data, opts)
+    cal = calibrate(graph, target, data, opts, mapping)
     if reference is not None:
         cal = Calibration(cal.act, cal.adc, reference)
     bad = [i for i, r in enumerate(cal.reference) if not np.isfinite(r).all()]
@@ -396,7 +414,7 @@ def evaluate(graph: Graph, target, data: Dataset, *, seeds: int = 1, opts: SimOp
     per_seed = []
     rel_errors = []
     for s in range(seeds):
-        model = simulation_model(graph, target, cal, opts, base_seed + s)
+        model = simulation_model(graph, target, cal, opts, base_seed + s, mapping)
         out = _first_outputs(graph, model, data)
         bad = [i for i, o in enumerate(out) if not np.isfinite(o).all()]
         if bad:  # the float outputs are finite: huge values overflow float32 on the hardware

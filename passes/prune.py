@@ -10,7 +10,7 @@ import numpy as np
 
 from imccompile.errors import PassError
 from imccompile.ir import Graph, MatrixOp
-from imccompile.mapper import column_devices
+from imccompile.layout import column_devices, layer_bits, n_slices, usable_cols
 from imccompile.passes.base import LayerPass, PassContext, register_pass
 
 GRANULARITIES = ("element", "row", "column", "block")
@@ -58,8 +58,8 @@ class Prune(LayerPass):
     * ``column``: whole crossbar columns (output features); per group for grouped ops.
     * ``block``: array-sized tiles of ``block_rows`` x ``block_cols`` logical weights (per
       group); by default one crossbar's worth: rows = array.rows, cols = the logical columns
-      one array holds, usable columns // (slices x polarity columns) with slices =
-      ceil(weight bits / bits_per_cell), the layer's weight bits or precision.weight_bits, and
+      one array holds, usable columns // (slices x polarity columns) with the layout's
+      slices (imccompile.layout: magnitude bits / bits_per_cell for differential schemes) and
       the offset scheme's reference column not usable.
 
     Structured pruning (row, column, and block when whole row or column stripes go) lowers the
@@ -110,9 +110,9 @@ class Prune(LayerPass):
         if br is None:
             br = int(a.rows)
         if bc is None:
-            wb = op.compression.weight_bits or target.precision.weight_bits
-            slices = math.ceil(wb / a.bits_per_cell)
-            usable = a.cols - 1 if a.signed_scheme == "offset" else a.cols
+            wb, _ = layer_bits(op, target)
+            slices = n_slices(wb, a.bits_per_cell, a.signed_scheme)
+            usable = usable_cols(a.cols, a.signed_scheme)
             bc = max(1, usable // (slices * column_devices(a.signed_scheme)))
         return br, bc
 

@@ -19,7 +19,8 @@ from onnx_builders import init, model, vi
 from imccompile.errors import MappingError
 from imccompile.frontend import import_model
 from imccompile.ir import Compression, Graph, MatrixOp, TensorInfo
-from imccompile.mapper import column_devices, map_graph, map_layer
+from imccompile.layout import column_devices, map_layer
+from imccompile.mapper import map_graph
 from imccompile.spec import load_target
 
 
@@ -31,6 +32,14 @@ def mop(name: str, k: int, n: int, *, groups: int = 1, vectors: int = 1, kind: s
     w = np.broadcast_to(np.float32(1.0), (k, n))
     return MatrixOp(name, kind, (inp,), (out or f"{name}_out",), w, None, groups, vectors,
                     compression=Compression(weight_bits=weight_bits, mask=mask))
+
+
+def stored_bits(weight_bits: int, scheme: str) -> int:
+    """Bits the cells hold per weight: differential schemes store the magnitude (the sign is
+    the polarity), b - 1 bits (1 for b <= 2); offset and two's complement all b bits."""
+    if scheme in ("differential", "differential_cell"):
+        return max(1, weight_bits - 1)
+    return weight_bits
 
 
 def one_layer_graph(op: MatrixOp) -> Graph:
@@ -105,13 +114,21 @@ def test_offset_reference_column_leaves_127_usable():
 
 
 def test_one_bit_cells():
-    # 8-bit weights on 1-bit cells: slices = 8; differential_cell: 1 device column per slice
-    # physical columns = 100 * 8 = 800 -> ceil(800/128) = ceil(6.25) = 7; rows 64 -> 1 row tile
+    # 8-bit signed weights stored as 7-bit magnitudes (the sign is the device polarity):
+    # on 1-bit cells slices = ceil(7/1) = 7; differential_cell: 1 device column per slice
+    # physical columns = 100 * 7 = 700 -> ceil(700/128) = ceil(5.47) = 6; rows 64 -> 1 row tile
     lm = map_layer(mop("fc", 64, 100), 128, 128, 1, "differential_cell", 8, 8)
-    assert (lm.slices, lm.phys_cols, lm.col_tiles, lm.row_tiles, lm.arrays) == (8, 800, 7, 1, 7)
-    # differential on 1-bit cells: 100 * 8 * 2 = 1600 -> 13 column tiles -> 13 arrays
+    assert (lm.slices, lm.phys_cols, lm.col_tiles, lm.row_tiles, lm.arrays) == (7, 700, 6, 1, 6)
+    # differential on 1-bit cells: 7 slices x 2 columns = 14 columns per weight:
+    # 100 * 14 = 1400 -> ceil(1400/128) = ceil(10.9) = 11 column tiles -> 11 arrays
     lm = map_layer(mop("fc", 64, 100), 128, 128, 1, "differential", 8, 8)
-    assert (lm.phys_cols, lm.arrays) == (1600, 13)
+    assert (lm.slices, lm.phys_cols, lm.arrays) == (7, 1400, 11)
+    # offset stores q + Q, all 8 bits: 8 slices + the reference column: 800 columns on 127
+    # usable -> ceil(800/127) = ceil(6.3) = 7 arrays; two's complement keeps 8 bits: 800 -> 7
+    lm = map_layer(mop("fc", 64, 100), 128, 128, 1, "offset", 8, 8)
+    assert (lm.slices, lm.phys_cols, lm.arrays) == (8, 800, 7)
+    lm = map_layer(mop("fc", 64, 100), 128, 128, 1, "twos_complement", 8, 8)
+    assert (lm.slices, lm.phys_cols, lm.arrays) == (8, 800, 7)
     # on the sram target (1-bit cells, two's complement, 256x256, 8-bit weights):
     # 300 x 200 -> 200 * 8 = 1600 columns -> ceil(1600/256) = ceil(6.25) = 7; ceil(300/256) = 2
     t = load_target("sram")
@@ -288,11 +305,14 @@ def test_grouped_uneven_pruning_block_holds_the_widest_group():
                    "differential_cell", 4, 8)
     assert (lm.groups, lm.cols_logical, lm.phys_cols) == (3, 48, 32)
     assert (lm.packed, lm.blocks_per_array, lm.arrays) == (True, 4, 1)
-    # 8-bit on 2-bit cells, differential: widest block 32 * 4 * 2 = 256 columns > 128 -> not
-    # packed; per group ceil(256/128) = 2 column tiles x 1 row tile -> 3 groups x 2 = 6 arrays
+    # 8-bit on 2-bit cells, differential: 7-bit magnitudes -> ceil(7/2) = 4 slices x 2 columns;
+    # widest block 32 * 4 * 2 = 256 columns > 128 -> not packed; each group is tiled on its own
+    # kept columns: group 0 ceil(256/128) = 2 column tiles, groups 1 and 2 (8 columns:
+    # 8 * 8 = 64 <= 128) 1 each -> 2 + 1 + 1 = 4 arrays
     lm = map_layer(mop("g4", 9, 128, groups=4, kind="conv", mask=mask), 128, 128, 2,
                    "differential", 8, 8)
-    assert (lm.packed, lm.phys_cols, lm.col_tiles, lm.arrays) == (False, 256, 2, 6)
+    assert (lm.packed, lm.phys_cols, lm.col_tiles, lm.arrays) == (False, 256, 2, 4)
+    assert lm.used_cells == 9 * (256 + 64 + 64)
 
 
 @st.composite
@@ -325,7 +345,7 @@ def test_column_pruning_never_adds_arrays_and_every_group_fits(case):
         assert b.used_cells <= a.used_cells
         assert b.converted_cols <= a.converted_cols
         assert b.driven_rows <= a.driven_rows
-    slices = math.ceil(wbits / cell)
+    slices = math.ceil(stored_bits(wbits, scheme) / cell)
     usable = cols - 1 if scheme == "offset" else cols
     for keep, lm in ((keep1, l1), (keep2, l2)):
         per_group = keep.reshape(groups, -1).sum(axis=1)
@@ -386,7 +406,7 @@ def test_larger_arrays_never_need_more_arrays(case):
     assert big.arrays <= small.arrays, (small, big)
     # both hold every weight cell: arrays x usable cells >= cells needed
     usable = lambda c: c - 1 if scheme == "offset" else c
-    need = k * n * math.ceil(wbits / cell) * column_devices(scheme)
+    need = k * n * math.ceil(stored_bits(wbits, scheme) / cell) * column_devices(scheme)
     for lm, r, c in ((small, r1, c1), (big, r2, c2)):
         assert lm.arrays * r * usable(c) >= need
         assert 0 < lm.utilization(r, c) <= 1.0 + 1e-12

@@ -210,9 +210,13 @@ def test_noisy_codes_noiseless_devices_reproduce_codes(scheme, bits, cells):
 @pytest.mark.parametrize("scheme", SCHEMES)
 @pytest.mark.parametrize("bits,cells,devices", [(4, 4, 2), (8, 4, 2), (6, 2, 1), (4, 1, 3)])
 def test_noisy_codes_error_std(scheme, bits, cells, devices):
-    """Independent error propagation: every device has programming std sigma (normalized); a
-    slice s of L = 2^c - 1 levels weighs L (L+1)^s code units per unit of conductance; the
-    `devices` parallel devices average; differential schemes have two noisy polarities."""
+    """Independent error propagation: every device has programming std sigma (normalized to
+    g_max); a slice s weighs F_s (L+1)^s code units per unit of conductance, where L = 2^c - 1
+    and F_s is the digit the slice programs at g_max: L for the lower slices, and for the top
+    slice the largest digit the stored value M can put there, floor(M / (L+1)^(S-1)) (M = Q for
+    differential schemes, which store the (b-1)-bit magnitude in S = ceil((b-1)/c) slices;
+    M = 2Q for offset, b bits in S = ceil(b/c) slices). The `devices` parallel devices average;
+    differential schemes have two noisy polarities."""
     sigma = 0.01
     t = _target(scheme, cells, devices,
                 ["noise.model=gaussian", f"noise.programming_sigma={sigma}",
@@ -221,9 +225,11 @@ def test_noisy_codes_error_std(scheme, bits, cells, devices):
     q = np.random.default_rng(1).integers(-Q, Q + 1, size=(400, 300)).astype(float)
     eff = nz.noisy_codes(q, bits, t, np.random.default_rng(2), HOUR)
     L = 2 ** cells - 1
-    slices = math.ceil(bits / cells)
+    stored_bits, M = (bits, 2 * Q) if scheme == "offset" else (bits - 1, Q)
+    slices = math.ceil(stored_bits / cells)
+    F = [L] * (slices - 1) + [M // (L + 1) ** (slices - 1)]
     polarities = 1 if scheme == "offset" else 2
-    var = polarities * sum((L * (L + 1) ** s) ** 2 for s in range(slices)) * sigma ** 2 / devices
+    var = polarities * sum((F[s] * (L + 1) ** s) ** 2 for s in range(slices)) * sigma ** 2 / devices
     err = eff - q
     assert abs(err.mean()) < 0.02 * math.sqrt(var)
     assert err.std() == pytest.approx(math.sqrt(var), rel=0.05)

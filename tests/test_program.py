@@ -112,13 +112,18 @@ def codes_from_placement(img, layer: dict) -> np.ndarray:
     c, scheme = t["bits_per_cell"], t["signed_scheme"]
     s_n, cdev, wb = layer["slices"], layer["column_devices"], layer["weight_bits"]
     qmax = 2 ** (wb - 1) - 1 if wb > 1 else 1
+    # slice s holds digits up to F_s at g_max: all 2^c - 1 levels below the top slice; the top
+    # slice's largest digit of the largest stored value M (|q| <= Q with differential schemes,
+    # q + Q <= 2Q with offset, the b-bit code with two's complement)
+    levels = 2 ** c - 1
+    top = {"offset": 2 * qmax, "twos_complement": 2 ** wb - 1}.get(scheme, qmax)
+    full = [max(1, min(levels, top >> (c * s))) for s in range(s_n)]
+    assert layer["full_scale"] == full
     codes = np.zeros((layer["rows"], layer["cols"]), np.int64)
     arrays = {a["index"]: a for a in img.placement["arrays"]}
+    span = t["g_max_us"] - t["g_min_us"]
     for index in layer["arrays"][:layer["arrays_per_replica"]]:
         gp, gn = img.conductance(index)
-        digits = np.rint((gp - t["g_min_us"]) / t["g_step_us"]).astype(np.int64)
-        if gn is not None:
-            digits -= np.rint((gn - t["g_min_us"]) / t["g_step_us"]).astype(np.int64)
         for b in arrays[index]["blocks"]:
             w_rows = _expand(b["weight_rows"])
             a_rows = np.arange(*b["array_rows"])
@@ -129,7 +134,10 @@ def codes_from_placement(img, layer: dict) -> np.ndarray:
                 p = b["layout_cols"][0] + col - b["array_cols"][0]
                 j = w_cols[p // (s_n * cdev) - first_kept]
                 s, d = (p // cdev) % s_n, p % cdev
-                v = digits[a_rows, col]
+                g_step = span / full[s]
+                v = np.rint((gp[a_rows, col] - t["g_min_us"]) / g_step).astype(np.int64)
+                if gn is not None:
+                    v = v - np.rint((gn[a_rows, col] - t["g_min_us"]) / g_step).astype(np.int64)
                 if scheme == "offset":
                     v = v - ((qmax >> (c * s)) & ((1 << c) - 1))
                 sig = 2 ** (c * s)
@@ -194,7 +202,17 @@ def test_placement_and_schedule_agree(compiled, model, target):
     steps = img.schedule["steps"]
     assert {s["name"] for s in steps} == {o.name for o in res.graph.ops}
     fired = [i for s in steps for i in s["arrays"]]
-    assert sorted(fired) == list(range(len(arrays)))  # every array fires, exactly once
+    # every array fires, once for the layer holding it and once for every layer that reads the
+    # same weight (the GCN's adjacency matrix is read by both aggregations)
+    readers = {i: 0 for i in range(len(arrays))}
+    by_key = {lay["key"]: lay for lay in img.placement["layers"]}
+    for lay in img.placement["layers"]:
+        if lay["shares"]:
+            assert lay["arrays"] == by_key[lay["shares"]]["arrays"]
+        for i in lay["arrays"]:
+            readers[i] += 1
+    assert sorted(fired) == sorted(i for i, n in readers.items() for _ in range(n))
+    assert set(fired) == set(range(len(arrays)))
     for s in steps:
         lay = img.layer(s["name"]) if s["type"] == "crossbar" else None
         if lay is not None:
@@ -208,6 +226,7 @@ def test_placement_and_schedule_agree(compiled, model, target):
         lay = img.layer(lm.name)
         assert len(lay["arrays"]) == lm.total_arrays
         assert lay["arrays"] == list(range(lm.first_array, lm.first_array + lm.total_arrays))
+        assert (lay["shares"] is None) == (lm.shares is None)
 
 
 def _assert_blocks_disjoint(img) -> None:

@@ -195,7 +195,7 @@ class Converter:
         self.ops.append(MatrixOp(
             name=name, kind="conv", inputs=(node.input[0],), outputs=(node.output[0],), weight=wkn,
             bias=self._bias(node, 2, cout), groups=g, vectors=int(y[0]) * _size(y[2:]),
-            attrs=attrs, source=(node.name,)))
+            attrs=attrs, source=(node.name,), weight_id=f"conv:{node.input[1]}"))
 
     def _ConvTranspose(self, node: onnx.NodeProto, name: str) -> None:
         w = self.weight(node, name, 1, node.input[0])
@@ -219,7 +219,7 @@ class Converter:
         self.ops.append(MatrixOp(
             name=name, kind="conv_transpose", inputs=(node.input[0],), outputs=(node.output[0],),
             weight=wkn, bias=bias, groups=g, vectors=int(x[0]) * _size(x[2:]), attrs=attrs,
-            source=(node.name,)))
+            source=(node.name,), weight_id=f"conv_transpose:{node.input[1]}"))
 
     def _Gemm(self, node: onnx.NodeProto, name: str) -> None:
         attrs = _attrs(node)
@@ -266,7 +266,8 @@ class Converter:
         keep = {"trans_input": bool(attrs.get("transA", 0)), "alpha": alpha, "beta": beta}
         self.ops.append(MatrixOp(
             name=name, kind="gemm", inputs=(node.input[0],), outputs=(out,), weight=w, bias=bias,
-            groups=1, vectors=int(m), attrs=keep, source=(node.name,)))
+            groups=1, vectors=int(m), attrs=keep, source=(node.name,),
+            weight_id=f"gemm:{node.input[1]}:transB={int(attrs.get('transB', 0))}:alpha={alpha!r}"))
         if extra_add is not None:
             if beta != 1.0:
                 raise UnsupportedOpError(
@@ -317,7 +318,8 @@ class Converter:
             name=name, kind=kind, inputs=(x,), outputs=(node.output[0],), weight=wkn, bias=None,
             groups=groups, vectors=int(vectors),
             attrs={"weight_shape": list((b_c if b_c is not None else a_c).shape)},
-            source=(node.name,)))
+            source=(node.name,),
+            weight_id=f"{kind}:{node.input[1] if kind == 'matmul' else node.input[0]}"))
 
     # -- quantized operator formats: dequantize, crossbar op, requantize --------------------
     def _dq_weight(self, node: onnx.NodeProto, w: str, s: str, zp: str, axis: int) -> np.ndarray:

@@ -1,9 +1,9 @@
 """Build a program image from a CompileResult: what is programmed into which array, the decode
 tables that turn array outputs back into layer outputs, the schedule and the digital graph.
 
-The physical layout follows the mapper's rules (imccompile/mapper.py docstring) exactly, so the
-number of arrays placed here equals ``result.mapping.arrays``; `build` checks it per layer.
-Format: docs/program-format.md. The reader / executor (image.py, execute.py) never import this
+The physical layout is the mapper's (``result.mapping``, imccompile.layout): every block of
+every layer is placed where the layout says; this module only encodes weight codes as
+conductances and writes the decode tables. Format: docs/program-format.md. The reader / executor (image.py, execute.py) never import this
 module or the IR.
 """
 
@@ -20,78 +20,12 @@ import numpy as np
 from imccompile._version import __version__
 from imccompile.errors import MappingError
 from imccompile.ir import DigitalOp, MatrixOp
-from imccompile.mapper import LayerMapping, slot
+from imccompile.layout import Block, LayerLayout, dac_codes, dac_step, layer_bits, qmax
+from imccompile.mapper import Mapping, slot
 from imccompile.program.image import CROSSBAR_DOMAIN, CROSSBAR_OP, FORMAT
 
 SIGN_NAMES = {"differential": ("positive", "negative"), "differential_cell": ("pair",),
               "offset": ("offset",), "twos_complement": ("twos_complement",)}
-
-
-@dataclass
-class _Block:
-    """One weight tile (or one packed group block) inside an array."""
-
-    group: int
-    row_tile: int
-    col_tile: int
-    w_rows: np.ndarray  # W rows (within the group's K) on array rows row0, row0+1, ...
-    row0: int
-    p0: int  # layout columns [p0, p1) of the group block (see _columns)
-    p1: int
-    col0: int  # array column of layout column p0
-    w_cols: np.ndarray  # the group's kept W columns (global index), in layout order
-
-
-def _kept_groups(op: MatrixOp) -> list[tuple[int, np.ndarray, np.ndarray]]:
-    """(group, kept W rows, kept W columns (global)) of every group that keeps a weight."""
-    k, g_n, npg = op.rows, op.groups, op.cols_per_group
-    mask = op.compression.mask
-    out = []
-    for g in range(g_n):
-        if mask is None:
-            out.append((g, np.arange(k), g * npg + np.arange(npg)))
-            continue
-        b = mask[:, g * npg:(g + 1) * npg]
-        if b.any():
-            out.append((g, np.flatnonzero(b.any(axis=1)), g * npg + np.flatnonzero(b.any(axis=0))))
-    return out
-
-
-def layer_blocks(op: MatrixOp, lm: LayerMapping, target) -> list[list[_Block]]:
-    """The blocks held by each array of one copy of the layer (mapper rules, same count)."""
-    a = target.array
-    rows, usable = a.rows, a.cols - 1 if a.signed_scheme == "offset" else a.cols
-    per_col = lm.slices * lm.column_devices
-    if lm.arrays == 0:
-        return []
-    kept = _kept_groups(op)
-    arrays: list[list[_Block]] = []
-    if lm.packed:
-        bpa, k, bc = lm.blocks_per_array, lm.rows_used, lm.phys_cols
-        for start in range(0, len(kept), bpa):
-            arrays.append([_Block(g, 0, 0, r, i * k, 0, len(c) * per_col, i * bc, c)
-                           for i, (g, r, c) in enumerate(kept[start:start + bpa])])
-    else:
-        live_only = len(kept) == 1 and op.compression.mask is not None
-        mask = op.compression.mask
-        for g, r_all, c_all in kept:
-            width = len(c_all) * per_col
-            for rt in range(lm.row_tiles):
-                r = r_all[rt * rows:(rt + 1) * rows]
-                for ct in range(lm.col_tiles):
-                    p0 = ct * usable
-                    p1 = max(p0, min(p0 + usable, width))
-                    if live_only:  # block pruning: tiles without any kept weight are not placed
-                        if not len(r) or p1 <= p0:
-                            continue
-                        cols = c_all[p0 // per_col:(p1 - 1) // per_col + 1]
-                        if not mask[np.ix_(r, cols)].any():
-                            continue
-                    arrays.append([_Block(g, rt, ct, r, 0, p0, p1, 0, c_all)])
-    if len(arrays) != lm.arrays:  # the image must place exactly what the mapper counted
-        raise MappingError(f"layer {op.name}: program layout has {len(arrays)} arrays, the "
-                           f"mapper counted {lm.arrays} (internal inconsistency)")
-    return arrays
 
 
 def _digits(q: np.ndarray, shift: np.ndarray, c: int) -> np.ndarray:
@@ -103,27 +37,36 @@ class LayerImage:
     """Conductances (one copy) and decode tables of one layer."""
 
     matrices: list[dict[str, np.ndarray]]  # per local array: {"": G} or {"_pos": Gp, "_neg": Gn}
-    blocks: list[list[_Block]]
     tables: dict[str, np.ndarray]  # readout tables (see docs/program-format.md)
 
 
-def layer_image(op: MatrixOp, lm: LayerMapping, target, codes: np.ndarray, w_step: np.ndarray,
+def _by_array(lm: LayerLayout) -> list[list[Block]]:
+    out: list[list[Block]] = [[] for _ in range(lm.arrays)]
+    for b in lm.blocks:
+        out[b.array].append(b)
+    return out
+
+
+def layer_image(op: MatrixOp, lm: LayerLayout, target, codes: np.ndarray, w_step: np.ndarray,
                 dac_step: float | None) -> LayerImage:
+    """Encode a layer's integer weight codes on its layout's arrays.
+
+    A digit d of slice s is programmed as ``g_min + d * g_step[s]`` with ``g_step[s] = (g_max -
+    g_min) / full_scale[s]``: the largest digit a slice holds sits at g_max."""
     a = target.array
     scheme, c = a.signed_scheme, a.bits_per_cell
     n_rows, n_cols = a.rows, a.cols
     s_n, cdev, n_dev = lm.slices, lm.column_devices, a.devices_per_slice
-    levels = (1 << c) - 1
     g_min, g_max = float(a.g_min_us), float(a.g_max_us)
-    g_step = (g_max - g_min) / levels
+    g_steps = (g_max - g_min) / np.asarray(lm.full_scale, np.float64)
     wb = lm.weight_bits
-    qmax = 2 ** (wb - 1) - 1 if wb > 1 else 1
+    q_max = qmax(wb)
     if scheme == "twos_complement" and (c != 1 or wb < 2):
         raise MappingError(f"layer {op.name}: a two's complement program image needs 1-bit cells "
                            f"and weights of 2 bits or more (got {c}-bit cells, {wb}-bit weights)")
     q = codes.astype(np.int64)
-    blocks = layer_blocks(op, lm, target)
-    zero_digit = _digits(np.array([qmax if scheme == "offset" else 0] * s_n, np.int64),
+    blocks = _by_array(lm)
+    zero_digit = _digits(np.array([q_max if scheme == "offset" else 0] * s_n, np.int64),
                          c * np.arange(s_n), c)  # digit of a zero weight, per slice
     matrices: list[dict[str, np.ndarray]] = []
     cols: dict[str, list[np.ndarray]] = {k: [] for k in
@@ -132,34 +75,36 @@ def layer_image(op: MatrixOp, lm: LayerMapping, target, codes: np.ndarray, w_ste
     for ai, blks in enumerate(blocks):
         gp = np.full((n_rows, n_cols), g_min)
         gn = np.full((n_rows, n_cols), g_min) if scheme == "differential_cell" else None
-        act_rows = np.concatenate([b.row0 + np.arange(len(b.w_rows)) for b in blks])
+        act_rows = np.concatenate([b.row0 + np.arange(b.n_rows) for b in blks])
         placed = []
         for b in blks:
-            row_map[ai, b.row0:b.row0 + len(b.w_rows)] = b.group * op.rows + b.w_rows
+            w_rows = lm.rows_of(b)
+            row_map[ai, b.row0:b.row0 + b.n_rows] = b.group * op.rows + w_rows
             p = np.arange(b.p0, b.p1)
             if not len(p):
                 continue
-            lcol, sl, dev = p // (s_n * cdev), (p // cdev) % s_n, p % cdev
+            sl, dev = (p // cdev) % s_n, p % cdev
             acol = b.col0 + (p - b.p0)
-            placed.append((b, p, b.w_cols[lcol], sl, dev, acol))
+            placed.append((b, w_rows, p, lm.cols_of(b), sl, dev, acol))
         if scheme == "offset":  # every cell of a used row and column holds a code (0 = Q)
-            for _, _, _, sl, _, acol in placed:
-                gp[np.ix_(act_rows, acol)] = g_min + zero_digit[sl][None, :] * g_step
+            for _, _, _, _, sl, _, acol in placed:
+                gp[np.ix_(act_rows, acol)] = g_min + (zero_digit[sl] * g_steps[sl])[None, :]
             gp[act_rows, n_cols - 1] = g_max  # the reference column
-        for b, p, wcol, sl, dev, acol in placed:
-            rr = b.row0 + np.arange(len(b.w_rows))
-            qb = q[np.ix_(b.w_rows, wcol)]
+        for b, w_rows, p, wcol, sl, dev, acol in placed:
+            rr = b.row0 + np.arange(b.n_rows)
+            qb = q[np.ix_(w_rows, wcol)]
             shift = (c * sl)[None, :]
+            step = g_steps[sl][None, :]
             if scheme == "differential":
                 mag = np.where(dev[None, :] == 0, np.maximum(qb, 0), np.maximum(-qb, 0))
-                gp[np.ix_(rr, acol)] = g_min + _digits(mag, shift, c) * g_step
+                gp[np.ix_(rr, acol)] = g_min + _digits(mag, shift, c) * step
             elif scheme == "differential_cell":
-                gp[np.ix_(rr, acol)] = g_min + _digits(np.maximum(qb, 0), shift, c) * g_step
-                gn[np.ix_(rr, acol)] = g_min + _digits(np.maximum(-qb, 0), shift, c) * g_step
+                gp[np.ix_(rr, acol)] = g_min + _digits(np.maximum(qb, 0), shift, c) * step
+                gn[np.ix_(rr, acol)] = g_min + _digits(np.maximum(-qb, 0), shift, c) * step
             elif scheme == "offset":
-                gp[np.ix_(rr, acol)] = g_min + _digits(qb + qmax, shift, c) * g_step
+                gp[np.ix_(rr, acol)] = g_min + _digits(qb + q_max, shift, c) * step
             else:  # twos_complement, 1-bit slices of the s_n-bit code
-                gp[np.ix_(rr, acol)] = g_min + _digits(qb & ((1 << s_n) - 1), shift, c) * g_step
+                gp[np.ix_(rr, acol)] = g_min + _digits(qb & ((1 << s_n) - 1), shift, c) * step
             cols["array"].append(np.full(len(p), ai))
             cols["column"].append(acol)
             cols["logical"].append(wcol)
@@ -171,15 +116,16 @@ def layer_image(op: MatrixOp, lm: LayerMapping, target, codes: np.ndarray, w_ste
     sig = (2.0 ** (c * sl)).astype(np.float64)
     if scheme == "twos_complement":
         sig = np.where(sl == s_n - 1, -sig, sig)
+    g_step_e = g_steps[sl] if len(sl) else np.zeros(0)
     if scheme == "differential_cell":
         g_zero = np.zeros(len(sl))
     elif scheme == "offset":
-        g_zero = g_min + zero_digit[sl] * g_step
+        g_zero = g_min + zero_digit[sl] * g_step_e
     else:
         g_zero = np.full(len(sl), g_min)
     ref_gain = n_dev * g_max if scheme == "offset" else 1.0
     dac = 1.0 if dac_step is None else float(dac_step)
-    scale = sig * cat["polarity"] * w_step[cat["logical"]] * dac / (n_dev * g_step)
+    scale = sig * cat["polarity"] * w_step[cat["logical"]] * dac / (n_dev * g_step_e)
     offset = -scale * n_dev * g_zero / ref_gain
     tables = {
         "row_map": row_map,
@@ -190,11 +136,12 @@ def layer_image(op: MatrixOp, lm: LayerMapping, target, codes: np.ndarray, w_ste
         "col_polarity": cat["polarity"].astype(np.int8),
         "significance": sig,
         "g_zero_us": g_zero,
+        "g_step_us": np.asarray(g_step_e, np.float64),
         "weight_step": np.asarray(w_step, np.float64),
         "scale": scale,
         "offset": offset,
     }
-    return LayerImage(matrices, blocks, tables)
+    return LayerImage(matrices, tables)
 
 
 # -- JSON helpers ---------------------------------------------------------------------------
@@ -231,12 +178,9 @@ def _dac(result, op: MatrixOp, target) -> tuple[float, int, int] | None:
     if cal is not None and op.name in cal.act:
         step, lo, hi = cal.act[op.name]
     elif op.compression.act_range is not None:
-        ib = op.compression.act_bits or target.precision.input_bits
-        unsigned = not op.compression.act_signed
-        hi = 2 ** ib - 1 if unsigned else 2 ** (ib - 1) - 1
-        lo = 0 if unsigned else -hi
-        rng = op.compression.act_range
-        step = rng / hi if rng > 0 else 1.0
+        _, ib = layer_bits(op, target)
+        lo, hi = dac_codes(ib, unsigned=not op.compression.act_signed)
+        step = dac_step(op.compression.act_range, hi)
     else:
         return None
     return float(np.float32(step)), int(lo), int(hi)
@@ -247,14 +191,10 @@ def _tensor_json(graph, name: str) -> dict:
     return {"name": name, "shape": list(t.shape), "dtype": t.dtype}
 
 
-def _location(index: int, target, mapping) -> dict:
-    per_chip = mapping.chip_arrays
-    reload_round = 0
-    where = index
-    if mapping.overflow_policy == "reload":
-        reload_round, where = divmod(index, per_chip)
-    s = slot(where, target)
-    return {"chip": s.chip, "tile": s.tile, "core": s.core, "array": s.index,
+def _location(mapping: Mapping, lm: LayerLayout, local: int, replica: int, target) -> dict:
+    physical, reload_round = mapping.location(lm, local, replica)
+    where = slot(physical, target)
+    return {"chip": where.chip, "tile": where.tile, "core": where.core, "array": where.index,
             "reload_round": reload_round}
 
 
@@ -288,9 +228,9 @@ def _graph_onnx(graph, keys: dict[str, str]) -> bytes:
     return model.SerializeToString()
 
 
-def _layer_npz(result, op: MatrixOp, lm: LayerMapping, key: str):
+def _layer_npz(result, op: MatrixOp, lm: LayerLayout, key: str):
     """Yield (npz key, array) of one layer: its decode tables, then its arrays' conductances
-    (every replica)."""
+    (every replica; none for a layer that reads another layer's arrays)."""
     from imccompile.simulate import SimOptions, quantized_weight
 
     target = result.target
@@ -307,7 +247,7 @@ def _layer_npz(result, op: MatrixOp, lm: LayerMapping, key: str):
         if op.kind in ("matmul", "matmul_left") and op.groups > 1:
             bias = bias[:op.cols_per_group]  # added on the last axis, as the emitter does
         yield f"{key}/bias", bias
-    for r in range(lm.replicas):
+    for r in range(0 if lm.shares else lm.replicas):
         for ai, mats in enumerate(img.matrices):
             akey = f"array_{lm.first_array + r * lm.arrays + ai:05d}"
             for suffix, g in mats.items():
@@ -348,23 +288,23 @@ def build(result) -> dict[str, str | bytes | Callable[[Path], None]]:
         lm = lm_by[op.name]
         key = keys[op.name]
         dac = _dac(result, op, target)
-        blocks_of = layer_blocks(op, lm, target)
-        per_col = lm.slices * lm.column_devices
-        indices = []
-        for r in range(lm.replicas):
+        blocks_of = _by_array(lm)
+        indices = [lm.first_array + r * lm.arrays + ai
+                   for r in range(lm.replicas) for ai in range(lm.arrays)]
+        for r in range(0 if lm.shares else lm.replicas):
             for ai, blks in enumerate(blocks_of):
                 index = lm.first_array + r * lm.arrays + ai
-                indices.append(index)
                 blocks = []
                 for b in blks:
-                    lcols = b.w_cols[b.p0 // per_col:(b.p1 - 1) // per_col + 1] if b.p1 > b.p0 \
-                        else b.w_cols[:0]
+                    w_rows = lm.rows_of(b)
                     p = np.arange(b.p0, b.p1)
+                    lcols = lm.group_cols(b.group)[b.p0 // lm.per_col:(b.p1 - 1) // lm.per_col + 1] \
+                        if b.p1 > b.p0 else lm.group_cols(b.group)[:0]
                     blocks.append({
                         "group": b.group, "row_tile": b.row_tile, "col_tile": b.col_tile,
-                        "array_rows": [b.row0, b.row0 + len(b.w_rows)],
-                        "weight_rows": _runs(b.w_rows),
-                        "array_cols": [b.col0, b.col0 + b.p1 - b.p0],
+                        "array_rows": [b.row0, b.row0 + b.n_rows],
+                        "weight_rows": _runs(w_rows),
+                        "array_cols": [b.col0, b.col0 + b.n_cols],
                         "layout_cols": [b.p0, b.p1],
                         "weight_cols": _runs(lcols),
                         "slices": sorted({int(s) for s in (p // lm.column_devices) % lm.slices}),
@@ -373,12 +313,12 @@ def build(result) -> dict[str, str | bytes | Callable[[Path], None]]:
                     })
                 arrays_json.append({
                     "index": index, "key": f"array_{index:05d}",
-                    **_location(index, target, mapping),
+                    **_location(mapping, lm, ai, r, target),
                     "layer": op.name, "layer_key": key, "replica": r, "local_index": ai,
                     "packed": lm.packed, "cells": cells,
                     "reference_column": a.cols - 1 if a.signed_scheme == "offset" else None,
-                    "rows_used": int(sum(len(b.w_rows) for b in blks)),
-                    "cols_used": int(sum(b.p1 - b.p0 for b in blks)), "blocks": blocks,
+                    "rows_used": int(sum(b.n_rows for b in blks)),
+                    "cols_used": int(sum(b.n_cols for b in blks)), "blocks": blocks,
                 })
         arrays_of[op.name] = indices
         ins, outs = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
@@ -397,7 +337,9 @@ def build(result) -> dict[str, str | bytes | Callable[[Path], None]]:
             "dac": None if dac is None else {"step": dac[0], "lo": dac[1], "hi": dac[2]},
             "reference": ("column" if a.signed_scheme == "offset" else
                           "none" if a.signed_scheme == "differential_cell" else "row_sum"),
-            "readout_columns": int(sum(b.p1 - b.p0 for blks in blocks_of for b in blks)),
+            "readout_columns": int(sum(b.n_cols for b in lm.blocks)),
+            "full_scale": list(lm.full_scale),
+            "shares": keys[lm.shares] if lm.shares else None,
         })
     arrays_json.sort(key=lambda x: x["index"])
     placement = {
@@ -410,7 +352,7 @@ def build(result) -> dict[str, str | bytes | Callable[[Path], None]]:
             "bits_per_cell": a.bits_per_cell, "levels": levels, "signed_scheme": a.signed_scheme,
             "devices_per_slice": a.devices_per_slice, "g_min_us": float(a.g_min_us),
             "g_max_us": float(a.g_max_us),
-            "g_step_us": (float(a.g_max_us) - float(a.g_min_us)) / levels,
+            "g_step_us": (float(a.g_max_us) - float(a.g_min_us)) / levels,  # full-level slice
             "arrays_per_core": h.arrays_per_core, "cores_per_tile": h.cores_per_tile,
             "tiles_per_chip": h.tiles_per_chip, "chip_arrays": mapping.chip_arrays,
         },

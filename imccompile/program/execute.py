@@ -29,11 +29,11 @@ from imccompile.program.image import CROSSBAR_DOMAIN, CROSSBAR_OP, Image, Progra
 # -- weights --------------------------------------------------------------------------------
 def layer_codes(image: Image, layer: dict, replica: int = 0) -> np.ndarray:
     """Integer weight codes (K, N) of a layer read back from one replica's conductances:
-    code = sum over its columns of significance * polarity * round((G - g_zero) / g_step)."""
-    t = image.target
+    code = sum over its columns of significance * polarity * round((G - g_zero) / g_step), with
+    the g_step of each column's slice."""
     k, n, groups = layer["rows"], layer["cols"], layer["groups"]
     npg = n // groups
-    g_step = t["g_step_us"]
+    g_step = image.table(layer, "g_step_us")
     codes = np.zeros((k, n), np.int64)
     rm = image.table(layer, "row_map")
     ca, ci, cl = (image.table(layer, x) for x in ("col_array", "col_index", "col_logical"))
@@ -46,7 +46,7 @@ def layer_codes(image: Image, layer: dict, replica: int = 0) -> np.ndarray:
         rows = np.flatnonzero(rm[a] >= 0)
         for e in np.flatnonzero(ca == a):
             j = int(cl[e])
-            digit = np.rint((geff[rows, ci[e]] - gz[e]) / g_step).astype(np.int64)
+            digit = np.rint((geff[rows, ci[e]] - gz[e]) / g_step[e]).astype(np.int64)
             grp, wrow = np.divmod(rm[a, rows], k)
             own = grp == j // npg
             if np.any(digit[~own]):  # packed: other groups' rows must hold a zero weight here

@@ -26,7 +26,7 @@ CROSSBAR_OP = "Crossbar"
 FILES = ("placement.json", "schedule.json", "conductances.npz", "graph.onnx")
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 LAYER_TABLES = ("row_map", "col_array", "col_index", "col_logical", "col_slice", "col_polarity",
-                "significance", "g_zero_us", "weight_step", "scale", "offset")
+                "significance", "g_zero_us", "g_step_us", "weight_step", "scale", "offset")
 
 
 class ProgramError(ImcCompileError):
@@ -259,7 +259,7 @@ def _check(img: Image) -> None:
     for lay in p["layers"]:
         key = lay["key"]
         for a in lay["arrays"]:
-            if a not in by_index or by_index[a]["layer_key"] != key:
+            if a not in by_index or by_index[a]["layer_key"] != (lay.get("shares") or key):
                 raise ProgramError(f"{pf}: layer {lay['name']} lists array {a}, which is not one "
                                    "of its arrays")
         if len(lay["arrays"]) != lay["arrays_per_replica"] * lay["replicas"]:
