@@ -114,17 +114,20 @@ def adc_energy(target) -> float:
 
 
 def _write_time_s(target: Target, lm: LayerLayout, plan: ReloadPlan) -> float:
-    """Time to write a pooled layer's arrays over its rounds: rows are programmed one after
-    another within an array; arrays in different cores of the pool are written in parallel."""
-    h = target.hierarchy
-    pool_cores = max(1, min(math.ceil(plan.pool_arrays / h.arrays_per_core),
-                            h.cores_per_tile * h.tiles_per_chip))
-    rows_per_array = math.ceil(lm.driven_rows / lm.arrays) if lm.arrays else 0
-    left, t = lm.total_arrays, 0.0
-    while left > 0:
-        m = min(left, plan.pool_arrays)
-        t += math.ceil(m / pool_cores) * rows_per_array * target.array.write_latency_per_row_s
-        left -= m
+    """Time to write a pooled layer's arrays, round after round on the pool: an array is
+    programmed row by row (``write_latency_per_row_s`` per driven row); the arrays of one round
+    in different cores are written in parallel, those sharing a core one after another (the
+    pool's arrays fill cores of ``arrays_per_core``)."""
+    per_core = target.hierarchy.arrays_per_core
+    rows = list(lm.rows_per_array) * lm.replicas
+    t = 0.0
+    for start in range(0, len(rows), plan.pool_arrays):
+        chunk = rows[start:start + plan.pool_arrays]
+        by_core: dict[int, int] = {}
+        for k, r in enumerate(chunk):  # pool array k sits in core (pool_first + k) // per_core
+            core = (plan.pool_first + k) // per_core
+            by_core[core] = by_core.get(core, 0) + r
+        t += max(by_core.values()) * target.array.write_latency_per_row_s
     return t
 
 

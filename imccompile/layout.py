@@ -266,6 +266,14 @@ class LayerLayout:
         return int(sum(b.n_rows for b in self.blocks))
 
     @cached_property
+    def rows_per_array(self) -> tuple[int, ...]:
+        """Driven rows of every array of one copy (what a write programs, row by row)."""
+        rows = [0] * self.arrays
+        for b in self.blocks:
+            rows[b.array] += b.n_rows
+        return tuple(rows)
+
+    @cached_property
     def row_groups(self) -> tuple[tuple[int, int, int, int], ...]:
         """The ADC row groups: (group, row tile, r0, r1) of every distinct row set the arrays
         sum over, in order. The simulation quantizes one partial sum per row group."""

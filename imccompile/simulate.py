@@ -13,6 +13,7 @@ Steps (all on the user's data):
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping
@@ -217,7 +218,7 @@ def layouts(graph: Graph, target, mapping: "ChipMapping | None" = None) -> dict[
     return {op.name: layer_layout(op, target) for op in graph.matrix_ops}
 
 
-def _tiles(op: MatrixOp, lm: LayerLayout) -> tuple[tuple[tuple[int, int, int], ...], ...]:
+def adc_tiles(op: MatrixOp, lm: LayerLayout) -> tuple[tuple[tuple[int, int, int], ...], ...]:
     """The layout's ADC row groups; one tile of all rows when nothing is placed (all pruned)."""
     return lm.tiles() or (tuple((g, 0, op.rows) for g in range(op.groups)),)
 
@@ -335,7 +336,7 @@ def _opsim(op: MatrixOp, target, opts: SimOptions, act, adc, rng: np.random.Gene
         digits, base, offset = (noisy_slices(q, wb, target, rng, opts.t_inference_s) if noisy
                                 else slice_digits(q, wb, target))
         serial = target.dac.mode == "bit_serial"
-        return OpSim(act_step=a_step, act_lo=lo, act_hi=hi, tiles=_tiles(op, lm),
+        return OpSim(act_step=a_step, act_lo=lo, act_hi=hi, tiles=adc_tiles(op, lm),
                      adc_steps=tiles, adc_levels=adc_levels(target.adc.bits), probe=probe,
                      slices=tuple(np.asarray(d, np.float32) for d in digits), slice_base=base,
                      offset=offset, col_scale=step, plane_bits=target.dac.bits if serial else None,
@@ -344,16 +345,27 @@ def _opsim(op: MatrixOp, target, opts: SimOptions, act, adc, rng: np.random.Gene
         wb, _ = _bits(op, target)
         q = noisy_codes(q, wb, target, rng, opts.t_inference_s)
     w = (q * step[None, :]).astype(np.float32)
-    return OpSim(weight=w, act_step=a_step, act_lo=lo, act_hi=hi, tiles=_tiles(op, lm),
+    return OpSim(weight=w, act_step=a_step, act_lo=lo, act_hi=hi, tiles=adc_tiles(op, lm),
                  adc_steps=tiles, adc_levels=adc_levels(target.adc.bits), probe=probe)
 
 
 def simulation_model(graph: Graph, target, cal: Calibration, opts: SimOptions, seed: int,
                      mapping: "ChipMapping | None" = None):
+    """The simulation ONNX model for one noise seed. A layer that reads another layer's arrays
+    (a shared weight, `LayerLayout.shares`) reads the same noisy devices: its weights are that
+    layer's draw, with its own DAC and ADC steps."""
     rng = np.random.default_rng(seed)
     lay = layouts(graph, target, mapping)
-    sims = {op.name: _opsim(op, target, opts, cal.act, cal.adc if opts.adc else None, rng,
-                            lay[op.name]) for op in graph.matrix_ops}
+    adc = cal.adc if opts.adc else None
+    sims: dict[str, OpSim] = {}
+    for op in graph.matrix_ops:
+        owner = lay[op.name].shares
+        if owner is not None and owner in sims:
+            base = sims[owner]
+            own = _opsim(op, target, opts, cal.act, adc, None, lay[op.name])
+            sims[op.name] = dataclasses.replace(own, weight=base.weight, slices=base.slices)
+        else:
+            sims[op.name] = _opsim(op, target, opts, cal.act, adc, rng, lay[op.name])
     model, _ = emit(graph, sims)
     return model
 
