@@ -103,7 +103,7 @@ class _Builder:
     opset: int = 17
     _n: int = 0
 
-    def const(self, name: str, value: np.ndarray) -> str:
+    def const(self, name: str, value: np.ndarray | np.generic | float) -> str:
         self.inits.append(numpy_helper.from_array(np.asarray(value), name))
         return name
 
@@ -328,9 +328,9 @@ def _stacked(b: _Builder, op: MatrixOp, x: str, blocks: list[np.ndarray],
         axis = len(split) - 2
     if steps is not None:  # ADC codes, then back to units: one (step x weight) per column
         step = np.repeat(np.asarray(steps, np.float64), n)
-        lo = b.const(b.fresh(op.name + "_adclo"), np.float32(-levels))
-        hi = b.const(b.fresh(op.name + "_adchi"), np.float32(levels))
-        y = b.node("Clip", [b.node("Round", [y]), lo, hi])
+        lo_c = b.const(b.fresh(op.name + "_adclo"), np.float32(-levels))
+        hi_c = b.const(b.fresh(op.name + "_adchi"), np.float32(levels))
+        y = b.node("Clip", [b.node("Round", [y]), lo_c, hi_c])
         y = b.node("Mul", [y, b.const(b.fresh(op.name + "_adcstep"),
                                       (mult * step).reshape(vshape).astype(np.float32))])
         mult = np.ones(1)
@@ -401,12 +401,16 @@ def _emit_bitwise(b: _Builder, op: MatrixOp, sim: OpSim) -> None:
     terms = []
     if not sim.probe and _stackable(b, op):
         for plane, pw in planes:
-            blocks, steps, mults, ranges = [], [], [], []
+            blocks: list[np.ndarray] = []
+            steps: list[float] = []
+            mults: list[float] = []
+            ranges: list[tuple[int, int]] = []
             for t in range(n_tiles):
                 for si, dig in enumerate(slices):
                     blocks.append(_tile_weight(op, dig, tiles[t]))
                     ranges.append(_tile_range(tiles[t]))
-                    steps.append(sim.adc_steps[t] if sim.adc_steps is not None else None)
+                    if sim.adc_steps is not None:
+                        steps.append(sim.adc_steps[t])
                     mults.append(pw * float(sim.slice_base) ** si)
             terms.append(_stacked(b, op, plane, blocks,
                                   None if sim.adc_steps is None else steps, mults, sim.adc_levels,

@@ -169,7 +169,10 @@ def _same_storage(a: MatrixOp, b: MatrixOp, la: LayerLayout, lb: LayerLayout) ->
     if a.weight.shape != b.weight.shape or a.groups != b.groups or la.weight_bits != lb.weight_bits:
         return False
     ma, mb = a.compression.mask, b.compression.mask
-    if (ma is None) != (mb is None) or (ma is not None and not np.array_equal(ma, mb)):
+    if ma is None or mb is None:
+        if ma is not mb:
+            return False
+    elif not np.array_equal(ma, mb):
         return False
     return a.weight is b.weight or bool(np.array_equal(a.weight, b.weight))
 

@@ -121,6 +121,7 @@ def _slices(q: np.ndarray, bits: int, target, rng: np.random.Generator | None,
                 eff0[s] += signs[pol] * digit
                 eff_t[s] += signs[pol] * digit
                 continue
+            assert rng is not None
             g = digit / full_scale[s]  # the slice's largest digit at g_max
             g0 = np.zeros(q.shape)
             gt = np.zeros(q.shape)

@@ -183,9 +183,11 @@ class Runner:
             for i, feed in enumerate(data.feeds):
                 on_outputs(i, self.sess.run(self.outputs, feed))
             return
+        batched = self.batched
+        assert batched is not None  # _batch_ok
         for start in range(0, len(data.feeds), BATCH):
             chunk = data.feeds[start:start + BATCH]
-            outs = self.batched.run(self.outputs, _stack(chunk))
+            outs = batched.run(self.outputs, _stack(chunk))
             for j in range(len(chunk)):
                 on_outputs(start + j, [o[j:j + 1] for o in outs])
 
@@ -310,6 +312,7 @@ def calibrate(graph: Graph, target, data: Dataset, opts: SimOptions,
                 step, lo, hi = act[op.name]
                 tiles = sim.tiles or ()
                 if opts.bit_accurate:  # worst partial: every row at full input and digit
+                    assert sim.slices is not None
                     xmax = 1.0 if sim.plane_bits is not None else float(max(abs(lo), abs(hi)))
                     if sim.plane_bits is not None:
                         xmax = float(2 ** sim.plane_bits - 1)
@@ -318,6 +321,7 @@ def calibrate(graph: Graph, target, data: Dataset, opts: SimOptions,
                     adc[op.name] = tuple(max(m * xmax, 1e-12) / levels for m in dmax)
                     continue
                 w = sim.weight
+                assert w is not None
                 xmax = max(abs(lo), abs(hi)) * step if opts.dac else stats[op.inputs[0]][0]
                 adc[op.name] = tuple(
                     max(float(np.abs(_tile_weight(op, w, tl)).sum(axis=0).max()) * xmax, 1e-12)
@@ -332,9 +336,8 @@ def _opsim(op: MatrixOp, target, opts: SimOptions, act, adc, rng: np.random.Gene
     tiles = adc.get(op.name) if adc else None
     if opts.bit_accurate:
         wb, ib = _bits(op, target)
-        noisy = opts.noise and rng is not None
-        digits, base, offset = (noisy_slices(q, wb, target, rng, opts.t_inference_s) if noisy
-                                else slice_digits(q, wb, target))
+        digits, base, offset = (noisy_slices(q, wb, target, rng, opts.t_inference_s)
+                                if opts.noise and rng is not None else slice_digits(q, wb, target))
         serial = target.dac.mode == "bit_serial"
         return OpSim(act_step=a_step, act_lo=lo, act_hi=hi, tiles=adc_tiles(op, lm),
                      adc_steps=tiles, adc_levels=adc_levels(target.adc.bits), probe=probe,
@@ -437,7 +440,7 @@ def evaluate(graph: Graph, target, data: Dataset, *, seeds: int = 1, opts: SimOp
                 f"finite: values overflow float32 (largest |weight| {wmax:.3g}); rescale the model")
         per_seed.append(score(out, cal.reference, data.labels)[1])
         ref = cal.reference.astype(np.float64)
-        rel_errors.append(float(np.linalg.norm(out - ref) / max(np.linalg.norm(ref), 1e-30)))
+        rel_errors.append(float(np.linalg.norm(out - ref)) / max(float(np.linalg.norm(ref)), 1e-30))
         if progress:
             progress(s + 1, seeds)
     arr = np.array(per_seed)
