@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Literal, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping
 
 import numpy as np
 
@@ -22,6 +22,9 @@ from imccompile.emit import OpSim, emit, probe_tile
 from imccompile.errors import DataError, ModelImportError
 from imccompile.ir import Graph, MatrixOp
 from imccompile.noise import noisy_codes, noisy_slices, quantize_columns, slice_digits
+
+if TYPE_CHECKING:
+    from imccompile.result import CompileResult
 
 
 @dataclass(frozen=True)
@@ -421,3 +424,12 @@ def evaluate(graph: Graph, target, data: Dataset, *, seeds: int = 1, opts: SimOp
         "samples": len(data.feeds),
         "seeds": list(range(base_seed, base_seed + seeds)),
     }, cal
+
+
+def simulation_model_of(result: CompileResult, seed: int = 0):
+    """The hardware simulation ONNX model of a compile (it needs its calibration: compile with
+    data) for one noise seed: the model that was scored for that seed."""
+    if result.calibration is None:
+        raise DataError("the simulation model needs calibration data: compile with data=...")
+    return simulation_model(result.graph, result.target, result.calibration, result.options.sim,
+                            seed)
