@@ -380,6 +380,34 @@ def open_study(cfg: SearchConfig, storage_url: str | None, study_name: str | Non
     return study
 
 
+def check_stored_settings(cfg: SearchConfig, storage_url: str | None, study_name: str) -> None:
+    """Refuse at once (before importing the model) to resume a stored study made with other
+    settings; a study that does not exist yet, or an in-memory one, passes."""
+    if storage_url is None:
+        return
+    for prefix in ("sqlite:///", "journal:"):  # do not create a file for a study not made yet
+        if storage_url.startswith(prefix) and not os.path.exists(storage_url[len(prefix):]):
+            return
+    import optuna
+
+    _quiet_optuna()
+    try:
+        summaries = optuna.get_all_study_summaries(storage=_storage(storage_url),
+                                                   include_best_trial=False)
+    except ImcCompileError:
+        raise
+    except Exception:  # no database yet, or unreadable: open_study reports it
+        return
+    for summary in summaries:
+        if summary.study_name == study_name:
+            stored = summary.user_attrs.get("config")
+            if stored is not None:
+                refuse_other_settings(cfg, stored, study_name, storage_url,
+                                      "Use another --study name or the same settings to "
+                                      "resume it")
+            return
+
+
 def default_point(ev: Evaluator) -> dict[str, Any]:
     """The knob values of the target as specified, without compression (those in the space)."""
     t = ev.target
@@ -705,6 +733,7 @@ def search(cfg: SearchConfig, trials: int, *, storage: str | None = None, study_
         tmpdir = tempfile.mkdtemp(prefix="imccompile-study-")
         storage = f"journal:{os.path.join(tmpdir, 'study.log')}"
     study_name = study_name or f"imccompile-{Path(cfg.model).stem}"
+    check_stored_settings(cfg, storage, study_name)  # before the import and the data
     ev = Evaluator(cfg)
     study = open_study(cfg, storage, study_name, cfg.seed)
     if not study.trials:  # the target's own settings are always a point of the front
