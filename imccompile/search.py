@@ -112,9 +112,10 @@ class SearchConfig:
         """`settings` as the text stored with the study."""
         return json.dumps(self.settings(), sort_keys=True)
 
-    def differences(self, stored_key: str) -> list[tuple[str, str]]:
-        """(how the stored study was made, how this run is) for every setting that differs;
-        a setting the stored key lacks (a study from an older version) counts as its default."""
+    def differences(self, stored_key: str, ignore: Sequence[str] = ()) -> list[tuple[str, str]]:
+        """(how the stored study was made, how this run is) for every setting that differs
+        (except those in ``ignore``); a setting the stored key lacks (a study from an older
+        version) counts as its default."""
         try:
             stored = json.loads(stored_key)
         except ValueError:
@@ -123,6 +124,8 @@ class SearchConfig:
         defaults = _DEFAULT_SETTINGS
         out = []
         for name, value in mine.items():
+            if name in ignore:
+                continue
             old = stored.get(name, defaults.get(name)) if isinstance(stored, dict) else None
             if name == "sim":
                 out += _sim_differences(old if isinstance(old, dict) else defaults["sim"], value)
@@ -212,10 +215,14 @@ def _sim_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[tup
     return out
 
 
+# what only steers the sampler: re-creating one trial does not need it
+SEARCH_ONLY = ("max_accuracy_drop", "max_area", "max_arrays", "fix", "space")
+
+
 def refuse_other_settings(cfg: SearchConfig, stored_key: str, study: str, where: str,
-                          action: str) -> None:
+                          action: str, ignore: Sequence[str] = ()) -> None:
     """Raise UsageError naming every setting of ``cfg`` that differs from the stored study's."""
-    diffs = cfg.differences(stored_key)
+    diffs = cfg.differences(stored_key, ignore)
     if not diffs:
         return
     made = ", ".join(a for a, _ in diffs)
@@ -824,7 +831,8 @@ def recreate_trial(cfg: SearchConfig, storage: str, study_name: str, number: int
     stored = study.user_attrs.get("config")
     if stored is not None:
         refuse_other_settings(cfg, stored, study_name, storage,
-                              "Give --from-trial the settings the study was made with")
+                              "Give --from-trial the settings the study was made with",
+                              ignore=SEARCH_ONLY)
     trials = [t for t in study.get_trials(deepcopy=False) if t.number == number]
     if not trials:
         raise UsageError(f"--from-trial {number}: study {study_name!r} has trials "

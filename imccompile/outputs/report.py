@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 from imccompile._version import __version__
 from imccompile.ir import Graph, MatrixOp
+from imccompile.outputs.report_model import REPORT_FORMAT
 
 if TYPE_CHECKING:
     from imccompile.result import CompileResult
 
-REPORT_FORMAT = 1
 
 
 def graph_layers(graph: Graph) -> list[dict[str, Any]]:
