@@ -21,7 +21,6 @@ import networkx as nx
 import numpy as np
 
 MatrixKind = Literal["conv", "conv_transpose", "gemm", "matmul", "matmul_left"]
-MATRIX_KINDS: tuple[str, ...] = ("conv", "conv_transpose", "gemm", "matmul", "matmul_left")
 
 
 @dataclass(frozen=True)
@@ -72,7 +71,7 @@ class MatrixOp:
 
     Attributes:
         name: unique layer name (the ONNX node name, or a generated one).
-        kind: one of MATRIX_KINDS.
+        kind: a MatrixKind.
         inputs: the activation input tensor name (one).
         outputs: output tensor names (one).
         weight: logical W, float32 array of shape (K, N).

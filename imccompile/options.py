@@ -80,10 +80,6 @@ class CompileOptions:
     def replace(self, **changes: Any) -> CompileOptions:
         return replace(self, **changes)
 
-    def with_overrides(self, more: Sequence[str] | Mapping[str, Any]) -> CompileOptions:
-        """These options with more spec overrides applied after the present ones."""
-        return replace(self, overrides=self.overrides + parse_overrides(more))
-
 
 
 def parse_overrides(overrides: Sequence[str] | Mapping[str, Any]) -> tuple[str, ...]:
