@@ -16,7 +16,8 @@ from pathlib import Path
 import onnxruntime as ort
 
 import imccompile
-from imccompile.simulate import SimOptions, load_data
+from imccompile.emit import emit
+from imccompile.simulate import SimOptions, load_data, simulation_model_of
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,8 +75,8 @@ def main() -> None:
         bit = imccompile.compile(onnx_path, args.target, data=npz,
                                  sim_options=SimOptions(bit_accurate=True))
         feeds = load_data(npz, res.graph).feeds
-        float_model = res.ideal_model()
-        sim, bitm = res.simulation_model(0), bit.simulation_model(0)
+        float_model = emit(res.graph)[0]
+        sim, bitm = simulation_model_of(res, 0), simulation_model_of(bit, 0)
         t_float = time_run(session(str(onnx_path)), feeds, args.repeat)
         t_sim = time_run(session(sim), feeds, args.repeat)
         t_bit = time_run(session(bitm), feeds, args.repeat)

@@ -11,10 +11,13 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from imccompile._version import __version__
 from imccompile.errors import ImcCompileError, UsageError
+
+if TYPE_CHECKING:
+    from imccompile.options import CompileOptions
 
 
 class _Parser(argparse.ArgumentParser):
@@ -162,7 +165,7 @@ def run(argv: Sequence[str]) -> int:
     args = _parser().parse_args(argv)
     from imccompile.frontend import import_model, parse_input_shape
     from imccompile.ir import print_graph
-    from imccompile import display
+    from imccompile.outputs import display
 
     shapes = dict(parse_input_shape(s) for s in args.input_shape)
     console = display.Console(quiet=args.quiet)
@@ -175,7 +178,7 @@ def run(argv: Sequence[str]) -> int:
         if args.program:
             raise UsageError("--program needs a --target (the image is programmed into it)")
         graph = import_model(args.model, shapes)
-        from imccompile.report import dumps, graph_report
+        from imccompile.outputs.report import dumps, graph_report
 
         report = graph_report(graph)
         if args.json:
@@ -183,12 +186,7 @@ def run(argv: Sequence[str]) -> int:
         if args.json != "-":
             console.graph_table(report, verbose=args.verbose)
         return 0
-    from imccompile.compiler import compile as compile_model
-
-    if args.seeds < 1:
-        raise UsageError(f"--seeds must be >= 1, got {args.seeds}")
-    if args.samples is not None and args.samples < 1:
-        raise UsageError(f"--samples must be >= 1, got {args.samples}")
+    options = compile_options(args, shapes)
     if args.emit and not args.data:
         raise UsageError("--emit needs --data (the simulation model is calibrated on it)")
     if args.out and Path(args.out).exists() and not args.force:  # refuse before the work
@@ -197,6 +195,8 @@ def run(argv: Sequence[str]) -> int:
     if args.program and Path(args.program).exists() and not args.force:
         raise UsageError(f"{args.program}: already exists; choose another folder or pass "
                          "--force to replace it")
+    from imccompile.outputs import report as reports
+
     search_result = None
     if args.search is not None or args.from_trial is not None:
         if args.passes:
@@ -207,47 +207,50 @@ def run(argv: Sequence[str]) -> int:
         if args.search is not None:
             if args.from_trial is not None:
                 raise UsageError("--search and --from-trial exclude each other")
-            search_result, report = cli_search.run_search(args, console, shapes)
+            search_result = cli_search.run_search(args, console, options)
             res = search_result.chosen_result
+            search = cli_search.search_section(search_result, args.storage)
+            report = (reports.build_report(res, search=search) if res is not None
+                      else reports.search_only_report(search_result.cfg.model, search))
         else:
-            res, info = cli_search.run_from_trial(args, shapes)
-            report = res.report()
-            report["from_trial"] = info
+            res, info = cli_search.run_from_trial(args, options)
+            report = reports.build_report(res, from_trial=info)
         if res is None:  # no feasible point: only the search section is written
             _finish(args, console, None, report, search_result)
             return 0
     else:
-        data = None
-        opts = None
-        if args.data:
-            from imccompile.simulate import SimOptions
+        from imccompile.compiler import compile as compile_model
 
-            data = args.data
-            opts = SimOptions(adc_range=args.adc_range, bit_accurate=args.bit_accurate)
-            if args.ideal:
-                if args.bit_accurate:
-                    raise UsageError("--ideal and --bit-accurate exclude each other")
-                opts = SimOptions(noise=False, adc=False, dac=False, weights=False)
-        res = compile_model(args.model, args.target, overrides=args.overrides, passes=args.passes,
-                            input_shapes=shapes, overflow=args.overflow,
-                            replicate=_parse_pairs(args.replicate, "--replicate"),
-                            auto_replicate=args.auto_replicate, data=data, seeds=args.seeds,
-                            sim_options=opts,
-                            progress=console.progress("accuracy", args.seeds) if data else None,
-                            samples=args.samples, import_progress=console.lazy_progress("import"))
-        report = res.report()
+        res = compile_model(args.model, args.target, options, data=args.data,
+                            progress=console.progress("accuracy", args.seeds) if args.data else None,
+                            import_progress=console.lazy_progress("import"))
+        report = reports.build_report(res)
     if args.emit:
         import onnx
 
-        model = res.simulation_model(seed=0)
+        from imccompile.simulate import simulation_model_of
+
+        model = simulation_model_of(res, seed=0)
         _atomic_file(args.emit, lambda tmp: onnx.save(model, tmp), "--emit")
     _finish(args, console, res, report, search_result)
     return 0
 
 
+def compile_options(args: argparse.Namespace, shapes: dict[str, tuple[int, ...]]) -> CompileOptions:
+    """The options of the compile (and of every search trial) the command line asks for."""
+    from imccompile.options import CompileOptions, sim_options
+
+    sim = sim_options(ideal=args.ideal, bit_accurate=args.bit_accurate, adc_range=args.adc_range)
+    return CompileOptions.make(overrides=args.overrides, passes=args.passes, input_shapes=shapes,
+                               overflow=args.overflow,
+                               replicate=_parse_pairs(args.replicate, "--replicate"),
+                               auto_replicate=args.auto_replicate, samples=args.samples,
+                               seeds=args.seeds, sim=sim)
+
+
 def _finish(args, console, res, report: dict, search_result) -> None:
-    """Write --json / --out and print the tables."""
-    from imccompile.report import dumps
+    """Write --json / --out / --program and print the tables."""
+    from imccompile.outputs.report import dumps
 
     if args.json:
         _write_json(args.json, dumps(report))
@@ -257,24 +260,19 @@ def _finish(args, console, res, report: dict, search_result) -> None:
 
         program = program_files(res)
     if args.program and program is not None:
-        from imccompile.output import write_folder
+        from imccompile.outputs.output import write_folder
 
         write_folder(args.program, program, force=args.force)
     if args.out:
-        from imccompile.html_report import render_html
-        from imccompile.output import write_folder
+        from imccompile.outputs.output import output_files, write_folder
 
-        files: dict = {"report.json": dumps(report) + "\n"}
-        files["report.html"] = render_html(report)
-        if res is not None and res.calibration is not None:
-            files["simulation.onnx"] = res.simulation_model(0).SerializeToString()
+        pareto = None
         if search_result is not None:
             from imccompile.cli_search import pareto_csv
 
-            files["pareto.csv"] = pareto_csv(search_result)
-        for name, content in (program or {}).items():
-            files[f"program/{name}"] = content
-        write_folder(args.out, files, force=args.force)
+            pareto = pareto_csv(search_result)
+        write_folder(args.out, output_files(res, report, program=program, pareto_csv=pareto),
+                     force=args.force)
     if args.json != "-" and res is not None:
         console.cost_tables(report, verbose=args.verbose)
 

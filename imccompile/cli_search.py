@@ -5,10 +5,14 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imccompile.errors import UsageError
-from imccompile.search import OBJECTIVES, SearchConfig
+from imccompile.search import OBJECTIVES, SearchConfig, SearchResult
+
+if TYPE_CHECKING:
+    from imccompile.options import CompileOptions
+    from imccompile.result import CompileResult
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -43,7 +47,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "default study name) and report it like a single compile")
 
 
-def config_from_args(args: argparse.Namespace, shapes: dict) -> SearchConfig:
+def config_from_args(args: argparse.Namespace, options: CompileOptions) -> SearchConfig:
+    """The study's settings: the search flags, and the compile options every trial uses."""
     from imccompile.space import load_space_file
 
     fix = []
@@ -54,13 +59,11 @@ def config_from_args(args: argparse.Namespace, shapes: dict) -> SearchConfig:
         fix.append((name, value))
     space = tuple(load_space_file(args.space).items()) if args.space else ()
     objectives = tuple(o.strip() for o in args.objectives.split(",") if o.strip())
-    return SearchConfig(
-        model=str(args.model), target=str(args.target), overrides=tuple(args.overrides),
-        data=str(args.data) if args.data else None, samples=args.samples, objectives=objectives,
-        max_accuracy_drop=args.max_accuracy_drop, max_area=args.max_area,
-        max_arrays=args.max_arrays, sampler=args.sampler, seed=args.search_seed, seeds=args.seeds,
-        fix=tuple(fix), space=space,
-        input_shapes=tuple((k, tuple(v)) for k, v in shapes.items()), overflow=args.overflow)
+    return SearchConfig.from_options(
+        str(args.model), str(args.target), str(args.data) if args.data else None, options,
+        objectives=objectives, max_accuracy_drop=args.max_accuracy_drop, max_area=args.max_area,
+        max_arrays=args.max_arrays, sampler=args.sampler, seed=args.search_seed, fix=tuple(fix),
+        space=space)
 
 
 def pareto_csv(result) -> str:
@@ -78,7 +81,7 @@ def pareto_csv(result) -> str:
 def print_front(console, result) -> None:
     from rich.table import Table
 
-    from imccompile.display import si
+    from imccompile.outputs.display import si
 
     if console.quiet:
         return
@@ -108,11 +111,35 @@ def print_front(console, result) -> None:
     if result.chosen:
         console.out.print(f"chosen: trial {result.chosen['trial']} (*) — re-create with: "
                           f"--passes '{result.chosen['pipeline']}' "
-                          + " ".join(f"--set {o}" for o in result.chosen["overrides"])
-                          + (" --auto-replicate" if result.chosen["auto_replicate"] else ""),
+                          + " ".join(f"--set {o}" for o in (*result.cfg.overrides,
+                                                             *result.chosen["overrides"]))
+                          + (" --auto-replicate" if result.chosen["auto_replicate"] else "")
+                          + _compile_flags(result.cfg),
                           highlight=False)
     else:
         console.out.print("no feasible point: relax the constraints or run more trials")
+
+
+def _compile_flags(cfg: SearchConfig) -> str:
+    """The study's compile flags a re-creation needs besides the trial's own (the trial's
+    overrides already follow the user's --set)."""
+    parts = [f"--replicate '{k}={n}'" for k, n in cfg.replicate]
+    if cfg.overflow != "chips":
+        parts.append(f"--overflow {cfg.overflow}")
+    for name, dims in cfg.input_shapes:
+        parts.append(f"--input-shape {name}={','.join(map(str, dims))}")
+    if cfg.samples is not None:
+        parts.append(f"--samples {cfg.samples}")
+    if cfg.seeds != 1:
+        parts.append(f"--seeds {cfg.seeds}")
+    sim = cfg.sim
+    if not (sim.noise or sim.adc or sim.dac or sim.weights):
+        parts.append("--ideal")
+    if sim.bit_accurate:
+        parts.append("--bit-accurate")
+    if sim.adc_range != "calibrated":
+        parts.append(f"--adc-range {sim.adc_range}")
+    return "".join(" " + p for p in parts)
 
 
 def progress_callback(console, trials: int):
@@ -134,11 +161,11 @@ def progress_callback(console, trials: int):
     return update
 
 
-def run_search(args: argparse.Namespace, console, shapes: dict) -> tuple[Any, dict]:
-    """Run the search; returns (chosen CompileResult or None, report dict)."""
+def run_search(args: argparse.Namespace, console, options: CompileOptions) -> SearchResult:
+    """Run (or resume) the search the command line asks for and print its front."""
     from imccompile.search import search
 
-    cfg = config_from_args(args, shapes)
+    cfg = config_from_args(args, options)
     prog = progress_callback(console, args.search)
     try:
         result = search(cfg, args.search, storage=args.storage, study_name=args.study,
@@ -156,23 +183,27 @@ def run_search(args: argparse.Namespace, console, shapes: dict) -> tuple[Any, di
         if prog is not None:
             prog.stop()
     print_front(console, result)
-    res = result.chosen_result
-    report = res.report() if res is not None else {"model": cfg.model, "search": None}
-    report["search"] = result.to_dict()
-    report["search"]["storage"] = args.storage or "memory"
-    return result, report
+    return result
 
 
-def run_from_trial(args: argparse.Namespace, shapes: dict):
+def search_section(result: SearchResult, storage: str | None) -> dict[str, Any]:
+    """The report's ``search`` section."""
+    return {**result.to_dict(), "storage": storage or "memory"}
+
+
+def run_from_trial(args: argparse.Namespace, options: CompileOptions
+                   ) -> tuple[CompileResult, dict[str, Any]]:
+    """Re-create trial N of the stored study; the report's ``from_trial`` section."""
+    from pathlib import Path
+
     from imccompile.search import recreate_trial
 
     if not args.storage:
         raise UsageError("--from-trial needs --storage (the study's storage URL)")
-    cfg = config_from_args(args, shapes)
-    name = args.study or f"imccompile-{__import__('pathlib').Path(cfg.model).stem}"
+    cfg = config_from_args(args, options)
+    name = args.study or f"imccompile-{Path(cfg.model).stem}"
     res, values, row = recreate_trial(cfg, args.storage, name, args.from_trial)
     stored = row["values"]
     return res, {"trial": args.from_trial, "stored_values": stored, "values": values,
                  "pipeline": row["pipeline"], "overrides": row["overrides"],
                  "same": all(stored.get(k) == values.get(k) for k in stored)}
-

@@ -1,142 +1,219 @@
-"""The public compile entry point: import, passes, map, cost, schedule — one result object."""
+"""The one compile driver: import, data, passes, map, cost, schedule, accuracy -> CompileResult.
+
+A compile has two halves:
+
+* `prepare`: import the model and load the data (what a search does once per study);
+* `compile_prepared`: resolve the target with the options' overrides, run the passes (with
+  activation statistics from the data), map, cost, schedule and simulate.
+
+`compile` is both halves; every search trial (`imccompile.search.Evaluator`) is the second half
+with the same `CompileOptions`, so a single compile and a trial with equal options are equal.
+"""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from typing import Any, Mapping as TMapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Mapping as TMapping, Sequence, Union
 
-from imccompile.cost import Cost, cost_graph
+from imccompile.errors import UsageError
 from imccompile.ir import Graph
-from imccompile.mapper import Mapping, OverflowPolicy, map_graph
-from imccompile.schedule import Schedule, schedule
+from imccompile.options import CompileOptions, OverflowPolicy
+from imccompile.result import Accuracy, CompileResult
+
+if TYPE_CHECKING:
+    import numpy as np
+    import onnx
+
+    from imccompile.passes.base import ActivationStats
+    from imccompile.simulate import Dataset, SimOptions
+    from imccompile.spec.schema import Target
+
+__all__ = ["Accuracy", "CompileOptions", "CompileResult", "Prepared", "activation_stats_for",
+           "compile", "compile_graph", "compile_prepared", "prepare"]
+
+ModelSource = Union[str, "os.PathLike[str]", "onnx.ModelProto"]
+TargetSource = Union[str, "os.PathLike[str]", "Target"]
+DataSource = Union[str, "os.PathLike[str]", TMapping[str, Any], "Dataset"]
+Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
-class CompileResult:
-    """Everything one compile produced. ``report()`` is the JSON report (report.schema.json)."""
+class Prepared:
+    """The imported model and its data: the part of a compile a search does once per study.
 
-    model_name: str
+    Attributes:
+        graph: the imported graph (before any pass).
+        dataset: the calibration/evaluation data, or None.
+        reference: the imported graph's float outputs on the data (the accuracy of a compressed
+            graph is taken against them), or None when not asked for.
+        source: the model as given (to tell a broken model from a broken emission).
+        input_shapes, samples: the options the graph and data were prepared with.
+    """
+
     graph: Graph
-    target: Any
-    mapping: Mapping
-    cost: Cost
-    schedule: Schedule
-    pipeline: str = ""
-    accuracy: dict | None = None
-    extra: dict = field(default_factory=dict)
-    calibration: Any = None  # simulate.Calibration when data was given
-    sim_options: Any = None
-
-    def simulation_model(self, seed: int = 0):
-        """The hardware simulation ONNX model (needs data: calibration) for one noise seed."""
-        from imccompile.errors import DataError
-        from imccompile.simulate import simulation_model
-
-        if self.calibration is None:
-            raise DataError("the simulation model needs calibration data: compile with data=...")
-        return simulation_model(self.graph, self.target, self.calibration, self.sim_options, seed,
-                                self.mapping)
-
-    def ideal_model(self):
-        """The compiled graph emitted back to float ONNX (same function as the source)."""
-        from imccompile.emit import emit
-
-        return emit(self.graph)[0]
-
-    def report(self) -> dict:
-        from imccompile.report import build_report
-
-        return build_report(self)
-
-    def to_json(self, indent: int | None = 2) -> str:
-        from imccompile.report import dumps
-
-        return dumps(self.report(), indent=indent)
+    dataset: Dataset | None
+    reference: np.ndarray | None
+    source: ModelSource
+    input_shapes: tuple[tuple[str, tuple[int, ...]], ...]
+    samples: int | None
 
 
-def _resolve_target(target: Any, overrides: Sequence[str] | TMapping[str, Any]):
-    from imccompile.spec import load_target
+def prepare(model: ModelSource, options: CompileOptions, data: DataSource | None = None, *,
+            reference: bool = False, import_progress: Progress | None = None) -> Prepared:
+    """Import ``model`` (with the options' input shapes) and load ``data`` (its first
+    ``options.samples`` samples); with ``reference``, run the float model on the data once."""
+    from imccompile.frontend import import_model
 
-    if isinstance(target, (str, os.PathLike)):
-        return load_target(target, overrides)
-    if overrides:
-        items = overrides.items() if isinstance(overrides, TMapping) else \
-            (o.split("=", 1) for o in overrides)
-        for path, value in items:
-            target = target.replace_path(path, value)
-    return target
+    graph = import_model(model, dict(options.input_shapes), progress=import_progress)
+    dataset = None
+    ref = None
+    if data is not None:
+        from imccompile.simulate import Dataset, load_data, reference_outputs
+
+        dataset = data if isinstance(data, Dataset) else load_data(data, graph,
+                                                                   limit=options.samples)
+        if reference:
+            try:
+                ref = reference_outputs(graph, dataset)
+            except Exception as e:
+                if type(e).__module__.startswith("onnxruntime"):
+                    _source_must_run(model, dataset, graph.name)
+                raise
+    return Prepared(graph, dataset, ref, model, options.input_shapes, options.samples)
 
 
-def compile_graph(graph: Graph, target: Any, *, model_name: str | None = None,
+def activation_stats_for(dataset: Dataset) -> ActivationStats:
+    """The activation statistics a pass may ask its context for, measured on ``dataset``: for a
+    graph and a percentile (None: max), per crossbar-input tensor (max |x| or that percentile
+    of |x|, min x). Computed when first asked, once per (graph, percentile)."""
+    cache: dict[tuple[int, float | None], tuple[Graph, dict[str, tuple[float, float]]]] = {}
+
+    def stats(graph: Graph, percentile: float | None = None) -> dict[str, tuple[float, float]]:
+        key = (id(graph), percentile)
+        hit = cache.get(key)
+        if hit is None or hit[0] is not graph:
+            from imccompile.simulate import activation_stats
+
+            hit = (graph, activation_stats(graph, dataset, percentile)[1])
+            cache[key] = hit
+        return hit[1]
+
+    return stats
+
+
+def compile_graph(graph: Graph, target: Target, *, model_name: str | None = None,
                   overflow: OverflowPolicy = "chips", replicate: TMapping[str, int] | None = None,
-                  auto_replicate: bool = False, pipeline: str = "") -> CompileResult:
-    """Map, cost and schedule an already-imported (and possibly transformed) graph."""
-    mapping = map_graph(graph, target, overflow=overflow, replicate=replicate,
-                        auto_replicate=auto_replicate)
+                  auto_replicate: bool = False, pipeline: str = "",
+                  options: CompileOptions | None = None) -> CompileResult:
+    """Map, cost and schedule an already-imported (and possibly transformed) graph.
+
+    With ``options``, its overflow / replicate / auto_replicate are used (and the keyword
+    arguments must be left at their defaults)."""
+    from imccompile.cost import cost_graph
+    from imccompile.mapper import map_graph
+    from imccompile.schedule import schedule
+
+    if options is None:
+        options = CompileOptions.make(overflow=overflow, replicate=replicate,
+                                      auto_replicate=auto_replicate, passes=pipeline)
+    elif (overflow, replicate, auto_replicate) != ("chips", None, False):
+        raise UsageError("compile_graph: give either options= or overflow/replicate/"
+                         "auto_replicate, not both")
+    mapping = map_graph(graph, target, overflow=options.overflow,
+                        replicate=dict(options.replicate), auto_replicate=options.auto_replicate)
     cost = cost_graph(graph, mapping, target)
     sched = schedule(graph, cost, mapping)
-    return CompileResult(model_name or graph.name, graph, target, mapping, cost, sched, pipeline)
+    return CompileResult(model_name or graph.name, graph, target, mapping, cost, sched, pipeline,
+                         options)
 
 
-def compile(model: Any, target: Any = "pcm", *, overrides: Sequence[str] | TMapping[str, Any] = (),
-            passes: str | None = None, input_shapes: TMapping[str, tuple[int, ...]] | None = None,
+def compile_prepared(prepared: Prepared, target: TargetSource, options: CompileOptions, *,
+                     progress: Progress | None = None) -> CompileResult:
+    """The compile of a prepared model: target with the options' overrides, passes, mapping,
+    cost, schedule and (with data) the accuracy under the hardware."""
+    import dataclasses
+
+    from imccompile.spec import load_target
+
+    if (options.input_shapes, options.samples) != (prepared.input_shapes, prepared.samples):
+        raise UsageError("compile_prepared: the options' input_shapes/samples differ from those "
+                         "the model and data were prepared with")
+    tgt = load_target(target, list(options.overrides))  # the spec loader: one place for overrides
+    graph = prepared.graph
+    dataset = prepared.dataset
+    try:
+        pipeline = ""
+        reference = None
+        if options.passes:
+            from imccompile.passes import run_pipeline
+
+            stats = activation_stats_for(dataset) if dataset is not None else None
+            graph, pipeline = run_pipeline(graph, options.passes, target=tgt,
+                                           activation_stats=stats)
+            if dataset is not None:  # accuracy is reported against the uncompressed model
+                reference = prepared.reference
+                if reference is None:
+                    from imccompile.simulate import reference_outputs
+
+                    reference = reference_outputs(prepared.graph, dataset)
+        res = compile_graph(graph, tgt, model_name=graph.name, pipeline=pipeline, options=options)
+        if dataset is None:
+            return res
+        from imccompile.simulate import evaluate
+
+        acc, cal = evaluate(graph, tgt, dataset, seeds=options.seeds, opts=options.sim,
+                            progress=progress, reference=reference, mapping=res.mapping)
+    except Exception as e:
+        if dataset is not None and type(e).__module__.startswith("onnxruntime"):
+            _source_must_run(prepared.source, dataset, graph.name)  # the model's fault
+        raise
+    accuracy: Accuracy = {"metric": acc["metric"], "float": acc["float"], "mean": acc["mean"],
+                          "std": acc["std"], "per_seed": list(acc["per_seed"]),
+                          "relative_error": acc["relative_error"], "samples": acc["samples"],
+                          "seeds": list(acc["seeds"])}
+    return dataclasses.replace(res, accuracy=accuracy, calibration=cal)
+
+
+def compile(model: ModelSource, target: TargetSource = "pcm",
+            options: CompileOptions | None = None, *,
+            overrides: Sequence[str] | TMapping[str, Any] = (), passes: str | None = None,
+            input_shapes: TMapping[str, tuple[int, ...]] | None = None,
             overflow: OverflowPolicy = "chips", replicate: TMapping[str, int] | None = None,
-            auto_replicate: bool = False, data: Any = None, seeds: int = 1,
-            sim_options: Any = None, progress: Any = None,
-            samples: int | None = None, import_progress: Any = None) -> CompileResult:
+            auto_replicate: bool = False, data: DataSource | None = None, seeds: int = 1,
+            sim_options: SimOptions | None = None, progress: Progress | None = None,
+            samples: int | None = None, import_progress: Progress | None = None) -> CompileResult:
     """Compile an ONNX model (path or ModelProto) for a target (bundled name, path, or Target).
 
     Args:
         model: path to an .onnx file or an onnx.ModelProto.
-        target: bundled target name ("pcm", "rram", "sram"), a spec path, or a loaded Target.
+        target: bundled target name ("pcm", "rram", "sram"), a spec path, or a loaded Target
+            (the overrides apply to it the same way in every case).
+        options: a `CompileOptions`; or leave it out and give its fields as keywords:
         overrides: spec overrides, e.g. ["adc.bits=6"] or {"adc.bits": 6}.
         passes: pipeline text, e.g. "prune{ratio=0.5,granularity=column},quantize{weight_bits=4}".
         input_shapes: static dims for dynamic inputs, by input name.
         overflow: what to do when the model needs more arrays than one chip has.
         replicate: copies per layer name or glob, to balance a pipeline.
         auto_replicate: give spare arrays to the bottleneck layers.
-        data: calibration/evaluation data (.npz path or dict of arrays by input name, optional
-            ``labels``): passes calibrate on it and the accuracy under the hardware is evaluated.
         seeds: noise draws for the accuracy (mean ± std over them).
         sim_options: simulate.SimOptions (what the simulation includes).
+        samples: use only the first N samples of the data.
+        data: calibration/evaluation data (.npz path or dict of arrays by input name, optional
+            ``labels``): passes calibrate on it and the accuracy under the hardware is evaluated.
+        progress, import_progress: callbacks (done, total) for the accuracy and the import.
     """
-    from imccompile.frontend import import_model
-
-    import dataclasses
-
-    tgt = _resolve_target(target, overrides)
-    graph = import_model(model, input_shapes, progress=import_progress)
-    dataset = None
-    if data is not None:
-        from imccompile.simulate import load_data
-
-        dataset = load_data(data, graph, limit=samples)
-    try:
-        pipeline = ""
-        reference = None
-        if passes:
-            from imccompile.passes import run_pipeline
-
-            if dataset is not None:  # accuracy is reported against the uncompressed model
-                from imccompile.simulate import reference_outputs
-
-                reference = reference_outputs(graph, dataset)
-            graph, pipeline = run_pipeline(graph, passes, target=tgt, data=dataset)
-        res = compile_graph(graph, tgt, model_name=graph.name, overflow=overflow,
-                            replicate=replicate, auto_replicate=auto_replicate, pipeline=pipeline)
-        if dataset is None:
-            return res
-        from imccompile.simulate import SimOptions, evaluate
-
-        opts = sim_options or SimOptions()
-        acc, cal = evaluate(graph, tgt, dataset, seeds=seeds, opts=opts, progress=progress,
-                            reference=reference, mapping=res.mapping)
-    except Exception as e:
-        if dataset is not None and type(e).__module__.startswith("onnxruntime"):
-            _source_must_run(model, dataset, graph.name)  # the model's fault: a clean error
-        raise
-    return dataclasses.replace(res, accuracy=acc, calibration=cal, sim_options=opts)
+    keywords = CompileOptions.make(overrides=overrides, passes=passes, input_shapes=input_shapes,
+                                   overflow=overflow, replicate=replicate,
+                                   auto_replicate=auto_replicate, samples=samples, seeds=seeds,
+                                   sim=sim_options)
+    if options is None:
+        options = keywords
+    elif keywords != CompileOptions():
+        raise UsageError("compile(): give either options=CompileOptions(...) or its fields as "
+                         "keywords (overrides, passes, ...), not both")
+    prepared = prepare(model, options, data, reference=False, import_progress=import_progress)
+    return compile_prepared(prepared, target, options, progress=progress)
 
 
 def _source_must_run(model: Any, dataset: Any, name: str) -> None:

@@ -71,7 +71,7 @@ class MatrixOp:
 
     Attributes:
         name: unique layer name (the ONNX node name, or a generated one).
-        kind: one of MatrixKind.
+        kind: a MatrixKind.
         inputs: the activation input tensor name (one).
         outputs: output tensor names (one).
         weight: logical W, float32 array of shape (K, N).

@@ -13,6 +13,7 @@ on the same storage (a journal file when none is given).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -27,12 +28,20 @@ import uuid
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from imccompile.errors import ImcCompileError, UsageError
+from imccompile.ir import Graph
+from imccompile.options import CompileOptions, OverflowPolicy
+from imccompile.result import CompileResult
+from imccompile.simulate import SimOptions
 from imccompile.space import Space, build_space, point_to_compile
+
+if TYPE_CHECKING:
+    from imccompile.compiler import Prepared
+    from imccompile.spec.schema import Target
 
 OBJECTIVES = {  # name -> (direction, report key, unit)
     "accuracy": ("maximize", "accuracy", ""),
@@ -45,7 +54,11 @@ SAMPLERS = ("nsga2", "tpe", "random")
 
 @dataclass(frozen=True)
 class SearchConfig:
-    """Everything that defines a study (stored with it; a resumed study must match)."""
+    """Everything that defines a study (stored with it; a resumed study must match).
+
+    The compile fields (overrides ... sim) are those of `CompileOptions`: every trial compiles
+    with ``compile_options(...)`` of this config, the trial's pipeline and knob overrides added.
+    """
 
     model: str
     target: str
@@ -62,12 +75,63 @@ class SearchConfig:
     fix: tuple[tuple[str, Any], ...] = ()
     space: tuple[tuple[str, Any], ...] = ()
     input_shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()
-    overflow: str = "chips"
+    overflow: OverflowPolicy = "chips"
+    replicate: tuple[tuple[str, int], ...] = ()
+    auto_replicate: bool = False
+    sim: SimOptions = field(default_factory=SimOptions)
+
+    @classmethod
+    def from_options(cls, model: str, target: str, data: str | None, options: CompileOptions,
+                     **search: Any) -> SearchConfig:
+        """A study's config whose trials compile with ``options`` (its passes aside)."""
+        return cls(model=model, target=target, data=data, overrides=options.overrides,
+                   samples=options.samples, seeds=options.seeds, input_shapes=options.input_shapes,
+                   overflow=options.overflow, replicate=options.replicate,
+                   auto_replicate=options.auto_replicate, sim=options.sim, **search)
+
+    def compile_options(self, passes: str = "", overrides: Sequence[str] = (),
+                        auto_replicate: bool = False) -> CompileOptions:
+        """The options of a trial: this config's, with the trial's pipeline, its knob overrides
+        (applied after the user's ``--set``) and its replicate knob (or-ed with
+        ``auto_replicate``)."""
+        return CompileOptions(overrides=tuple(self.overrides) + tuple(overrides), passes=passes,
+                              input_shapes=self.input_shapes, overflow=self.overflow,
+                              replicate=self.replicate,
+                              auto_replicate=self.auto_replicate or auto_replicate,
+                              samples=self.samples, seeds=self.seeds, sim=self.sim)
+
+    def settings(self) -> dict[str, Any]:
+        """The part of the config that must match on resume (not the sampler or seed), as JSON
+        values."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+             if f.name not in ("sampler", "seed")}
+        d["sim"] = dataclasses.asdict(self.sim)
+        return json.loads(json.dumps(d, default=str))
 
     def key(self) -> str:
-        """The part of the config that must match on resume (not the sampler or seed)."""
-        d = {k: v for k, v in self.__dict__.items() if k not in ("sampler", "seed")}
-        return json.dumps(d, sort_keys=True, default=str)
+        """`settings` as the text stored with the study."""
+        return json.dumps(self.settings(), sort_keys=True)
+
+    def differences(self, stored_key: str, ignore: Sequence[str] = ()) -> list[tuple[str, str]]:
+        """(how the stored study was made, how this run is) for every setting that differs
+        (except those in ``ignore``); a setting the stored key lacks (a study from an older
+        version) counts as its default."""
+        try:
+            stored = json.loads(stored_key)
+        except ValueError:
+            stored = {}
+        mine = self.settings()
+        defaults = _DEFAULT_SETTINGS
+        out = []
+        for name, value in mine.items():
+            if name in ignore:
+                continue
+            old = stored.get(name, defaults.get(name)) if isinstance(stored, dict) else None
+            if name == "sim":
+                out += _sim_differences(old if isinstance(old, dict) else defaults["sim"], value)
+            elif old != value:
+                out.append((_flag_text(name, old), _flag_text(name, value)))
+        return out
 
     def validate(self) -> None:
         bad = [o for o in self.objectives if o not in OBJECTIVES]
@@ -84,60 +148,150 @@ class SearchConfig:
                         ("--max-arrays", self.max_arrays)):
             if v is not None and (not math.isfinite(v) or v < 0):
                 raise UsageError(f"{name} must be a finite number >= 0, got {v}")
+        self.compile_options()  # the compile fields are checked as for a single compile
+
+
+_FLAGS = {"model": "model", "target": "--target", "overrides": "--set", "data": "--data",
+          "samples": "--samples", "objectives": "--objectives",
+          "max_accuracy_drop": "--max-accuracy-drop", "max_area": "--max-area",
+          "max_arrays": "--max-arrays", "seeds": "--seeds", "fix": "--fix", "space": "--space",
+          "input_shapes": "--input-shape", "overflow": "--overflow", "replicate": "--replicate",
+          "auto_replicate": "--auto-replicate"}
+
+
+def _flag_text(name: str, value: Any) -> str:
+    """A stored setting as the flags that give it, e.g. ``--adc-range full_scale``."""
+    flag = _FLAGS.get(name, name)
+    if value is None or value == [] or value is False:
+        return f"no {flag}"
+    if value is True:
+        return flag
+    if name == "model":
+        return f"model {value}"
+    if name == "objectives":
+        return f"{flag} {','.join(map(str, value))}"
+    if name in ("fix", "replicate", "input_shapes", "space") and isinstance(value, list):
+        parts = []
+        for item in value:
+            k, v = item if isinstance(item, list) and len(item) == 2 else (item, "")
+            v = ",".join(map(str, v)) if name == "input_shapes" and isinstance(v, list) else \
+                (json.dumps(v) if name == "space" else v)
+            parts.append(f"{flag} {k}={v}")
+        return " ".join(parts)
+    if name == "overrides" and isinstance(value, list):
+        return " ".join(f"--set {v}" for v in value)
+    return f"{flag} {value}"
+
+
+_IDEAL_FIELDS = ("noise", "adc", "dac", "weights")
+
+
+def _sim_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[tuple[str, str]]:
+    out = []
+    ideal_old = [old.get(k, True) for k in _IDEAL_FIELDS]
+    ideal_new = [new.get(k, True) for k in _IDEAL_FIELDS]
+    if ideal_old != ideal_new:
+        def text(v: list[Any]) -> str:
+            if not any(v):
+                return "--ideal"
+            if all(v):
+                return "no --ideal"
+            return "simulation " + ",".join(f"{k}={b}" for k, b in zip(_IDEAL_FIELDS, v))
+        out.append((text(ideal_old), text(ideal_new)))
+    defaults = dataclasses.asdict(SimOptions())
+    for k in new:
+        if k in _IDEAL_FIELDS:
+            continue
+        a, b = old.get(k, defaults.get(k)), new[k]
+        if a == b:
+            continue
+        if k == "adc_range":
+            out.append((f"--adc-range {a}", f"--adc-range {b}"))
+        elif k == "bit_accurate":
+            out.append(("--bit-accurate" if a else "no --bit-accurate",
+                        "--bit-accurate" if b else "no --bit-accurate"))
+        else:
+            out.append((f"simulation {k}={a}", f"simulation {k}={b}"))
+    return out
+
+
+# what only steers the sampler: re-creating one trial does not need it
+SEARCH_ONLY = ("max_accuracy_drop", "max_area", "max_arrays", "fix", "space")
+
+
+def refuse_other_settings(cfg: SearchConfig, stored_key: str, study: str, where: str,
+                          action: str, ignore: Sequence[str] = ()) -> None:
+    """Raise UsageError naming every setting of ``cfg`` that differs from the stored study's."""
+    diffs = cfg.differences(stored_key, ignore)
+    if not diffs:
+        return
+    made = ", ".join(a for a, _ in diffs)
+    now = ", ".join(b for _, b in diffs)
+    raise UsageError(f"study {study!r} in {where} was made with other settings: made with "
+                     f"{made}; this run has {now}. {action}")
 
 
 @dataclass
 class Evaluator:
-    """Compiles and scores points; the float reference and data are loaded once."""
+    """Compiles and scores points: the model is imported and the data loaded once per study
+    (`compiler.prepare`); every point is compiled by `compiler.compile_prepared` with the
+    options `SearchConfig.compile_options` gives it, as a single compile is."""
 
     cfg: SearchConfig
-    graph: Any = None
-    target: Any = None
-    dataset: Any = None
-    space: Space | None = None
+    prepared: Prepared = field(init=False)
+    base_target: Target = field(init=False)  # as loaded, without overrides
+    target: Target = field(init=False)  # with the user's overrides: the space's defaults
+    space: Space = field(init=False)
     float_accuracy: float | None = None
-    reference: Any = None
 
     def __post_init__(self) -> None:
-        from imccompile.frontend import import_model
-        from imccompile.simulate import load_data
+        from imccompile.compiler import prepare
         from imccompile.spec import load_target
 
-        self.target = load_target(self.cfg.target, list(self.cfg.overrides))
-        self.graph = import_model(self.cfg.model, dict(self.cfg.input_shapes))
-        self.reference = None
-        if self.cfg.data:
-            from imccompile.simulate import reference_outputs, score
+        opts = self.cfg.compile_options()
+        self.base_target = load_target(self.cfg.target)
+        self.target = load_target(self.base_target, list(opts.overrides))
+        self.prepared = prepare(self.cfg.model, opts, self.cfg.data, reference=True)
+        ref, data = self.prepared.reference, self.prepared.dataset
+        if data is not None and ref is not None:
+            from imccompile.simulate import score
 
-            self.dataset = load_data(self.cfg.data, self.graph, limit=self.cfg.samples)
-            self.reference = reference_outputs(self.graph, self.dataset)
-            self.float_accuracy = score(self.reference, self.reference, self.dataset.labels)[1]
-        self.space = build_space(self.graph, self.target, dict(self.cfg.fix), dict(self.cfg.space))
+            self.float_accuracy = score(ref, ref, data.labels)[1]
+        fix = dict(self.cfg.fix)
+        if self.cfg.auto_replicate:  # every trial auto-replicates: the knob would change nothing
+            fix.setdefault("replicate", True)
+        self.space = build_space(self.prepared.graph, self.target, fix, dict(self.cfg.space))
 
-    def evaluate(self, point: Mapping[str, Any]) -> tuple[Any, dict[str, float]]:
+    @property
+    def graph(self) -> Graph:
+        return self.prepared.graph
+
+    def evaluate(self, point: Mapping[str, Any]) -> tuple[CompileResult, dict[str, float]]:
         """(CompileResult with accuracy, objective values incl. 'arrays') for a point."""
         text, overrides, replicate = point_to_compile({**self.space.fixed, **point}, self.space.layers)
         return self.evaluate_text(text, overrides, replicate)
 
-    def evaluate_text(self, text: str, overrides: Mapping[str, Any], replicate: bool):
-        import dataclasses
+    def options(self, text: str, overrides: Mapping[str, Any], replicate: bool) -> CompileOptions:
+        """The compile options of a trial (pipeline text, knob overrides, replicate knob)."""
+        return self.cfg.compile_options(text, override_texts(overrides), replicate)
 
-        from imccompile.compiler import compile_graph
-        from imccompile.passes import run_pipeline
-        from imccompile.simulate import SimOptions, evaluate
+    def evaluate_text(self, text: str, overrides: Mapping[str, Any], replicate: bool
+                      ) -> tuple[CompileResult, dict[str, float]]:
+        from imccompile.compiler import compile_prepared
 
-        tgt = self.target.replace_paths(dict(overrides)) if overrides else self.target
-        graph, canon = run_pipeline(self.graph, text, target=tgt, data=self.dataset)
-        res = compile_graph(graph, tgt, overflow=self.cfg.overflow, auto_replicate=replicate,
-                            pipeline=canon)
+        res = compile_prepared(self.prepared, self.base_target,
+                               self.options(text, overrides, replicate))
         values = {"energy": res.cost.energy_j, "latency": res.schedule.latency_s,
                   "area": res.cost.area_mm2, "arrays": float(res.mapping.arrays)}
-        if self.dataset is not None:
-            acc, cal = evaluate(graph, tgt, self.dataset, seeds=self.cfg.seeds, opts=SimOptions(),
-                                reference=self.reference if text else None, mapping=res.mapping)
-            res = dataclasses.replace(res, accuracy=acc, calibration=cal, sim_options=SimOptions())
-            values["accuracy"] = acc["mean"]
+        if res.accuracy is not None:
+            values["accuracy"] = res.accuracy["mean"]
+            values["relative_error"] = res.accuracy["relative_error"]
         return res, values
+
+
+def override_texts(overrides: Mapping[str, Any]) -> list[str]:
+    """A trial's knob overrides as ``--set`` texts (how trials store them)."""
+    return [f"{k}={json.dumps(v)}" for k, v in overrides.items()]
 
 
 def _constraints(cfg: SearchConfig, values: Mapping[str, float], float_acc: float | None) -> list[float]:
@@ -227,11 +381,38 @@ def open_study(cfg: SearchConfig, storage_url: str | None, study_name: str | Non
     stored = study.user_attrs.get("config")
     if stored is None:
         study.set_user_attr("config", cfg.key())
-    elif stored != cfg.key():
-        raise UsageError(f"study {study.study_name!r} in {storage_url} was made with other settings "
-                         "(model, target, data, objectives, constraints or space); use another "
-                         "--study name or the same settings to resume it")
+    else:
+        refuse_other_settings(cfg, stored, study.study_name, str(storage_url or "memory"),
+                              "Use another --study name or the same settings to resume it")
     return study
+
+
+def check_stored_settings(cfg: SearchConfig, storage_url: str | None, study_name: str) -> None:
+    """Refuse at once (before importing the model) to resume a stored study made with other
+    settings; a study that does not exist yet, or an in-memory one, passes."""
+    if storage_url is None:
+        return
+    for prefix in ("sqlite:///", "journal:"):  # do not create a file for a study not made yet
+        if storage_url.startswith(prefix) and not os.path.exists(storage_url[len(prefix):]):
+            return
+    import optuna
+
+    _quiet_optuna()
+    try:
+        summaries = optuna.get_all_study_summaries(storage=_storage(storage_url),
+                                                   include_best_trial=False)
+    except ImcCompileError:
+        raise
+    except Exception:  # no database yet, or unreadable: open_study reports it
+        return
+    for summary in summaries:
+        if summary.study_name == study_name:
+            stored = summary.user_attrs.get("config")
+            if stored is not None:
+                refuse_other_settings(cfg, stored, study_name, storage_url,
+                                      "Use another --study name or the same settings to "
+                                      "resume it")
+            return
 
 
 def default_point(ev: Evaluator) -> dict[str, Any]:
@@ -373,7 +554,7 @@ def _objective(ev: Evaluator, cfg: SearchConfig, trials: int | None = None,
         point = {k.name: k.suggest(trial) for k in ev.space.knobs}
         text, overrides, replicate = point_to_compile({**ev.space.fixed, **point}, ev.space.layers)
         trial.set_user_attr("pipeline", text)
-        trial.set_user_attr("overrides", [f"{k}={json.dumps(v)}" for k, v in overrides.items()])
+        trial.set_user_attr("overrides", override_texts(overrides))
         trial.set_user_attr("auto_replicate", replicate)
         try:
             interrupt.evaluating = True
@@ -475,7 +656,7 @@ class SearchResult:
     pareto: list[dict[str, Any]] = field(default_factory=list)
     trials: list[dict[str, Any]] = field(default_factory=list)
     chosen: dict[str, Any] | None = None
-    chosen_result: Any = None
+    chosen_result: CompileResult | None = None
     baseline: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -559,6 +740,7 @@ def search(cfg: SearchConfig, trials: int, *, storage: str | None = None, study_
         tmpdir = tempfile.mkdtemp(prefix="imccompile-study-")
         storage = f"journal:{os.path.join(tmpdir, 'study.log')}"
     study_name = study_name or f"imccompile-{Path(cfg.model).stem}"
+    check_stored_settings(cfg, storage, study_name)  # before the import and the data
     ev = Evaluator(cfg)
     study = open_study(cfg, storage, study_name, cfg.seed)
     if not study.trials:  # the target's own settings are always a point of the front
@@ -626,7 +808,8 @@ def _best_text(study, cfg: SearchConfig) -> str:
     return f"front {len(res.pareto)} | chosen #{res.chosen['trial']}: " + ", ".join(parts)
 
 
-def recreate_trial(cfg: SearchConfig, storage: str, study_name: str, number: int):
+def recreate_trial(cfg: SearchConfig, storage: str, study_name: str, number: int
+                   ) -> tuple[CompileResult, dict[str, float], dict[str, Any]]:
     """Re-create trial ``number`` of a stored study exactly: its CompileResult with accuracy."""
     import optuna
 
@@ -640,6 +823,16 @@ def recreate_trial(cfg: SearchConfig, storage: str, study_name: str, number: int
     except Exception as e:
         raise UsageError(f"--storage {storage}: cannot open the study: "
                          f"{type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
+    directions = [OBJECTIVES[o][0] for o in cfg.objectives if o in OBJECTIVES]
+    if [d.name.lower() for d in study.directions] != directions:
+        raise UsageError(f"--from-trial: study {study_name!r} in {storage} was made with other "
+                         f"objectives than --objectives {','.join(cfg.objectives)}; give the "
+                         "study's settings")
+    stored = study.user_attrs.get("config")
+    if stored is not None:
+        refuse_other_settings(cfg, stored, study_name, storage,
+                              "Give --from-trial the settings the study was made with",
+                              ignore=SEARCH_ONLY)
     trials = [t for t in study.get_trials(deepcopy=False) if t.number == number]
     if not trials:
         raise UsageError(f"--from-trial {number}: study {study_name!r} has trials "
@@ -651,3 +844,6 @@ def recreate_trial(cfg: SearchConfig, storage: str, study_name: str, number: int
     res, values = ev.evaluate_text(t.user_attrs["pipeline"], _ov(t.user_attrs.get("overrides", [])),
                                    bool(t.user_attrs.get("auto_replicate", False)))
     return res, values, _trial_row(t)
+
+
+_DEFAULT_SETTINGS: dict[str, Any] = SearchConfig(model="", target="").settings()

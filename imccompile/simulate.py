@@ -28,6 +28,7 @@ from imccompile.noise import noisy_codes, noisy_slices, quantize_columns, slice_
 
 if TYPE_CHECKING:
     from imccompile.mapper import Mapping as ChipMapping
+    from imccompile.result import CompileResult
 
 
 @dataclass(frozen=True)
@@ -454,3 +455,12 @@ def evaluate(graph: Graph, target, data: Dataset, *, seeds: int = 1, opts: SimOp
         "samples": len(data.feeds),
         "seeds": list(range(base_seed, base_seed + seeds)),
     }, cal
+
+
+def simulation_model_of(result: CompileResult, seed: int = 0):
+    """The hardware simulation ONNX model of a compile (it needs its calibration: compile with
+    data) for one noise seed: the model that was scored for that seed."""
+    if result.calibration is None:
+        raise DataError("the simulation model needs calibration data: compile with data=...")
+    return simulation_model(result.graph, result.target, result.calibration, result.options.sim,
+                            seed, result.mapping)

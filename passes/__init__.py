@@ -2,7 +2,8 @@
 
     >>> from imccompile.passes import run_pipeline
     >>> text = "prune{ratio=0.5,granularity=column},quantize{weight_bits=4}"
-    >>> graph2, canonical = run_pipeline(graph, text, target=target, data="digits_cnn.npz")
+    >>> stats = imccompile.compiler.activation_stats_for(dataset)   # calibration, if any
+    >>> graph2, canonical = run_pipeline(graph, text, target=target, activation_stats=stats)
 
 A pass is a frozen dataclass (`Pass`) whose fields are its options; pipelines have a text form
 that round-trips (`parse_pipeline` / `pipeline_text`). Third parties add passes with
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 from imccompile.passes.base import (
     ENTRY_POINT_GROUP,
+    ActivationStats,
     LayerPass,
     Pass,
     PassContext,
@@ -38,6 +40,7 @@ from imccompile.passes.verify import graph_problems
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "ActivationStats",
     "FoldBatchNorm",
     "LayerPass",
     "OptionType",

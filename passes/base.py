@@ -20,7 +20,7 @@ import fnmatch
 import re
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Optional, TypeVar
 
 from imccompile.errors import PassError
 from imccompile.ir import Graph, MatrixOp
@@ -29,6 +29,14 @@ from imccompile.passes.options import OptionType, option_types
 ENTRY_POINT_GROUP = "imccompile.passes"
 PASS_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 
+if TYPE_CHECKING:
+    from imccompile.spec.schema import Target
+
+# (graph, percentile or None for max) -> crossbar-input tensor -> (max |x| or that percentile of
+# |x|, min x), measured on the calibration data by the compile driver
+# (imccompile.compiler.activation_stats_for); passes never run a model themselves.
+ActivationStats = Callable[[Graph, Optional[float]], Mapping[str, tuple[float, float]]]
+
 
 @dataclass(frozen=True)
 class PassContext:
@@ -36,11 +44,12 @@ class PassContext:
 
     Attributes:
         target: the hardware Target (imccompile.spec), or None when compiling for no target.
-        data: calibration data as an imccompile.simulate.Dataset, or None.
+        activation_stats: activation statistics on the calibration data (see
+            `ActivationStats`), or None when there is no data.
     """
 
-    target: Any = None
-    data: Any = None
+    target: Target | None = None
+    activation_stats: ActivationStats | None = None
 
 
 @dataclass(frozen=True)

@@ -22,13 +22,16 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imccompile.errors import ImcCompileError, PassError
 from imccompile.ir import Graph
-from imccompile.passes.base import Pass, PassContext, get_pass
+from imccompile.passes.base import ActivationStats, Pass, PassContext, get_pass
 from imccompile.passes.options import BARE_VALUE, option_types
 from imccompile.passes.verify import graph_problems
+
+if TYPE_CHECKING:
+    from imccompile.spec.schema import Target
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -247,16 +250,8 @@ class PassManager:
         return graph
 
 
-def _as_dataset(data: Any, graph: Graph) -> Any:
-    if data is None or hasattr(data, "feeds"):
-        return data
-    from imccompile.simulate import load_data
-
-    return load_data(data, graph)
-
-
 def run_pipeline(graph: Graph, pipeline: str | Pass | Sequence[Pass] | None,
-                 target: Any = None, data: Any = None,
+                 target: Target | None = None, activation_stats: ActivationStats | None = None,
                  verify: bool = True) -> tuple[Graph, str]:
     """Run a pipeline on a graph.
 
@@ -264,7 +259,8 @@ def run_pipeline(graph: Graph, pipeline: str | Pass | Sequence[Pass] | None,
         graph: the input graph (not modified).
         pipeline: pipeline text, a pass, or a sequence of passes.
         target: the hardware Target, for passes that need it (block pruning sizes).
-        data: calibration data: a Dataset, an .npz path or a dict of arrays by input name.
+        activation_stats: activation statistics on calibration data, for ``quantize``'s
+            activation ranges: ``imccompile.compiler.activation_stats_for(dataset)``.
         verify: check the graph after every pass.
 
     Returns:
@@ -273,5 +269,5 @@ def run_pipeline(graph: Graph, pipeline: str | Pass | Sequence[Pass] | None,
     pm = PassManager(as_passes(pipeline), verify=verify)
     if not pm.passes:
         return graph, ""
-    ctx = PassContext(target=target, data=_as_dataset(data, graph))
+    ctx = PassContext(target=target, activation_stats=activation_stats)
     return pm.run(graph, ctx), pm.text

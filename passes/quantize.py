@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Mapping
 
 import numpy as np
 
@@ -109,12 +109,10 @@ class Quantize(LayerPass):
                     f"pass `{self.name}`: layer {op.name} already has {had}-bit weights; "
                     f"quantizing it to {self.weight_bits} bits cannot restore precision. "
                     f"Leave it out of the earlier quantize (exclude=...) and quantize it once")
-        stats: dict[str, tuple[float, float]] = {}
-        if ctx.data is not None and chosen:
-            from imccompile.simulate import activation_stats  # runs the model (onnxruntime)
-
+        stats: Mapping[str, tuple[float, float]] = {}
+        if ctx.activation_stats is not None and chosen:
             pct = self.percentile if self.calibration == "percentile" else None
-            _, stats = activation_stats(graph, ctx.data, pct)
+            stats = ctx.activation_stats(graph, pct)  # measured by the driver on the data
         elif self.calibration == "percentile":
             raise PassError(f"pass `{self.name}`: calibration=percentile needs calibration "
                             "data (give data / --data), or use calibration=max")

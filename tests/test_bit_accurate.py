@@ -11,7 +11,7 @@ import pytest
 
 import imccompile
 from imccompile.errors import DataError
-from imccompile.simulate import SimOptions, load_data
+from imccompile.simulate import SimOptions, load_data, simulation_model_of
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = [  # (target, overrides): bit-serial offset scheme, PWM in-cell differential, digital
@@ -35,8 +35,8 @@ def test_bit_planes_and_slices_recombine_exactly(name, target, overrides):
     bits = imccompile.compile(model, target,
                               sim_options=SimOptions(noise=False, adc=False, bit_accurate=True), **kw)
     data = load_data(ROOT / "examples" / f"{name}.npz", plain.graph, limit=8)
-    a = _outputs(plain.simulation_model(0), plain.graph, data)
-    b = _outputs(bits.simulation_model(0), bits.graph, data)
+    a = _outputs(simulation_model_of(plain, 0), plain.graph, data)
+    b = _outputs(simulation_model_of(bits, 0), bits.graph, data)
     assert a.shape == b.shape
     np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4 * float(np.abs(a).max()))
 

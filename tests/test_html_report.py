@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 import imccompile
-from imccompile.html_report import render_html
-from imccompile.report import dumps, graph_report
+from imccompile.outputs.html_report import render_html
+from imccompile.outputs.report import build_report, dumps, graph_report
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -52,7 +52,7 @@ def with_search(report: dict) -> dict:
 def cnn_report() -> dict:
     res = imccompile.compile(EXAMPLES / "digits_cnn.onnx", "pcm",
                              data=EXAMPLES / "digits_cnn.npz", seeds=3, samples=60)
-    return json.loads(dumps(res.report()))  # exactly what report.json holds
+    return json.loads(dumps(build_report(res)))  # exactly what report.json holds
 
 
 # ---------------------------------------------------------------- page content
@@ -70,7 +70,7 @@ def test_plots_of_a_real_report(cnn_report: dict) -> None:
 
 @pytest.mark.parametrize("model,target", [("digits_transformer", "rram"), ("karate_gcn", "sram")])
 def test_other_models_and_targets(model: str, target: str) -> None:
-    rep = imccompile.compile(EXAMPLES / f"{model}.onnx", target).report()
+    rep = build_report(imccompile.compile(EXAMPLES / f"{model}.onnx", target))
     page = render_html(rep)
     assert plot_ids(page) == ["energy", "latency", "utilization"]
     if model == "digits_transformer":  # 45 digital ops merged into one bar

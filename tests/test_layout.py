@@ -19,6 +19,7 @@ from onnx import helper
 from onnx_builders import init, model, vi
 
 from imccompile.compiler import compile_graph
+from imccompile.outputs import build_report
 from imccompile.frontend import import_model
 from imccompile.ir import Compression, Graph, MatrixOp, TensorInfo
 from imccompile.layout import map_layer
@@ -262,7 +263,7 @@ def test_one_weight_read_by_three_matmuls_is_placed_once():
     assert apart.schedule.period_s == pytest.approx(max(
         apart.cost.layer(f"mm{i}").latency_s for i in range(3)))
     # the report counts the arrays once and names the sharing
-    rep = three.report()
+    rep = build_report(three)
     assert rep["totals"]["arrays"] == 4
     assert [lay.get("shares") for lay in rep["layers"]] == [None, "mm0", "mm0"]
     assert any("placed once" in w for w in rep["warnings"])

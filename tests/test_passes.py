@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
+from imccompile.compiler import activation_stats_for
 from imccompile.emit import emit
 from imccompile.errors import PassError
 from imccompile.frontend import import_model
@@ -41,6 +42,7 @@ from imccompile.passes import (
     run_pipeline,
     unregister_pass,
 )
+from imccompile.simulate import load_data
 from imccompile.spec import load_target
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -359,13 +361,15 @@ def test_quantize_calibrates_activation_ranges_on_data():
     g = import_model(mlp(w1, b1, w2))
     xs = rng.normal(size=(50, 2, 4)).astype(np.float32)
     hidden = np.maximum(xs.astype(np.float64) @ w1.astype(np.float32) + b1.astype(np.float32), 0)
-    q, _ = run_pipeline(g, "quantize{weight_bits=4}", data={"x": xs})
+    stats = activation_stats_for(load_data({"x": xs}, g))
+    q, _ = run_pipeline(g, "quantize{weight_bits=4}", activation_stats=stats)
     fc1, fc2 = q.matrix_ops
     assert fc1.compression.act_range == pytest.approx(np.abs(xs).max(), rel=1e-6)
     assert fc1.compression.act_signed is True
     assert fc2.compression.act_range == pytest.approx(hidden.max(), rel=1e-5)
     assert fc2.compression.act_signed is False  # after Relu
-    p, text = run_pipeline(g, "quantize{calibration=percentile,percentile=90}", data={"x": xs})
+    p, text = run_pipeline(g, "quantize{calibration=percentile,percentile=90}",
+                           activation_stats=stats)
     assert text == "quantize{calibration=percentile,percentile=90.0}"
     assert p.matrix_ops[0].compression.act_range == pytest.approx(
         np.percentile(np.abs(xs), 90), rel=1e-5)
@@ -718,7 +722,7 @@ def test_every_pass_keeps_the_contract(name, cnn, rram, cnn_data):
     p = cls()
     assert parse_pipeline(p.text()) == (p,)
     snapshot = [(op.weight.copy(), op.compression) for op in cnn.matrix_ops]
-    out = p(cnn, PassContext(target=rram, data=None))
+    out = p(cnn, PassContext(target=rram, activation_stats=None))
     assert graph_problems(out, cnn) == []
     assert all(np.array_equal(w, op.weight) and c is op.compression
                for (w, c), op in zip(snapshot, cnn.matrix_ops, strict=True))

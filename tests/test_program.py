@@ -25,7 +25,8 @@ import pytest
 import imccompile
 import imccompile.program as P
 from imccompile.errors import ImcCompileError
-from imccompile.simulate import SimOptions
+from imccompile.outputs import build_report
+from imccompile.simulate import SimOptions, simulation_model_of
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -148,7 +149,7 @@ def codes_from_placement(img, layer: dict) -> np.ndarray:
 
 
 def sim_outputs(res, feeds) -> list[np.ndarray]:
-    sess = ort.InferenceSession(res.simulation_model(0).SerializeToString(),
+    sess = ort.InferenceSession(simulation_model_of(res, 0).SerializeToString(),
                                 providers=["CPUExecutionProvider"])
     return [sess.run(None, f)[0] for f in feeds]
 
@@ -196,7 +197,7 @@ def test_executor_matches_simulation_model(compiled, model_files, model, target)
 def test_placement_and_schedule_agree(compiled, model, target):
     res, img = compiled(model, target)
     arrays = img.placement["arrays"]
-    assert len(arrays) == res.mapping.arrays == res.report()["totals"]["arrays"]
+    assert len(arrays) == res.mapping.arrays == build_report(res)["totals"]["arrays"]
     assert img.placement["arrays_total"] == res.mapping.arrays
     assert [a["index"] for a in arrays] == list(range(len(arrays)))
     steps = img.schedule["steps"]
@@ -436,7 +437,7 @@ def test_crossbar_layers_match_on_every_scheme(model_files, tmp_path):
                          ("rram", []), ("pcm", [])]:
         res = imccompile.compile(onnx_path, target, overrides=over, data=npz, samples=2,
                                  sim_options=SIM)
-        model = res.simulation_model(0)
+        model = simulation_model_of(res, 0)
         names = [t for op in res.graph.matrix_ops for t in (op.inputs[0], op.outputs[0])]
         for t in dict.fromkeys(names):
             if t not in res.graph.inputs and t not in res.graph.outputs:

@@ -383,7 +383,7 @@ def replace(src, dst):
         time.sleep(0.15)
     return real_replace(src, dst)
 os.replace = replace
-import imccompile.output as output
+import imccompile.outputs.output as output
 real_exchange = output._exchange
 def exchange(a, b):
     print("rename", os.path.basename(str(b)), "(exchange)", flush=True)

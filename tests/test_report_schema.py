@@ -1,4 +1,5 @@
-"""The JSON report is a public interface: every report validates against the shipped schema."""
+"""The JSON report is a public interface: every report validates against the shipped schema,
+which is generated from the typed report model (imccompile.outputs.report_model)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from pathlib import Path
 import pytest
 
 import imccompile
+from imccompile.outputs import build_report, to_json
+from imccompile.outputs.gen_schema import SCHEMA_PATH, render_schema
 
 jsonschema = pytest.importorskip("jsonschema", reason="pip install jsonschema (test extra)")
 
@@ -25,17 +28,36 @@ def test_schema_is_a_valid_json_schema():
 def test_reports_validate(model, target):
     res = imccompile.compile(ROOT / "examples" / f"{model}.onnx", target,
                              data=ROOT / "examples" / f"{model}.npz", samples=20)
-    report = json.loads(res.to_json())
+    report = json.loads(to_json(res))
     jsonschema.validate(report, SCHEMA)
     assert report["accuracy"]["samples"] == (1 if model == "karate_gcn" else 20)  # GCN: one graph
 
 
 def test_schema_rejects_a_broken_report():
     res = imccompile.compile(ROOT / "examples" / "digits_cnn.onnx", "pcm")
-    report = json.loads(res.to_json())
+    report = json.loads(to_json(res))
     report["totals"]["energy_j"] = -1.0
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(report, SCHEMA)
     del report["layers"]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(report, SCHEMA)
+
+
+def test_shipped_schema_is_generated_from_the_report_model():
+    assert SCHEMA_PATH.read_text(encoding="utf-8") == render_schema(), \
+        "run: python -m imccompile.outputs.gen_schema"
+
+
+def test_search_and_from_trial_sections_validate():
+    res = imccompile.compile(ROOT / "examples" / "digits_cnn.onnx", "pcm", overrides=["adc.bits=6"],
+                             data=ROOT / "examples" / "digits_cnn.npz", samples=10)
+    trial = {"trial": 3, "stored_values": {"energy": 1e-6}, "values": {"energy": 1e-6},
+             "pipeline": "", "overrides": ["adc.bits=6"], "same": True}
+    report = json.loads(json.dumps(build_report(res, search={"study": "s", "pareto": []},
+                                                from_trial=trial)))
+    jsonschema.validate(report, SCHEMA)
+    assert report["search"] == {"study": "s", "pareto": []} and report["from_trial"] == trial
+    report["from_trial"]["trial"] = -1
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(report, SCHEMA)

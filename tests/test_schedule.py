@@ -10,6 +10,7 @@ from onnx import helper
 from onnx_builders import init, model, vi
 
 from imccompile.compiler import compile_graph
+from imccompile.outputs import build_report
 from imccompile.cost import Cost, LayerCost
 from imccompile.frontend import import_model
 from imccompile.ir import DigitalOp, Graph, MatrixOp, TensorInfo
@@ -86,7 +87,7 @@ def test_parallel_branches_overlap(inception_graph, target):
     assert set(steps["concat"].depends_on) == {"a1", "b2", "c3"}
     assert steps["concat"].start_s == pytest.approx(branch["c"])
     assert s.critical_path == ("c1", "c2", "c3", "concat", "head")
-    rep = res.report()
+    rep = build_report(res)
     assert rep["totals"]["latency_s"] < rep["totals"]["serial_latency_s"]
     assert rep["schedule"]["critical_path"] == ["c1", "c2", "c3", "concat", "head"]
 

@@ -32,7 +32,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 import imccompile
 from imccompile.ir import MatrixOp
-from imccompile.simulate import SimOptions
+from imccompile.emit import emit
+from imccompile.simulate import SimOptions, simulation_model_of
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -122,7 +123,7 @@ def test_ideal_simulation_matches_original_examples(name):
     res = compiled(path, npz, overrides=["noise.model=none"])
     feeds = feeds_from(str(path), arrays)
     ref = run(str(path), feeds)
-    sim = run(res.simulation_model(0), feeds)
+    sim = run(simulation_model_of(res, 0), feeds)
     assert_close(sim, ref, 1e-4)
     assert res.accuracy["relative_error"] < 1e-4
 
@@ -133,8 +134,8 @@ def test_ideal_simulation_matches_original_torch_models(torch_onnx, name):
     res = compiled(path, data, overrides=["noise.model=none"])
     feeds = feeds_from(str(path), data)
     ref = run(str(path), feeds)
-    assert_close(run(res.simulation_model(0), feeds), ref, 1e-4)
-    assert_close(run(res.ideal_model(), feeds), ref, 1e-4)
+    assert_close(run(simulation_model_of(res, 0), feeds), ref, 1e-4)
+    assert_close(run(emit(res.graph)[0], feeds), ref, 1e-4)
 
 
 def _tile_outputs(model: onnx.ModelProto) -> int:
@@ -156,7 +157,7 @@ def test_adc16_with_row_tiles_matches_original(request, name, rows):
     opts = SimOptions(noise=False, adc=True, dac=False, weights=False)
     res = compiled(path, data, overrides=ov, opts=opts, samples=100)
     feeds = feeds_from(str(path), arrays)[:100]
-    sim_model = res.simulation_model(0)
+    sim_model = simulation_model_of(res, 0)
     # the split is really there: layers taller than an array have one ADC step per row tile
     # and column (tiles computed side by side in one product), or one product per tile
     mats = res.graph.matrix_ops
@@ -227,7 +228,7 @@ def test_weight_quantization_matches_numpy(name, bits):
     assert n_weights == len(res.graph.matrix_ops) or name == "karate_gcn"  # a_hat used twice
     feeds = feeds_from(str(path), arrays)
     want = run(expected, feeds)
-    got = run(res.simulation_model(0), feeds)
+    got = run(simulation_model_of(res, 0), feeds)
     assert_close(got, want, 1e-5)
     # and the quantization is visible (so the comparison means something)
     assert rel_err(want, run(str(path), feeds)) > 1e-3
@@ -267,14 +268,14 @@ def test_adc_bits_sweep_vs_no_adc_simulation(dac):
     path, npz, arrays = example("digits_cnn")
     feeds = feeds_from(str(path), arrays)
     base = SimOptions(noise=False, adc=False, dac=dac, weights=True)
-    no_adc = run(compiled(path, npz, overrides=["noise.model=none"], opts=base)
-                 .simulation_model(0), feeds)
+    no_adc = run(simulation_model_of(compiled(path, npz, overrides=["noise.model=none"],
+                                               opts=base), 0), feeds)
     opts = SimOptions(noise=False, adc=True, dac=dac, weights=True)
     err = {}
     for b in SWEEP + [12, 16]:
         res = compiled(path, npz, overrides=[ADC_LIST, f"adc.bits={b}", "noise.model=none"],
                        opts=opts)
-        err[b] = rel_err(run(res.simulation_model(0), feeds), no_adc)
+        err[b] = rel_err(run(simulation_model_of(res, 0), feeds), no_adc)
     print(f"\ndigits_cnn ADC error vs no-ADC (dac={dac}):", {b: f"{e:.2e}" for b, e in err.items()})
     assert err[16] < (5e-3 if dac else 1e-3)
     assert err[16] < err[8] / 4
@@ -335,7 +336,7 @@ def test_pruned_simulation_uses_the_mask():
     w = numpy_helper.to_array(model.graph.initializer[0]) * keep
     b = numpy_helper.to_array(model.graph.initializer[1])
     want = x.astype(np.float64) @ w + b
-    got = run(res.simulation_model(0), [{"x": xi[None]} for xi in x])[:, 0]
+    got = run(simulation_model_of(res, 0), [{"x": xi[None]} for xi in x])[:, 0]
     assert_close(got, want, 1e-5)
     assert keep.all(axis=0).sum() == 16 and (~keep).all(axis=0).sum() == 16
 
@@ -380,11 +381,11 @@ DET_PASSES = "quantize{weight_bits=4,act_bits=8}"
 _CHILD = """
 import hashlib, json, sys
 import imccompile
-from imccompile.simulate import SimOptions
+from imccompile.simulate import SimOptions, simulation_model_of
 res = imccompile.compile(sys.argv[1], "pcm", overrides=json.loads(sys.argv[3]), passes=sys.argv[4],
                          data=sys.argv[2], seeds=3, sim_options=SimOptions(), samples=100)
 print(json.dumps({"per_seed": res.accuracy["per_seed"],
-                  "sha": [hashlib.sha256(res.simulation_model(s).SerializeToString()).hexdigest()
+                  "sha": [hashlib.sha256(simulation_model_of(res, s).SerializeToString()).hexdigest()
                           for s in range(3)]}))
 """
 
@@ -397,12 +398,12 @@ def test_determinism_same_seeds_same_results():
     a, b = once(), once()
     assert a.accuracy["per_seed"] == b.accuracy["per_seed"]
     assert a.accuracy == b.accuracy
-    bytes_a = [a.simulation_model(s).SerializeToString() for s in range(3)]
-    bytes_b = [b.simulation_model(s).SerializeToString() for s in range(3)]
+    bytes_a = [simulation_model_of(a, s).SerializeToString() for s in range(3)]
+    bytes_b = [simulation_model_of(b, s).SerializeToString() for s in range(3)]
     assert bytes_a == bytes_b
-    assert a.simulation_model(1).SerializeToString() == bytes_a[1]  # repeatable on one result
+    assert simulation_model_of(a, 1).SerializeToString() == bytes_a[1]  # repeatable on one result
     assert len(set(bytes_a)) == 3  # the noise does depend on the seed
-    # result.simulation_model(s) is the model that was scored for seed s
+    # simulation_model_of(result, s) is the model that was scored for seed s
     with np.load(CNN_DATA) as z:
         x, labels = z["input"][:100], z["labels"][:100]
     for s in range(3):
@@ -425,7 +426,7 @@ def test_matrix_ops_all_simulated():
     weight quantization on, no float weight of the source survives in the emitted model."""
     res = compiled(CNN, CNN_DATA, overrides=["noise.model=none"], samples=20,
                    opts=SimOptions(noise=False, adc=False, dac=True, weights=True))
-    sim = res.simulation_model(0)
+    sim = simulation_model_of(res, 0)
     n_dac = sum(1 for n in sim.graph.node if n.op_type == "Round")
     assert n_dac == len(res.graph.matrix_ops)
     src = {t.name: numpy_helper.to_array(t) for t in onnx.load(CNN).graph.initializer}

@@ -233,7 +233,6 @@ def test_adc_table_interpolation_and_override() -> None:
     six = load_target("rram", ["adc.bits=6"])
     assert six.adc.energy_j() == pytest.approx(1.20e-12)
     assert six.adc.area_mm2() == pytest.approx(627e-6)
-    assert six.adc.area_mm2_at() == six.adc.area_mm2()
 
 
 def test_adc_single_entry_and_zero_tables() -> None:

@@ -22,24 +22,28 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 from imccompile.program.execute import crossbar, layer_codes, layer_weights, run
 from imccompile.program.image import FORMAT, Image, ProgramError, load, schema_errors
+
+if TYPE_CHECKING:
+    from imccompile.result import CompileResult
 
 __all__ = ["FORMAT", "Image", "ProgramError", "crossbar", "files", "layer_codes",
            "layer_weights", "load", "run", "schema_errors", "write"]
 
 
-def files(result) -> dict:
+def files(result: CompileResult) -> dict[str, str | bytes | Callable[[Path], None]]:
     """The image's files for a CompileResult: name -> bytes or text."""
     from imccompile.program.build import build
 
     return build(result)
 
 
-def write(result, path: str | os.PathLike[str], *, force: bool = False) -> Path:
+def write(result: CompileResult, path: str | os.PathLike[str], *, force: bool = False) -> Path:
     """Write the program image of a CompileResult into the folder ``path`` (atomically; an
-    existing folder is replaced only with ``force``)."""
-    from imccompile.output import write_folder
+    existing folder is replaced only with ``force``): `imccompile.outputs.output.write_program`."""
+    from imccompile.outputs.output import write_program
 
-    return write_folder(path, files(result), force=force)
+    return write_program(result, path, force=force)

@@ -270,7 +270,7 @@ def _npz_writer(result, keys: dict[str, str]) -> Callable[[Path], None]:
 
 def build(result) -> dict[str, str | bytes | Callable[[Path], None]]:
     """The files of the program image of a compile result: name -> text, bytes or a writer
-    taking the target path (conductances.npz), as `imccompile.output.write_folder` takes them."""
+    taking the target path (conductances.npz), as `imccompile.outputs.output.write_folder` takes them."""
     graph, target, mapping = result.graph, result.target, result.mapping
     for op in graph.matrix_ops:  # no conductance encodes them (they were cast to garbage)
         for what, arr in (("weight", op.weight), ("bias", op.bias)):

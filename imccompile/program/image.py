@@ -9,7 +9,6 @@ the executor needs it). No compiler IR here.
 from __future__ import annotations
 
 import json
-import re
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -34,80 +33,41 @@ class ProgramError(ImcCompileError):
     file and what is wrong)."""
 
 
-# -- a small JSON Schema validator (the subset the shipped schemas use) ----------------------
-_TYPES = {
-    "object": lambda v: isinstance(v, dict),
-    "array": lambda v: isinstance(v, list),
-    "string": lambda v: isinstance(v, str),
-    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-    "boolean": lambda v: isinstance(v, bool),
-    "null": lambda v: v is None,
-}
-
-
-def _where(path: tuple) -> str:
+# -- JSON Schema validation (jsonschema) ----------------------------------------------------
+def _where(path: Any) -> str:
     return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".") or "(root)"
 
 
-def schema_errors(doc: Any, schema: dict, root: dict | None = None,
-                  path: tuple = ()) -> list[str]:
-    """Errors of ``doc`` against ``schema`` ("where: what"), [] when valid. Supports $ref to
-    #/$defs, anyOf, const, enum, type, required, properties, additionalProperties, items,
-    minItems, maxItems, minimum, maximum, exclusiveMinimum, pattern."""
-    root = schema if root is None else root
-    if "$ref" in schema:
-        ref = schema["$ref"]
-        if not ref.startswith("#/$defs/"):
-            raise ValueError(f"unsupported $ref {ref}")
-        return schema_errors(doc, root["$defs"][ref[len("#/$defs/"):]], root, path)
-    where = _where(path)
-    if "anyOf" in schema:
-        branches = [schema_errors(doc, s, root, path) for s in schema["anyOf"]]
-        if all(branches):
-            return [min(branches, key=len)[0]]
-    if "const" in schema and doc != schema["const"]:
-        return [f"{where}: expected {json.dumps(schema['const'])}, got {json.dumps(doc)[:60]}"]
-    if "enum" in schema and doc not in schema["enum"]:
-        return [(f"{where}: expected one of {', '.join(map(json.dumps, schema['enum']))}, "
-                 f"got {json.dumps(doc)[:60]}")]
-    if "type" in schema:
-        types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
-        if not any(_TYPES[t](doc) for t in types):
-            return [(f"{where}: expected {' or '.join(types)}, got {type(doc).__name__} "
-                     f"{json.dumps(doc)[:60]}")]
-    errs: list[str] = []
-    if isinstance(doc, dict):
-        for k in schema.get("required", ()):
-            if k not in doc:
-                errs.append(f"{where}: missing required property {k!r}")
-        props = schema.get("properties", {})
-        extra = schema.get("additionalProperties", True)
-        for k, v in doc.items():
-            if k in props:
-                errs += schema_errors(v, props[k], root, path + (k,))
-            elif extra is False:
-                errs.append(f"{where}: unexpected property {k!r}")
-            elif isinstance(extra, dict):
-                errs += schema_errors(v, extra, root, path + (k,))
-    elif isinstance(doc, list):
-        if len(doc) < schema.get("minItems", 0):
-            errs.append(f"{where}: expected at least {schema['minItems']} items, got {len(doc)}")
-        if "maxItems" in schema and len(doc) > schema["maxItems"]:
-            errs.append(f"{where}: expected at most {schema['maxItems']} items, got {len(doc)}")
-        if "items" in schema:
-            for i, v in enumerate(doc):
-                errs += schema_errors(v, schema["items"], root, path + (i,))
-    elif _TYPES["number"](doc):
-        if "minimum" in schema and doc < schema["minimum"]:
-            errs.append(f"{where}: {doc} is below the minimum {schema['minimum']}")
-        if "maximum" in schema and doc > schema["maximum"]:
-            errs.append(f"{where}: {doc} is above the maximum {schema['maximum']}")
-        if "exclusiveMinimum" in schema and doc <= schema["exclusiveMinimum"]:
-            errs.append(f"{where}: {doc} must be above {schema['exclusiveMinimum']}")
-    elif isinstance(doc, str) and "pattern" in schema and not re.search(schema["pattern"], doc):
-        errs.append(f"{where}: {doc!r} does not match {schema['pattern']}")
-    return errs
+def _what(err: Any) -> str:
+    """One error in words: the bad value and what the schema accepts."""
+    bad = json.dumps(err.instance, default=str)[:60]
+    if err.validator == "minimum":
+        return f"{bad} is below the minimum {err.validator_value}"
+    if err.validator == "maximum":
+        return f"{bad} is above the maximum {err.validator_value}"
+    if err.validator == "exclusiveMinimum":
+        return f"{bad} must be above {err.validator_value}"
+    if err.validator == "required":
+        return f"missing required property {err.message.split(' is a required')[0]}"
+    if err.validator in ("type", "enum", "const"):
+        expected = err.validator_value
+        if isinstance(expected, list):
+            expected = " or ".join(map(json.dumps, expected)) if err.validator == "enum" \
+                else " or ".join(expected)
+        elif err.validator == "const":
+            expected = json.dumps(expected)
+        return f"expected {expected}, got {bad}"
+    return err.message[:200]
+
+
+def schema_errors(doc: Any, schema: dict) -> list[str]:
+    """Errors of ``doc`` against the JSON Schema ``schema`` ("where: what", where as
+    ``arrays[3].chip``), [] when valid; validated by the jsonschema library (draft 2020-12)."""
+    from jsonschema import Draft202012Validator
+
+    errors = sorted(Draft202012Validator(schema).iter_errors(doc),
+                    key=lambda e: [str(p) for p in e.absolute_path])
+    return [f"{_where(e.absolute_path)}: {_what(e)}" for e in errors]
 
 
 def load_schema(name: str) -> dict:

@@ -188,12 +188,6 @@ class ArraySpec(_Frozen):
     write_latency_per_row_s: NonNeg = Field(
         description="Time to program one row (row-parallel, with verify), s.")
 
-    @property
-    def devices_per_cell(self) -> int:
-        """Physical devices in one unit cell (both polarities for ``differential_cell``)."""
-        per = 2 if self.signed_scheme == "differential_cell" else 1
-        return per * self.devices_per_slice
-
     @model_validator(mode="after")
     def _check(self) -> ArraySpec:
         problems = []
@@ -269,10 +263,6 @@ class AdcSpec(_Frozen):
     def area_mm2(self, bits: int | None = None) -> float:
         """Area of one ADC at ``bits`` (default: this ADC's ``bits``), mm²."""
         return _table_value(self.area_table_mm2, self.bits if bits is None else bits)
-
-    def area_mm2_at(self, bits: int | None = None) -> float:
-        """Alias of :meth:`area_mm2`."""
-        return self.area_mm2(bits)
 
     @model_validator(mode="after")
     def _check(self) -> AdcSpec:

@@ -1,4 +1,9 @@
-"""The JSON report (schema: imccompile/schemas/report.schema.json) and its helpers."""
+"""The JSON report: built from a CompileResult (and, after a search or --from-trial, its section).
+
+Its shape is the typed model `imccompile.outputs.report_model.Report`; the shipped
+``imccompile/schemas/report.schema.json`` is generated from it
+(``python -m imccompile.outputs.gen_schema``).
+"""
 
 from __future__ import annotations
 
@@ -8,11 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 from imccompile._version import __version__
 from imccompile.ir import Graph, MatrixOp
+from imccompile.outputs.report_model import REPORT_FORMAT
 
 if TYPE_CHECKING:
-    from imccompile.compiler import CompileResult
+    from imccompile.result import CompileResult
 
-REPORT_FORMAT = 1
 
 
 def graph_layers(graph: Graph) -> list[dict[str, Any]]:
@@ -42,7 +47,10 @@ def graph_report(graph: Graph) -> dict[str, Any]:
     }
 
 
-def build_report(res: "CompileResult") -> dict[str, Any]:
+def build_report(res: CompileResult, *, search: dict[str, Any] | None = None,
+                 from_trial: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The report of a compile; ``search``: the search section (after ``--search``),
+    ``from_trial``: what ``--from-trial`` re-created."""
     g, m, c, s, t = res.graph, res.mapping, res.cost, res.schedule, res.target
     lm_by = {lm.name: lm for lm in m.layers}
     layers = []
@@ -96,9 +104,22 @@ def build_report(res: "CompileResult") -> dict[str, Any]:
         "warnings": list(m.warnings),
     }
     if res.accuracy is not None:
-        out["accuracy"] = res.accuracy
-    out.update(res.extra)
+        out["accuracy"] = dict(res.accuracy)
+    if search is not None:
+        out["search"] = search
+    if from_trial is not None:
+        out["from_trial"] = from_trial
     return out
+
+
+def search_only_report(model: str, search: dict[str, Any]) -> dict[str, Any]:
+    """The report of a search without a feasible point: only its search section."""
+    return {"format": REPORT_FORMAT, "imccompile": __version__, "model": model, "search": search}
+
+
+def to_json(res: CompileResult, indent: int | None = 2) -> str:
+    """The report of a compile as JSON text (what report.json holds)."""
+    return dumps(build_report(res), indent=indent)
 
 
 def check_finite(obj: Any, path: str = "") -> None:

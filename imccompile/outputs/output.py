@@ -9,9 +9,12 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable, Mapping, Union
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Union
 
 from imccompile.errors import UsageError
+
+if TYPE_CHECKING:
+    from imccompile.result import CompileResult
 
 Content = Union[bytes, str, Callable[[Path], None]]
 
@@ -81,3 +84,33 @@ def write_folder(out: str | os.PathLike[str], files: Mapping[str, Content], forc
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return dest
+
+
+def output_files(res: CompileResult | None, report: dict[str, Any], *,
+                 program: Mapping[str, Content] | None = None,
+                 pareto_csv: str | None = None) -> dict[str, Content]:
+    """The files of an output folder (``-o DIR``): report.json, report.html, the simulation
+    model when the compile had data, pareto.csv after a search, the program image."""
+    from imccompile.outputs.html_report import render_html
+    from imccompile.outputs.report import dumps
+
+    files: dict[str, Content] = {"report.json": dumps(report) + "\n",
+                                 "report.html": render_html(report)}
+    if res is not None and res.calibration is not None:
+        from imccompile.simulate import simulation_model_of
+
+        files["simulation.onnx"] = simulation_model_of(res, 0).SerializeToString()
+    if pareto_csv is not None:
+        files["pareto.csv"] = pareto_csv
+    for name, content in (program or {}).items():
+        files[f"program/{name}"] = content
+    return files
+
+
+def write_program(res: CompileResult, path: str | os.PathLike[str], *,
+                  force: bool = False) -> Path:
+    """Write the program image of a compile into the folder ``path`` (atomically; an existing
+    folder is replaced only with ``force``)."""
+    from imccompile.program import files
+
+    return write_folder(path, files(res), force=force)

@@ -1,0 +1,153 @@
+"""The typed model of the JSON report (what `imccompile.outputs.report.build_report` returns).
+
+``imccompile/schemas/report.schema.json`` is generated from `Report`
+(``python -m imccompile.outputs.gen_schema``); a test checks the shipped file is current and
+that built reports validate against it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, TypeAdapter
+from typing_extensions import NotRequired, TypedDict
+
+REPORT_FORMAT = 1
+
+Count = Annotated[int, Field(ge=0)]
+NonNeg = Annotated[float, Field(ge=0)]
+Fraction = Annotated[float, Field(ge=0, le=1)]
+ENERGY_PARTS = ("array", "dac", "adc", "shift_add", "accumulate", "digital", "buffer", "noc",
+                "write")
+
+
+def _desc(text: str) -> Any:
+    return Field(description=text)
+
+
+class Totals(TypedDict):
+    """Whole-model figures for one inference."""
+
+    matrix_ops: Count
+    digital_ops: Count
+    arrays: Count
+    chips: Annotated[int, Field(ge=1)]
+    overflow_arrays: Count
+    utilization: Fraction
+    weights: Count
+    macs: Count
+    digital_op_count: Count
+    energy_j: Annotated[NonNeg, _desc("Energy per inference, J (= sum of energy_breakdown_j).")]
+    latency_s: Annotated[NonNeg, _desc("Latency of one inference: the critical path of the op "
+                                       "DAG, s.")]
+    serial_latency_s: Annotated[NonNeg, _desc("Sum of all op latencies, s.")]
+    pipeline_period_s: Annotated[NonNeg, _desc("Time between inferences in the layer pipeline, "
+                                               "s.")]
+    area_mm2: Annotated[NonNeg, _desc("Area of the arrays used with their converters, the "
+                                      "buffers of their cores and the routers of their tiles, "
+                                      "mm².")]
+    chip_area_mm2: Annotated[NonNeg, _desc("Area of the whole chip(s) the model occupies, mm².")]
+    tops: Annotated[NonNeg, _desc("2 x MACs / latency, 1e12 ops/s.")]
+    tops_per_w: Annotated[NonNeg, _desc("2 x MACs / energy, 1e12 ops/J.")]
+    tops_per_mm2: NonNeg
+    inferences_per_s: NonNeg
+    energy_per_inference_j: NonNeg
+    energy_breakdown_j: Annotated[dict[str, NonNeg], Field(
+        description="Energy per component, J.", json_schema_extra={"required": list(ENERGY_PARTS)})]
+    area_breakdown_mm2: dict[str, NonNeg]
+
+
+class Layer(TypedDict):
+    """One op: a matrix op on crossbars, or a digital op (kind 'digital')."""
+
+    name: Annotated[str, _desc("Layer (op) name, from the ONNX node.")]
+    kind: Annotated[Literal["conv", "conv_transpose", "gemm", "matmul", "matmul_left", "digital"],
+                    _desc("Matrix-op kind, or 'digital' for ops on the digital unit.")]
+    rows: Annotated[Count, _desc("K: crossbar rows of one group (0 for digital ops).")]
+    cols: Annotated[Count, _desc("N: logical output columns over all groups (0 for digital ops).")]
+    groups: Annotated[int, Field(ge=1)]
+    weights: Annotated[Count, _desc("Weight elements placed on crossbars (K x N).")]
+    vectors: Annotated[Count, _desc("Input vectors per inference per group.")]
+    macs: Annotated[Count, _desc("Multiply-accumulates per inference (vectors x K x N).")]
+    arrays: Annotated[Count, _desc("Arrays the layer places, replicas included (0 when it reads "
+                                   "the arrays of a layer holding the same weight: see shares).")]
+    utilization: Annotated[Fraction, _desc("Cells holding weights / cells of the arrays used.")]
+    energy_j: Annotated[NonNeg, _desc("Energy per inference, J.")]
+    latency_s: Annotated[NonNeg, _desc("Latency of this op for one inference, s.")]
+    energy_breakdown_j: Annotated[dict[str, NonNeg], _desc("Energy per component, J.")]
+    # matrix ops
+    replicas: NotRequired[Annotated[int, Field(ge=1)]]
+    slices: NotRequired[Count]
+    row_tiles: NotRequired[Count]
+    col_tiles: NotRequired[Count]
+    packed: NotRequired[bool]
+    weight_bits: NotRequired[Count]
+    input_bits: NotRequired[Count]
+    first_array: NotRequired[Count]
+    arrays_read: NotRequired[Annotated[Count, _desc(
+        "Arrays the layer computes on (its own, or those of the layer it shares).")]]
+    shares: NotRequired[Annotated[str | None, _desc(
+        "The layer whose arrays this one reads (the same weight tensor, placed once), or null.")]]
+    # digital ops
+    op_type: NotRequired[str]
+    attention: NotRequired[bool]
+    ops: NotRequired[Count]
+    bytes: NotRequired[Count]
+
+
+class ScheduleSection(TypedDict):
+    latency_s: NonNeg
+    period_s: NonNeg
+    critical_path: list[str]
+
+
+AccuracySection = TypedDict("AccuracySection", {
+    "metric": Literal["top1", "top1_agreement", "cosine"],
+    "float": float,
+    "mean": float,
+    "std": NonNeg,
+    "per_seed": Annotated[list[float], Field(min_length=1)],
+    "relative_error": NotRequired[NonNeg],
+    "samples": NotRequired[Count],
+    "seeds": NotRequired[list[int]],
+})
+AccuracySection.__doc__ = "Accuracy under the hardware over the noise seeds (with --data)."
+
+
+class FromTrial(TypedDict):
+    """What --from-trial re-created: the stored and the re-computed objective values."""
+
+    trial: Count
+    stored_values: dict[str, float]
+    values: dict[str, float]
+    pipeline: str
+    overrides: list[str]
+    same: bool
+
+
+class Report(TypedDict):
+    """The report written by `imccompile MODEL --target T --json PATH` and `-o DIR`
+    (report.json). Format 1."""
+
+    format: Literal[1]
+    imccompile: Annotated[str, _desc("Version of the tool that wrote it.")]
+    model: str
+    pipeline: Annotated[str, _desc("Canonical pass pipeline text ('' if none).")]
+    overflow_policy: Literal["chips", "reload", "error"]
+    target: Annotated[dict[str, Any], _desc("The resolved target spec (target.schema.json).")]
+    totals: Totals
+    layers: list[Layer]
+    schedule: ScheduleSection
+    warnings: list[str]
+    accuracy: NotRequired[AccuracySection]
+    search: NotRequired[Annotated[dict[str, Any], _desc(
+        "Present after a search: objectives, Pareto front, chosen trial.")]]
+    from_trial: NotRequired[FromTrial]
+
+
+def report_json_schema() -> dict[str, Any]:
+    """The JSON Schema of `Report` (draft 2020-12)."""
+    schema = TypeAdapter(Report).json_schema()
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema",
+            "$id": "https://imccompile.dev/schemas/report.schema.json",
+            **schema, "title": "imccompile compile report"}
