@@ -266,9 +266,12 @@ def map_graph(graph: Graph, target: Target, *, overflow: OverflowPolicy = "chips
                             f"one layer after another (--overflow reload)")
     shared = [lm for lm in placed if lm.sharers]
     if shared:
-        uses = sum(len(lm.sharers) for lm in shared)
-        warnings.append(f"{len(shared)} weight tensors are read by several layers ({uses} extra "
-                        "uses): each is placed once and its uses take turns on its arrays")
+        shown = "; ".join(f"{lm.name} is also read by {', '.join(lm.sharers[:3])}"
+                          + (f" and {len(lm.sharers) - 3} more" if len(lm.sharers) > 3 else "")
+                          for lm in shared[:3])
+        more = f"; and {len(shared) - 3} more weights" if len(shared) > 3 else ""
+        warnings.append(f"weights read by several layers are placed once (the readers take turns "
+                        f"on the arrays): the weight of {shown}{more}")
     low = sorted((lm.utilization(a.rows, a.cols), lm.name) for lm in placed
                  if lm.arrays and not lm.shares and lm.utilization(a.rows, a.cols) < LOW_UTILIZATION)
     if low:

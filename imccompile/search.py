@@ -268,7 +268,8 @@ class Evaluator:
 
     def evaluate(self, point: Mapping[str, Any]) -> tuple[CompileResult, dict[str, float]]:
         """(CompileResult with accuracy, objective values incl. 'arrays') for a point."""
-        text, overrides, replicate = point_to_compile({**self.space.fixed, **point}, self.space.layers)
+        text, overrides, replicate = point_to_compile(
+            {**self.space.fixed, **point}, self.space.layers, self.space.tied)
         return self.evaluate_text(text, overrides, replicate)
 
     def options(self, text: str, overrides: Mapping[str, Any], replicate: bool) -> CompileOptions:
@@ -552,7 +553,8 @@ def _objective(ev: Evaluator, cfg: SearchConfig, trials: int | None = None,
             outcome["surplus"] = True
             raise optuna.TrialPruned("the study has its trials (completed or in flight)")
         point = {k.name: k.suggest(trial) for k in ev.space.knobs}
-        text, overrides, replicate = point_to_compile({**ev.space.fixed, **point}, ev.space.layers)
+        text, overrides, replicate = point_to_compile(
+            {**ev.space.fixed, **point}, ev.space.layers, ev.space.tied)
         trial.set_user_attr("pipeline", text)
         trial.set_user_attr("overrides", override_texts(overrides))
         trial.set_user_attr("auto_replicate", replicate)

@@ -6,7 +6,8 @@ A *point* is a dict of knob values. It turns into exactly two things, stored wit
 so that any point is re-created with ``imccompile MODEL --target T --passes TEXT --set ...``.
 
 Knobs (names as given to ``--fix`` and in ``--space`` files):
-  * ``weight_bits:<layer>`` — per-layer weight bits (choices: the quantize pass's space, which
+  * ``weight_bits:<layer>`` — per-layer weight bits (layers reading one weight tensor, which
+    the mapper places once, share the knobs of the first of them) (choices: the quantize pass's space, which
     reads the target's ``search.weight_bits``); ``--fix weight_bits=4`` pins every layer;
   * ``prune:<layer>`` — per-layer prune ratio in [low, high] (prune pass's space), steps of 0.05;
   * ``granularity`` — pruning granularity for all layers (prune pass's space);
@@ -20,11 +21,11 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from imccompile.errors import UsageError
-from imccompile.ir import Graph
+from imccompile.ir import Graph, MatrixOp
 
 HW_KNOBS = {"adc.bits": "adc_bits", "array.rows": "rows", "array.cols": "cols",
             "array.bits_per_cell": "bits_per_cell"}
@@ -54,9 +55,14 @@ class Knob:
 
 @dataclass(frozen=True)
 class Space:
+    """Knobs, pinned values, the layers that have knobs, and for each of them every layer that
+    reads the same weight tensor (``tied``: they share one set of arrays, so one knob sets the
+    compression of all of them)."""
+
     knobs: tuple[Knob, ...]
     fixed: dict[str, Any]
     layers: tuple[str, ...]
+    tied: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def describe(self) -> dict[str, Any]:
         return {"knobs": {k.name: k.describe() for k in self.knobs}, "fixed": dict(self.fixed),
@@ -75,7 +81,8 @@ def build_space(graph: Graph, target, fix: Mapping[str, Any] | None = None,
     """All knobs for this graph and target; ``fix`` pins knobs, ``narrow`` restricts ranges."""
     from imccompile.passes import Prune, Quantize
 
-    layers = tuple(op.name for op in graph.matrix_ops)
+    tied = tied_layers(graph)
+    layers = tuple(tied)
     qspace = Quantize.search_space(target)
     pspace = Prune.search_space(target)
     s = target.search
@@ -91,8 +98,18 @@ def build_space(graph: Graph, target, fix: Mapping[str, Any] | None = None,
         knobs[path] = Knob(path, tuple(getattr(s, field)))
     knobs["replicate"] = Knob("replicate", (False, True))
 
+    follower = {name: first for first, names in tied.items() for name in names[1:]}
+
+    def tied_knob(name: str, where: str) -> None:
+        kind, _, layer = name.partition(":")
+        if layer in follower:
+            raise UsageError(f"{where} {name}: layer {layer!r} reads the same weight as "
+                             f"{follower[layer]!r} (placed once, one set of knobs): use "
+                             f"{kind}:{follower[layer]}")
+
     fixed: dict[str, Any] = {}
     for name, value in (fix or {}).items():
+        tied_knob(name, "--fix")
         value = _parse_value(value) if isinstance(value, str) else value
         targets = [k for k in knobs if k == name or k.split(":", 1)[0] == name and ":" in k]
         if name in ("weight_bits", "prune"):
@@ -106,6 +123,7 @@ def build_space(graph: Graph, target, fix: Mapping[str, Any] | None = None,
             fixed[k] = value
             knobs.pop(k)
     for name, rng in (narrow or {}).items():
+        tied_knob(name, "--space")
         targets = [k for k in knobs if k == name] or \
             [k for k in knobs if k.startswith(name + ":")]
         if not targets:
@@ -114,7 +132,7 @@ def build_space(graph: Graph, target, fix: Mapping[str, Any] | None = None,
             raise UsageError(f"--space: unknown knob {name!r} (knobs: {', '.join(sorted(knobs))})")
         for k in targets:
             knobs[k] = _narrow(knobs[k], rng)
-    return Space(tuple(knobs.values()), fixed, layers)
+    return Space(tuple(knobs.values()), fixed, layers, tied)
 
 
 def _check_value(knob: Knob, value: Any, where: str) -> None:
@@ -157,26 +175,57 @@ def load_space_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
-def point_to_compile(point: Mapping[str, Any], layers: tuple[str, ...]) -> tuple[str, dict[str, Any], bool]:
-    """(pipeline text, spec overrides, auto_replicate) for a point (knobs + fixed values)."""
+def tied_layers(graph: Graph) -> dict[str, tuple[str, ...]]:
+    """Matrix layers grouped by the weight tensor they read: first reader -> every reader.
+
+    Layers with the same ``weight_id`` and identical weights are placed once by the mapper; a
+    search gives them one set of knobs, so a trial never splits them onto separate arrays."""
+    import numpy as np
+
+    groups: dict[str, list[str]] = {}
+    firsts: dict[str, list[MatrixOp]] = {}
+    for op in graph.matrix_ops:
+        if op.weight_id is not None:
+            for first in firsts.setdefault(op.weight_id, []):
+                if first.weight.shape == op.weight.shape and first.groups == op.groups and \
+                        (first.weight is op.weight or np.array_equal(first.weight, op.weight)):
+                    groups[first.name].append(op.name)
+                    break
+            else:
+                firsts[op.weight_id].append(op)
+                groups[op.name] = [op.name]
+        else:
+            groups[op.name] = [op.name]
+    return {k: tuple(v) for k, v in groups.items()}
+
+
+def point_to_compile(point: Mapping[str, Any], layers: tuple[str, ...],
+                     tied: Mapping[str, tuple[str, ...]] | None = None
+                     ) -> tuple[str, dict[str, Any], bool]:
+    """(pipeline text, spec overrides, auto_replicate) for a point (knobs + fixed values).
+
+    ``tied``: for a knob layer, every layer reading the same weight; they get its settings."""
     from imccompile.passes import Prune, Quantize, pipeline_text
 
+    tied = tied or {}
     passes = []
     gran = point.get("granularity", "element")
     for layer in layers:
         ratio = round(float(point.get(f"prune:{layer}", 0.0)), 6)
         if ratio > 0:
-            passes.append(Prune(ratio=ratio, granularity=gran, match=layer))
+            for name in tied.get(layer, (layer,)):
+                passes.append(Prune(ratio=ratio, granularity=gran, match=name))
     act = point.get("act_bits")
     for layer in layers:
         wb = point.get(f"weight_bits:{layer}")
         if wb is not None or act is not None:
-            kw: dict[str, Any] = {"match": layer}
-            if wb is not None:
-                kw["weight_bits"] = int(wb)
-            if act is not None:
-                kw["act_bits"] = int(act)
-            passes.append(Quantize(**kw))
+            for name in tied.get(layer, (layer,)):
+                kw: dict[str, Any] = {"match": name}
+                if wb is not None:
+                    kw["weight_bits"] = int(wb)
+                if act is not None:
+                    kw["act_bits"] = int(act)
+                passes.append(Quantize(**kw))
     overrides = {path: point[path] for path in HW_KNOBS if path in point}
     if act is not None:
         overrides["precision.input_bits"] = int(act)

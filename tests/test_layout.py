@@ -266,7 +266,7 @@ def test_one_weight_read_by_three_matmuls_is_placed_once():
     rep = build_report(three)
     assert rep["totals"]["arrays"] == 4
     assert [lay.get("shares") for lay in rep["layers"]] == [None, "mm0", "mm0"]
-    assert any("placed once" in w for w in rep["warnings"])
+    assert any("placed once" in w and "mm0 is also read by mm1, mm2" in w for w in rep["warnings"])
 
 
 def test_uses_compressed_differently_are_placed_apart():
@@ -381,3 +381,27 @@ def test_uses_of_a_shared_weight_read_the_same_noisy_devices():
     apart = noise_factors(g.with_ops([o.replace(weight_id=None) if isinstance(o, MatrixOp) else o
                                       for o in g.ops]))
     assert np.abs(apart[1] - apart[0]).max() > 1e-2  # separate devices, separate draws
+
+
+def test_search_knobs_are_tied_across_uses_of_one_weight():
+    """A trial never splits a shared weight: its readers share one set of knobs."""
+    from imccompile.errors import UsageError
+    from imccompile.space import build_space, point_to_compile
+
+    t = load_target("pcm")
+    g = import_model(_chain(3, True))
+    space = build_space(g, t)
+    assert space.layers == ("mm0",) and space.tied == {"mm0": ("mm0", "mm1", "mm2")}
+    assert {k.name for k in space.knobs} >= {"weight_bits:mm0", "prune:mm0"}
+    assert not any(k.name.endswith(("mm1", "mm2")) for k in space.knobs)
+    text, _, _ = point_to_compile({"weight_bits:mm0": 2, "prune:mm0": 0.5,
+                                   "granularity": "column"}, space.layers, space.tied)
+    compressed, _ = run_pipeline(g, text, target=t)
+    res = compile_graph(compressed, t)
+    # the three readers got the same compression, so they still share one set of arrays
+    assert [res.mapping.layer(f"mm{i}").shares for i in range(3)] == [None, "mm0", "mm0"]
+    assert {op.compression.weight_bits for op in compressed.matrix_ops} == {2}
+    with pytest.raises(UsageError, match=r"'mm2' reads the same weight as 'mm0'.*weight_bits:mm0"):
+        build_space(g, t, fix={"weight_bits:mm2": 4})
+    apart = build_space(import_model(_chain(3, False)), t)
+    assert apart.layers == ("mm0", "mm1", "mm2")

@@ -106,8 +106,11 @@ class Console:
                 t.add_row(row["name"], f"{row['op_type']}" + (" (attn)" if row["attention"] else ""),
                           "", "", "", "", "", "", "", si(row["energy_j"], "J"), si(row["latency_s"], "s"))
                 continue
+            arrays = str(row["arrays"])
+            if row.get("shares"):  # reads the arrays of a layer holding the same weight
+                arrays = f"shared ({row.get('arrays_read', 0)})"
             t.add_row(row["name"], row["kind"], str(row["rows"]), str(row["cols"]), str(row["groups"]),
-                      count(row["vectors"]), count(row["macs"]), str(row["arrays"]),
+                      count(row["vectors"]), count(row["macs"]), arrays,
                       f"{100 * row['utilization']:.0f}%", si(row["energy_j"], "J"), si(row["latency_s"], "s"))
         if n_digital:
             t.add_row(f"({n_digital} other digital ops)", "digital", "", "", "", "", "", "", "",
