@@ -359,7 +359,7 @@ def open_study(cfg: SearchConfig, storage_url: str | None, study_name: str | Non
     import optuna
 
     _quiet_optuna()
-    directions = [OBJECTIVES[o][0] for o in cfg.objectives]
+    directions: list[Any] = [OBJECTIVES[o][0] for o in cfg.objectives]
     for attempt in range(6):
         try:
             study = optuna.create_study(
@@ -419,7 +419,8 @@ def check_stored_settings(cfg: SearchConfig, storage_url: str | None, study_name
 def default_point(ev: Evaluator) -> dict[str, Any]:
     """The knob values of the target as specified, without compression (those in the space)."""
     t = ev.target
-    values = {"granularity": "element", "act_bits": t.precision.input_bits, "replicate": False,
+    values: dict[str, Any] = {"granularity": "element", "act_bits": t.precision.input_bits,
+                              "replicate": False,
               "adc.bits": t.adc.bits, "array.rows": t.array.rows, "array.cols": t.array.cols,
               "array.bits_per_cell": t.array.bits_per_cell}
     for layer in ev.space.layers:
@@ -432,7 +433,7 @@ def default_point(ev: Evaluator) -> dict[str, Any]:
             continue
         if k.choices is not None and v not in k.choices:
             continue  # e.g. a narrowed space without the default: let the sampler choose
-        if k.choices is None and not k.low <= v <= k.high:
+        if k.choices is None and not k.bounds()[0] <= v <= k.bounds()[1]:
             continue
         out[k.name] = v
     return out

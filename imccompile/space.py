@@ -47,6 +47,12 @@ class Knob:
             return trial.suggest_categorical(self.name, list(self.choices))
         return trial.suggest_float(self.name, self.low, self.high, step=self.step)
 
+    def bounds(self) -> tuple[float, float]:
+        """(low, high) of a range knob."""
+        if self.low is None or self.high is None:
+            raise ValueError(f"knob {self.name} is categorical, not a range")
+        return self.low, self.high
+
     def describe(self) -> dict[str, Any]:
         if self.choices is not None:
             return {"choices": list(self.choices)}
@@ -140,7 +146,7 @@ def _check_value(knob: Knob, value: Any, where: str) -> None:
         if value not in knob.choices:
             raise UsageError(f"{where}: {knob.name} must be one of {list(knob.choices)}, got {value!r}")
     elif not isinstance(value, (int, float)) or isinstance(value, bool) or \
-            not knob.low <= value <= knob.high:
+            not knob.bounds()[0] <= value <= knob.bounds()[1]:
         raise UsageError(f"{where}: {knob.name} must be a number in [{knob.low}, {knob.high}], "
                          f"got {value!r}")
 
@@ -155,11 +161,13 @@ def _narrow(knob: Knob, rng: Any) -> Knob:
         return Knob(knob.name, tuple(rng))
     if not (isinstance(rng, dict) and set(rng) <= {"low", "high", "step"}):
         raise UsageError(f'{where}: expected {{"low": x, "high": y}} within [{knob.low}, {knob.high}]')
-    low = float(rng.get("low", knob.low))
-    high = float(rng.get("high", knob.high))
-    if not knob.low <= low <= high <= knob.high:
-        raise UsageError(f"{where}: range [{low}, {high}] is not within [{knob.low}, {knob.high}]")
-    return Knob(knob.name, low=low, high=high, step=float(rng.get("step", knob.step)))
+    k_low, k_high = knob.bounds()
+    low = float(rng.get("low", k_low))
+    high = float(rng.get("high", k_high))
+    if not k_low <= low <= high <= k_high:
+        raise UsageError(f"{where}: range [{low}, {high}] is not within [{k_low}, {k_high}]")
+    step = rng.get("step", knob.step)
+    return Knob(knob.name, low=low, high=high, step=None if step is None else float(step))
 
 
 def load_space_file(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -208,7 +216,7 @@ def point_to_compile(point: Mapping[str, Any], layers: tuple[str, ...],
     from imccompile.passes import Prune, Quantize, pipeline_text
 
     tied = tied or {}
-    passes = []
+    passes: list[Any] = []
     gran = point.get("granularity", "element")
     for layer in layers:
         ratio = round(float(point.get(f"prune:{layer}", 0.0)), 6)

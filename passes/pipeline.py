@@ -67,7 +67,7 @@ class _Parser:
                                            "spaces or any of , { } = \" \\)")
         start = self.i
         self.i += 1
-        out = []
+        out: list[Any] = []
         while True:
             ch = self.peek()
             if not ch:

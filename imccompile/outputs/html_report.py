@@ -590,10 +590,10 @@ def _pareto_chart(search: dict) -> tuple[str, str] | None:
         return "\n".join([f"trial {p.get('trial')}"]
                          + [f"{k}: {_objval(x, str(k))}" for k, x in v.items()])
 
-    for t in trials:
-        x, y = xy(t)
+    for trial in trials:
+        x, y = xy(trial)
         out.append(f'<circle cx="{_n(bx(x))}" cy="{_n(ax(y))}" r="3.5" fill="#9aa5b1" '
-                   f'fill-opacity="0.7"><title>{_e(tip(t))}</title></circle>')
+                   f'fill-opacity="0.7"><title>{_e(tip(trial))}</title></circle>')
     front = sorted((xy(p), p) for p in pareto) if not one else []
     if len(front) > 1:
         d = " ".join(f"{'M' if i == 0 else 'L'}{_n(bx(x))} {_n(ax(y))}"
@@ -808,8 +808,8 @@ def render_html(report: dict) -> str:
         parts.append('<section><h2>Summary</h2><div class="cols"><div>'
                      f'{_totals_table(totals)}'
                      f'</div><div>{tt}'
-                     f'{_breakdown("energy per inference", totals.get("energy_breakdown_j"), "J")}'
-                     f'{_breakdown("area", totals.get("area_breakdown_mm2"), "mm2")}</div></div>'
+                     f'{_breakdown("energy per inference", totals.get("energy_breakdown_j") or {}, "J")}'
+                     f'{_breakdown("area", totals.get("area_breakdown_mm2") or {}, "mm2")}</div></div>'
                      "</section>")
     svg = _energy_chart(layers)
     if svg:

@@ -99,6 +99,7 @@ def layer_image(op: MatrixOp, lm: LayerLayout, target, codes: np.ndarray, w_step
                 mag = np.where(dev[None, :] == 0, np.maximum(qb, 0), np.maximum(-qb, 0))
                 gp[np.ix_(rr, acol)] = g_min + _digits(mag, shift, c) * step
             elif scheme == "differential_cell":
+                assert gn is not None
                 gp[np.ix_(rr, acol)] = g_min + _digits(np.maximum(qb, 0), shift, c) * step
                 gn[np.ix_(rr, acol)] = g_min + _digits(np.maximum(-qb, 0), shift, c) * step
             elif scheme == "offset":

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -299,7 +299,8 @@ def _plan(image: Image) -> list[tuple]:
         outs = [o for n in items for o in n.output if o in later]
         if not outs:
             continue
-        ins, used_inits = [], []
+        ins: list[Any] = []
+        used_inits: list[Any] = []
         for n in items:
             for t in n.input:
                 if not t or t in produced or t in ins or t in used_inits:

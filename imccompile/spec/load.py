@@ -11,6 +11,7 @@ import copy
 import difflib
 import importlib.resources
 import json
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, NoReturn, get_args, get_origin
@@ -53,7 +54,7 @@ def bundled_targets() -> list[str]:
 
 
 def load_target(
-    name_or_path: str | Path | Target,
+    name_or_path: str | os.PathLike[str] | Target,
     overrides: Sequence[str] | Mapping[str, Any] = (),
 ) -> Target:
     """Load and validate a target spec.
@@ -125,7 +126,7 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _read(name_or_path: str | Path) -> tuple[str, Any]:
+def _read(name_or_path: str | os.PathLike[str]) -> tuple[str, Any]:
     bundled = bundled_targets()
     text: str
     if not isinstance(name_or_path, Path) and str(name_or_path) in bundled:
@@ -360,7 +361,8 @@ def _describe(tp: Any, meta: Sequence[Any]) -> str:
     for m in meta:
         if isinstance(m, Expect):
             return m.text
-    lo = hi = None
+    lo: Any = None
+    hi: Any = None
     lo_strict = hi_strict = False
     min_len = 0
     for m in meta:

@@ -190,7 +190,7 @@ class ArraySpec(_Frozen):
 
     @model_validator(mode="after")
     def _check(self) -> ArraySpec:
-        problems = []
+        problems: list[tuple[Any, ...]] = []
         if self.g_min_us >= self.g_max_us:
             problems.append((("g_min_us",),
                              f"expected a number below g_max_us ({self.g_max_us:g})",
@@ -266,7 +266,7 @@ class AdcSpec(_Frozen):
 
     @model_validator(mode="after")
     def _check(self) -> AdcSpec:
-        problems = []
+        problems: list[tuple[Any, ...]] = []
         for name in ("energy_table_j", "area_table_mm2"):
             table: dict[int, float] = getattr(self, name)
             pts = sorted(table.items())
@@ -390,7 +390,7 @@ class SearchSpec(_Frozen):
 
     @model_validator(mode="after")
     def _check(self) -> SearchSpec:
-        problems = []
+        problems: list[tuple[Any, ...]] = []
         for name in type(self).model_fields:
             values = getattr(self, name)
             if len(set(values)) != len(values):
@@ -428,7 +428,7 @@ _SECTION_FIELDS = ("technology", "array", "dac", "adc", "periphery", "buffers", 
 
 def leaf_paths() -> list[str]:
     """Every ``section.field`` path a ``sources`` entry (or an override) may name."""
-    out = []
+    out: list[str] = []
     for sec in _SECTION_FIELDS:
         model = Target.model_fields[sec].annotation
         assert isinstance(model, type) and issubclass(model, BaseModel)
