@@ -12,6 +12,7 @@ import onnx
 from imccompile.errors import ModelImportError
 from imccompile.frontend.convert import Converter
 from imccompile.frontend.fold import fold_constants
+from imccompile.frontend.upgrade import upgrade_opset
 from imccompile.fuse import fold_batchnorm, fuse_bias_add
 from imccompile.frontend.load import (
     InputShapes, check_model, dims_of, elem_dtype, fix_input_shapes, infer_shapes,
@@ -97,6 +98,7 @@ def import_model(model: str | os.PathLike[str] | onnx.ModelProto,
     proto = shell_of(full)  # the caller's proto is never modified; ours is dropped here
     del full
     fix_input_shapes(proto, dict(input_shapes or {}), display)
+    proto = upgrade_opset(proto, consts, display)
     opset = _opset(proto)
     nodes = list(proto.graph.node)
     infos = infer_shapes(proto, nodes, consts, display)
