@@ -103,7 +103,8 @@ def import_model(model: str | os.PathLike[str] | onnx.ModelProto,
     nodes = list(proto.graph.node)
     infos = infer_shapes(proto, nodes, consts, display)
     for _ in range(MAX_FOLD_ROUNDS):
-        nodes, changed = fold_constants(nodes, consts, infos, opset, display)
+        nodes, changed = fold_constants(nodes, consts, infos, opset, display,
+                                        keep=[o.name for o in proto.graph.output])
         if not changed:
             break
         infos = infer_shapes(proto, nodes, consts, display)
