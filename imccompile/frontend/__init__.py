@@ -11,6 +11,7 @@ import onnx
 
 from imccompile.errors import ModelImportError
 from imccompile.frontend.convert import Converter
+from imccompile.frontend.control import inline_constant_ifs, refuse_control_flow
 from imccompile.frontend.fold import fold_constants
 from imccompile.frontend.upgrade import upgrade_opset
 from imccompile.fuse import fold_batchnorm, fuse_bias_add
@@ -105,9 +106,11 @@ def import_model(model: str | os.PathLike[str] | onnx.ModelProto,
     for _ in range(MAX_FOLD_ROUNDS):
         nodes, changed = fold_constants(nodes, consts, infos, opset, display,
                                         keep=[o.name for o in proto.graph.output])
-        if not changed:
+        nodes, inlined = inline_constant_ifs(nodes, consts)
+        if not (changed or inlined):
             break
         infos = infer_shapes(proto, nodes, consts, display)
+    refuse_control_flow(nodes, display)
 
     inputs = tuple(i.name for i in proto.graph.input if i.name not in consts)
     tensors: dict[str, TensorInfo] = {}

@@ -12,10 +12,10 @@ import onnx
 from onnx import numpy_helper
 
 from imccompile.errors import ModelImportError, UnsupportedOpError
+from imccompile.frontend.control import CONTROL_FLOW, refuse_control_flow
 
 InputShapes = Mapping[str, tuple[int, ...]]
 
-CONTROL_FLOW = {"If", "Loop", "Scan"}
 
 # onnx builds its operator-schema registry on first use (~15 ms); do it when the frontend is
 # imported, like onnxruntime does when it is imported, rather than inside the first compile.
@@ -152,12 +152,9 @@ def check_model(proto: onnx.ModelProto, display: str) -> None:
     for where, raw in _non_text(proto, "model"):  # e.g. a corrupted name or op type
         raise ModelImportError(f"{display}: not a valid ONNX model: {where} is not UTF-8 text "
                                f"({raw[:60]!r})")
-    for node in proto.graph.node:
-        if node.op_type in CONTROL_FLOW and node.domain in ("", "ai.onnx"):
-            raise ModelImportError(
-                f"{display}: node {node.name or '(unnamed)'!r} is {node.op_type}: control flow is not "
-                "supported; export the model with loops unrolled and branches resolved "
-                "(e.g. torch.onnx.export on a traced model)")
+    for node in proto.graph.node:  # If is resolved (or refused) after constant folding
+        if node.op_type in CONTROL_FLOW - {"If"} and node.domain in ("", "ai.onnx"):
+            refuse_control_flow([node], display)
     if not proto.graph.node:
         raise ModelImportError(f"{display}: the graph has no nodes")
     for node in proto.graph.node:  # the checker's own message would not name the node
