@@ -144,13 +144,14 @@ def if_model() -> onnx.ModelProto:
                                [vi("t", (2,))])
     else_g = helper.make_graph([helper.make_node("Neg", ["x"], ["e"])], "else", [],
                                [vi("e", (2,))])
-    nodes = [
-        helper.make_node("Constant", [], ["cond"],
-                         value=helper.make_tensor("v", TensorProto.BOOL, [], [True])),
+    nodes = [  # the condition depends on the input's values: it cannot fold
+        helper.make_node("ReduceSum", ["x"], ["s"], keepdims=0),
+        helper.make_node("Greater", ["s", "zero"], ["cond"]),
         helper.make_node("If", ["cond"], ["y"], name="branch", then_branch=then_g,
                          else_branch=else_g),
     ]
-    return model(nodes, [vi("x", (2,))], [vi("y", (2,))])
+    return model(nodes, [vi("x", (2,))], [vi("y", (2,))],
+                 [init("zero", np.array(0, np.float32))])
 
 
 def loop_model() -> onnx.ModelProto:

@@ -11,7 +11,9 @@ import onnx
 
 from imccompile.errors import ModelImportError
 from imccompile.frontend.convert import Converter
+from imccompile.frontend.control import inline_constant_ifs, refuse_control_flow
 from imccompile.frontend.fold import fold_constants
+from imccompile.frontend.upgrade import upgrade_opset
 from imccompile.fuse import fold_batchnorm, fuse_bias_add
 from imccompile.frontend.load import (
     InputShapes, check_model, dims_of, elem_dtype, fix_input_shapes, infer_shapes,
@@ -97,14 +99,18 @@ def import_model(model: str | os.PathLike[str] | onnx.ModelProto,
     proto = shell_of(full)  # the caller's proto is never modified; ours is dropped here
     del full
     fix_input_shapes(proto, dict(input_shapes or {}), display)
+    proto = upgrade_opset(proto, consts, display)
     opset = _opset(proto)
     nodes = list(proto.graph.node)
     infos = infer_shapes(proto, nodes, consts, display)
     for _ in range(MAX_FOLD_ROUNDS):
-        nodes, changed = fold_constants(nodes, consts, infos, opset, display)
-        if not changed:
+        nodes, changed = fold_constants(nodes, consts, infos, opset, display,
+                                        keep=[o.name for o in proto.graph.output])
+        nodes, inlined = inline_constant_ifs(nodes, consts)
+        if not (changed or inlined):
             break
         infos = infer_shapes(proto, nodes, consts, display)
+    refuse_control_flow(nodes, display)
 
     inputs = tuple(i.name for i in proto.graph.input if i.name not in consts)
     tensors: dict[str, TensorInfo] = {}

@@ -381,3 +381,84 @@ class Converter:
                 f"{self.display}: node {name!r} is a QLinearMatMul of two activations; "
                 "dequantize it to float MatMul first")
         self._quant_wrapped(node, name, "matmul")
+
+    # -- integer formats (onnxruntime's quantize_dynamic): integer weights on crossbars --------
+    def _integer_weight(self, node: onnx.NodeProto, name: str, w_idx: int, zp_idx: int,
+                        axis: int) -> tuple[np.ndarray, int]:
+        """(w - w_zero_point) as an integer-valued float32 array, and the signed bits it needs."""
+        where = f"{self.display}: node {name!r} ({node.op_type})"
+        wq = self.const(node.input[w_idx]) if len(node.input) > w_idx else None
+        if wq is None:
+            raise UnsupportedOpError(
+                f"{where}: the weight {node.input[w_idx]!r} is not constant; only integer "
+                "products with a constant weight go on crossbars (quantize the weights offline, "
+                "e.g. onnxruntime.quantization.quantize_dynamic)")
+        if wq.dtype.kind not in "iu":
+            raise ModelImportError(f"{where}: weight {node.input[w_idx]!r} has type {wq.dtype}; "
+                                   "expected an 8-bit integer")
+        zp_name = node.input[zp_idx] if len(node.input) > zp_idx else ""
+        zp = self.const(zp_name) if zp_name else np.zeros((), wq.dtype)
+        if zp is None:
+            raise UnsupportedOpError(f"{where}: the weight zero point {zp_name!r} is not constant")
+        z = zp.astype(np.float32)
+        if z.size > 1:  # per output channel (ConvInteger: axis 0) or per column (last axis)
+            shape = [1] * wq.ndim
+            shape[axis] = z.size
+            z = z.reshape(shape)
+        w = wq.astype(np.float32) - z
+        peak = int(np.abs(w).max()) if w.size else 0
+        return w, max(2, peak.bit_length() + 1)  # magnitude bits + sign
+
+    def _integer_input(self, node: onnx.NodeProto, name: str, zp_idx: int) -> str:
+        """Digital ops turning the integer activation into float (x - x_zero_point)."""
+        x = node.input[0]
+        xs = self.shape(x, node)
+        xf = self.unique(x + "__float")
+        self.tensors[xf] = TensorInfo(xf, xs, "float32")
+        to_float = {"to": int(onnx.TensorProto.FLOAT)}
+        self.digital(node, self.unique(name + "_cast_in"), inputs=(x,), outputs=(xf,),
+                     op_type="Cast", attrs=to_float)
+        zp = node.input[zp_idx] if len(node.input) > zp_idx else ""
+        if not zp:
+            return xf
+        zs = self.shape(zp, node)
+        if _size(zs) != 1:
+            raise UnsupportedOpError(
+                f"{self.display}: node {name!r} ({node.op_type}): the input zero point {zp!r} "
+                f"has shape {list(zs)}; only a per-tensor (scalar) zero point is supported")
+        zf, xc = self.unique(zp + "__float"), self.unique(x + "__centered")
+        self.tensors[zf] = TensorInfo(zf, tuple(zs), "float32")
+        self.tensors[xc] = TensorInfo(xc, xs, "float32")
+        self.digital(node, self.unique(name + "_cast_zp"), inputs=(zp,), outputs=(zf,),
+                     op_type="Cast", attrs=to_float)
+        self.digital(node, self.unique(name + "_sub_zp"), inputs=(xf, zf), outputs=(xc,),
+                     op_type="Sub", attrs={})
+        return xc
+
+    def _integer_op(self, node: onnx.NodeProto, name: str, kind: str) -> None:
+        w, bits = self._integer_weight(node, name, 1, 3, 0 if kind == "Conv" else -1)
+        x = self._integer_input(node, name, 2)
+        y = node.output[0]
+        yf = self.unique(y + "__float")
+        self.tensors[yf] = TensorInfo(yf, self.shape(y, node), "float32")
+        fake = onnx.helper.make_node(kind, [x, "__w"], [yf], name=name)
+        if kind == "Conv":
+            fake.attribute.extend(node.attribute)
+        sub = Converter({**self.consts, "__w": w}, self.tensors, self.display, self.ops,
+                        self._names)
+        (sub._Conv if kind == "Conv" else sub._MatMul)(fake, name)
+        op = self.ops[-1]
+        self.ops[-1] = op.replace(source=(node.name,),
+                                  compression=op.compression.replace(weight_bits=bits))
+        self.digital(node, self.unique(name + "_cast_out"), inputs=(yf,), outputs=(y,),
+                     op_type="Cast", attrs={"to": int(onnx.TensorProto.INT32)})
+
+    def _ConvInteger(self, node: onnx.NodeProto, name: str) -> None:
+        self._integer_op(node, name, "Conv")
+
+    def _MatMulInteger(self, node: onnx.NodeProto, name: str) -> None:
+        if self.const(node.input[0]) is not None:
+            raise UnsupportedOpError(
+                f"{self.display}: node {name!r} is a MatMulInteger with a constant first "
+                "operand; only a constant second operand (the weight) is supported")
+        self._integer_op(node, name, "MatMul")

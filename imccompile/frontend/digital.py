@@ -35,6 +35,8 @@ NORMALIZATION = {
     "LpNormalization": 3, "MeanVarianceNormalization": 6, "SimplifiedLayerNormalization": 6,
     "RMSNormalization": 6,
 }
+# Ops with their own rule in `digital_ops_count`.
+WINDOWED = {"LRN"}
 # Reductions and global pooling: one op per input element.
 REDUCTION = {
     "ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
@@ -55,7 +57,7 @@ MOVEMENT = {
 PRODUCTS = {"MatMul", "Gemm", "Einsum", "Conv", "ConvTranspose"}
 
 DIGITAL_OPS = ELEMENTWISE | set(TRANSCENDENTAL) | set(NORMALIZATION) | REDUCTION | POOLING \
-    | MOVEMENT | PRODUCTS
+    | MOVEMENT | PRODUCTS | WINDOWED
 
 
 def _size(shape: Sequence[int]) -> int:
@@ -75,6 +77,10 @@ def digital_ops_count(op_type: str, attrs: dict, in_shapes: Sequence[Sequence[in
         return NORMALIZATION[op_type] * out
     if op_type in REDUCTION:
         return first_in
+    if op_type == "LRN":
+        # per output element: `size` squares and adds over the channel window, then the scale
+        # and bias (2), the power (as exp/log, 4) and the division (1).
+        return out * (2 * int(attrs.get("size", 1)) + 7)
     if op_type in POOLING:
         return out * _size(attrs.get("kernel_shape", [1]))
     if op_type == "Resize" or op_type == "Upsample":

@@ -12,10 +12,10 @@ import onnx
 from onnx import numpy_helper
 
 from imccompile.errors import ModelImportError, UnsupportedOpError
+from imccompile.frontend.control import CONTROL_FLOW, refuse_control_flow
 
 InputShapes = Mapping[str, tuple[int, ...]]
 
-CONTROL_FLOW = {"If", "Loop", "Scan"}
 
 # onnx builds its operator-schema registry on first use (~15 ms); do it when the frontend is
 # imported, like onnxruntime does when it is imported, rather than inside the first compile.
@@ -152,12 +152,9 @@ def check_model(proto: onnx.ModelProto, display: str) -> None:
     for where, raw in _non_text(proto, "model"):  # e.g. a corrupted name or op type
         raise ModelImportError(f"{display}: not a valid ONNX model: {where} is not UTF-8 text "
                                f"({raw[:60]!r})")
-    for node in proto.graph.node:
-        if node.op_type in CONTROL_FLOW and node.domain in ("", "ai.onnx"):
-            raise ModelImportError(
-                f"{display}: node {node.name or '(unnamed)'!r} is {node.op_type}: control flow is not "
-                "supported; export the model with loops unrolled and branches resolved "
-                "(e.g. torch.onnx.export on a traced model)")
+    for node in proto.graph.node:  # If is resolved (or refused) after constant folding
+        if node.op_type in CONTROL_FLOW - {"If"} and node.domain in ("", "ai.onnx"):
+            refuse_control_flow([node], display)
     if not proto.graph.node:
         raise ModelImportError(f"{display}: the graph has no nodes")
     for node in proto.graph.node:  # the checker's own message would not name the node
@@ -245,6 +242,7 @@ def fix_input_shapes(proto: onnx.ModelProto, shapes: InputShapes, display: str) 
             raise ModelImportError(
                 f"{display}: --input-shape names {name!r}, which is not an input "
                 f"(inputs: {', '.join(names)})")
+    dynamic: list[tuple[str, tuple[int | str | None, ...]]] = []
     for vi in real:
         dims = dims_of(vi)
         if vi.name in shapes:
@@ -268,12 +266,40 @@ def fix_input_shapes(proto: onnx.ModelProto, shapes: InputShapes, display: str) 
             raise ModelImportError(
                 f"{display}: input {vi.name!r} has no shape; give it with "
                 f"--input-shape {vi.name}=D1,D2,...")
-        unknown = [k for k, d in enumerate(dims) if not isinstance(d, int)]
-        if unknown:
-            example = ",".join(str(d) if isinstance(d, int) else "1" for d in dims)
-            raise ModelImportError(
-                f"{display}: input {vi.name!r} has dynamic shape {_fmt(dims)}; give static dims "
-                f"with --input-shape {vi.name}={example}")
+        if any(not isinstance(d, int) for d in dims):
+            dynamic.append((vi.name, dims))
+    if dynamic:
+        listed = "; ".join(f"input {n!r} has dynamic shape {_fmt(d)}" for n, d in dynamic)
+        command = " ".join(f"--input-shape {n}={','.join(suggest_dims(d))}" for n, d in dynamic)
+        unsure = any("?" in suggest_dims(d) for _, d in dynamic)
+        raise ModelImportError(
+            f"{display}: {listed}. Give static dims for the size you will run, e.g. {command}"
+            + (" (replace each ? with that size)" if unsure else "")
+            + " (batch 1, sequences of 128 and 224x224 images are typical guesses: check them)")
+
+
+SEQUENCE_WORDS = ("seq", "len", "token", "time", "step", "word", "sentence", "frames")
+
+
+def suggest_dims(dims: tuple[int | str | None, ...]) -> list[str]:
+    """A typical static size for each dim of a dynamic input: the leading (batch) dim 1, a
+    sequence dim (by its symbolic name) 128, the spatial dims of a 1- or 3-channel image 224;
+    '?' where nothing says what the size is (never a blind 1)."""
+    out = []
+    image = len(dims) == 4 and dims[1] in (1, 3)
+    for k, d in enumerate(dims):
+        name = d.lower() if isinstance(d, str) else ""
+        if isinstance(d, int):
+            out.append(str(d))
+        elif k == 0 and (len(dims) > 1 or "batch" in name or name in ("n", "b")):
+            out.append("1")
+        elif any(w in name for w in SEQUENCE_WORDS) or (len(dims) in (2, 3) and k == 1):
+            out.append("128")
+        elif image and k >= 2:
+            out.append("224")
+        else:
+            out.append("?")
+    return out
 
 
 def _fmt(dims: tuple[int | str | None, ...]) -> str:
