@@ -8,7 +8,8 @@ The simulation model of a MatrixOp, given its `OpSim` (from imccompile.simulate)
     imccompile.layout: the rows every array sums over; rows outside a tile zeroed); each tile's
     partial sum is quantized, ``clip(round(y / step), -L, L) * step``, then the tiles are summed
     and the bias added digitally.
-This module, the frontend, the simulation and the program image's graph writer touch onnx.
+Besides the frontend, this module, the simulation and the program image (graph writer, executor)
+touch onnx; the IR, layout, mapper, schedule and cost never do (import-linter, .ci/run).
 """
 
 from __future__ import annotations

@@ -405,3 +405,14 @@ def test_search_knobs_are_tied_across_uses_of_one_weight():
         build_space(g, t, fix={"weight_bits:mm2": 4})
     apart = build_space(import_model(_chain(3, False)), t)
     assert apart.layers == ("mm0", "mm1", "mm2")
+
+
+def test_tied_weights_through_an_identity_are_placed_once():
+    """Exporters tie weights with Identity nodes on one initializer: still one tensor."""
+    w = np.random.default_rng(5).standard_normal((64, 64)).astype(np.float32)
+    nodes = [helper.make_node("Identity", ["w"], ["w_tied"], name="tie"),
+             helper.make_node("MatMul", ["x", "w"], ["h"], name="mm0"),
+             helper.make_node("MatMul", ["h", "w_tied"], ["y"], name="mm1")]
+    m = model(nodes, [vi("x", [1, 64])], [vi("y", [1, 64])], [init("w", w)])
+    res = compile_graph(import_model(m), load_target("pcm"))
+    assert res.mapping.layer("mm1").shares == "mm0" and res.mapping.arrays == 1

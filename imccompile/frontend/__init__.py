@@ -1,4 +1,9 @@
-"""ONNX frontend: any ONNX model to the matrix-op IR. The only importer of `onnx` besides the emitter."""
+"""ONNX frontend: any ONNX model to the matrix-op IR.
+
+Besides the frontend, only the modules that build or run ONNX models touch onnx / onnxruntime:
+the emitter and the accuracy simulation, the program image's graph writer and executor. The IR,
+layout, mapper, schedule and cost model never do (an import-linter contract in pyproject.toml,
+checked by .ci/run)."""
 
 from __future__ import annotations
 
@@ -120,12 +125,13 @@ def import_model(model: str | os.PathLike[str] | onnx.ModelProto,
             continue
         dims = dims_of(vi)
         if dims is not None and all(isinstance(d, int) for d in dims):
-            if math.prod(dims) > MAX_TENSOR_ELEMENTS:  # counts would overflow int64 downstream
+            static = tuple(d for d in dims if isinstance(d, int))
+            if math.prod(static) > MAX_TENSOR_ELEMENTS:  # counts would overflow int64 downstream
                 raise ModelImportError(
-                    f"{display}: tensor {name!r} has shape {list(dims)}, "
-                    f"{math.prod(dims):.3g} elements (more than 2^40): not a model one "
+                    f"{display}: tensor {name!r} has shape {list(static)}, "
+                    f"{math.prod(static):.3g} elements (more than 2^40): not a model one "
                     "inference can run; check the input dims (--input-shape)")
-            tensors[name] = TensorInfo(name, tuple(int(d) for d in dims), elem_dtype(vi))
+            tensors[name] = TensorInfo(name, static, elem_dtype(vi))
     needed = [t for n in nodes for t in list(n.input) + list(n.output) if t and t not in consts]
     missing = sorted({t for t in needed if t not in tensors})
     if missing:

@@ -10,7 +10,7 @@ import onnx
 
 from imccompile.errors import ModelImportError, UnsupportedOpError
 from imccompile.frontend.digital import DIGITAL_OPS, digital_ops_count
-from imccompile.ir import DigitalOp, MatrixOp, Op, TensorInfo
+from imccompile.ir import DigitalOp, MatrixKind, MatrixOp, Op, TensorInfo
 
 
 def _attrs(node: onnx.NodeProto) -> dict:
@@ -44,6 +44,7 @@ class Converter:
     display: str
     ops: list[Op] = field(default_factory=list)
     _names: set[str] = field(default_factory=set)
+    _canonical: dict[int, str] = field(default_factory=dict)  # id(constant array) -> first name
 
     # -- helpers ---------------------------------------------------------------------------
     def unique(self, name: str) -> str:
@@ -66,6 +67,14 @@ class Converter:
 
     def const(self, tensor: str) -> np.ndarray | None:
         return self.consts.get(tensor) if tensor else None
+
+    def weight_id(self, kind: str, tensor: str, how: str = "") -> str:
+        """Identity of a stored weight: the constant tensor (aliases of one constant, e.g. an
+        Identity of tied weights, name the first of them) and how the op reads it."""
+        arr = self.consts.get(tensor)
+        if arr is not None:
+            tensor = self._canonical.setdefault(id(arr), tensor)
+        return f"{kind}:{tensor}{how}"
 
     def weight(self, node: onnx.NodeProto, name: str, idx: int, x: str | None) -> np.ndarray | None:
         """The constant weight operand ``node.input[idx]`` (None if not constant), refused when it
@@ -195,7 +204,7 @@ class Converter:
         self.ops.append(MatrixOp(
             name=name, kind="conv", inputs=(node.input[0],), outputs=(node.output[0],), weight=wkn,
             bias=self._bias(node, 2, cout), groups=g, vectors=int(y[0]) * _size(y[2:]),
-            attrs=attrs, source=(node.name,), weight_id=f"conv:{node.input[1]}"))
+            attrs=attrs, source=(node.name,), weight_id=self.weight_id("conv", node.input[1])))
 
     def _ConvTranspose(self, node: onnx.NodeProto, name: str) -> None:
         w = self.weight(node, name, 1, node.input[0])
@@ -219,7 +228,7 @@ class Converter:
         self.ops.append(MatrixOp(
             name=name, kind="conv_transpose", inputs=(node.input[0],), outputs=(node.output[0],),
             weight=wkn, bias=bias, groups=g, vectors=int(x[0]) * _size(x[2:]), attrs=attrs,
-            source=(node.name,), weight_id=f"conv_transpose:{node.input[1]}"))
+            source=(node.name,), weight_id=self.weight_id("conv_transpose", node.input[1])))
 
     def _Gemm(self, node: onnx.NodeProto, name: str) -> None:
         attrs = _attrs(node)
@@ -267,7 +276,8 @@ class Converter:
         self.ops.append(MatrixOp(
             name=name, kind="gemm", inputs=(node.input[0],), outputs=(out,), weight=w, bias=bias,
             groups=1, vectors=int(m), attrs=keep, source=(node.name,),
-            weight_id=f"gemm:{node.input[1]}:transB={int(attrs.get('transB', 0))}:alpha={alpha!r}"))
+            weight_id=self.weight_id(
+                "gemm", node.input[1], f":transB={int(attrs.get('transB', 0))}:alpha={alpha!r}")))
         if extra_add is not None:
             if beta != 1.0:
                 raise UnsupportedOpError(
@@ -289,6 +299,7 @@ class Converter:
         else:
             a_c = self.weight(node, name, 0, node.input[1])
         y = self.shape(node.output[0], node)
+        kind: MatrixKind
         if b_c is not None:
             w = np.asarray(b_c, np.float32)
             if w.ndim == 1:
@@ -314,12 +325,14 @@ class Converter:
                 "cannot be multiplied")
         wkn = blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=1)
         vectors = _size(y) // wkn.shape[1] if y else 1
+        w_src = b_c if b_c is not None else a_c
+        assert w_src is not None
         self.ops.append(MatrixOp(
             name=name, kind=kind, inputs=(x,), outputs=(node.output[0],), weight=wkn, bias=None,
             groups=groups, vectors=int(vectors),
-            attrs={"weight_shape": list((b_c if b_c is not None else a_c).shape)},
+            attrs={"weight_shape": list(w_src.shape)},
             source=(node.name,),
-            weight_id=f"{kind}:{node.input[1] if kind == 'matmul' else node.input[0]}"))
+            weight_id=self.weight_id(kind, node.input[1] if kind == "matmul" else node.input[0])))
 
     # -- quantized operator formats: dequantize, crossbar op, requantize --------------------
     def _dq_weight(self, node: onnx.NodeProto, w: str, s: str, zp: str, axis: int) -> np.ndarray:
@@ -360,6 +373,7 @@ class Converter:
                 if b is None or xs is None or ws is None:
                     raise UnsupportedOpError(f"{self.display}: node {name!r}: non-constant bias/scales")
                 bias = b.astype(np.float32) * np.float32(xs.reshape(-1)[0]) * ws.astype(np.float32).reshape(-1)
+                assert isinstance(op, MatrixOp)
                 self.ops[-1] = op.replace(bias=np.broadcast_to(bias, (op.cols,)).copy())
         else:
             w = self._dq_weight(node, i[3], i[4], i[5], -1)  # per column: b's last axis
@@ -448,6 +462,7 @@ class Converter:
                         self._names)
         (sub._Conv if kind == "Conv" else sub._MatMul)(fake, name)
         op = self.ops[-1]
+        assert isinstance(op, MatrixOp)
         self.ops[-1] = op.replace(source=(node.name,),
                                   compression=op.compression.replace(weight_bits=bits))
         self.digital(node, self.unique(name + "_cast_out"), inputs=(yf,), outputs=(y,),
