@@ -18,7 +18,9 @@ Every count (used cells, driven rows, conversions, partial sums) is read from th
 (imccompile.layout); none is re-derived here.
 
 Cycle time = max(array read time, serialized conversions per ADC x ADC latency) — the
-sample-and-hold pipelining ISAAC assumes. Digital ops (attention, softmax, norms, pooling...) are
+sample-and-hold pipelining ISAAC assumes — per read; an array whose rows are read
+``array.parallel_rows`` at a time takes one read per group of rows per input cycle (its
+conversions are counted per read in the layout). Digital ops (attention, softmax, norms, pooling...) are
 priced by the digital unit: ops x energy per op, bytes x buffer energy, ops / throughput.
 """
 
@@ -154,9 +156,13 @@ def matrix_layer_cost(op: MatrixOp, lm: LayerLayout, target: Target,
     e["noc"] = out_bytes * target.noc.hop_energy_per_byte_j
     latency = 0.0
     if lm.arrays:
-        conv_per_array = lm.converted_cols / lm.arrays
+        # arrays read in parallel, each its rows parallel_rows at a time: the array with the
+        # most reads sets the pace; every read converts its columns (conversions serialize on
+        # the shared ADCs)
+        reads = max(lm.reads_per_array)
+        conv_per_read = lm.converted_cols / sum(lm.reads_per_array)
         per_copy = math.ceil(lm.vectors / lm.replicas)
-        compute = per_copy * cycles * cycle_time_s(target, lm.input_bits, conv_per_array)
+        compute = per_copy * cycles * reads * cycle_time_s(target, lm.input_bits, conv_per_read)
         plan = mapping.reload if mapping is not None else None
         if plan is not None and mapping is not None and mapping.pooled(lm.name):
             e["write"] = lm.used_cells * lm.replicas * target.array.write_energy_per_cell_j

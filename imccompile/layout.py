@@ -187,6 +187,36 @@ class LayerLayout:
     first_array: int = 0
     shares: str | None = None
     sharers: tuple[str, ...] = field(default=())
+    parallel_rows: int = 0  # rows driven in one read (0: all of array_rows)
+
+    # -- rows read at once ------------------------------------------------------------------
+    @property
+    def read_rows(self) -> int:
+        """Rows summed by one read (``array.parallel_rows``, at most the array's rows)."""
+        return min(self.parallel_rows or self.array_rows, self.array_rows)
+
+    def block_reads(self, b: Block) -> int:
+        """Reads that sum a block's rows: ceil(rows / parallel rows), except packed blocks that
+        fit one read, which share reads with the other blocks of their array."""
+        if self.packed and self.rows_used <= self.read_rows:
+            return 1
+        return -(-b.n_rows // self.read_rows)
+
+    @cached_property
+    def reads_per_array(self) -> tuple[int, ...]:
+        """Reads of every array per input cycle (one copy): all its rows, parallel_rows at a
+        time; packed group blocks that fit a read share it (floor(parallel rows / block rows)
+        blocks per read, reads aligned to the blocks)."""
+        reads = [0] * self.arrays
+        if self.packed and self.rows_used <= self.read_rows:
+            per_read = max(1, self.read_rows // self.rows_used)
+            count = [0] * self.arrays
+            for b in self.blocks:
+                count[b.array] += 1
+            return tuple(-(-c // per_read) for c in count)
+        for b in self.blocks:
+            reads[b.array] += self.block_reads(b)
+        return tuple(reads)
 
     # -- derived counts (one copy) ----------------------------------------------------------
     @cached_property
@@ -252,12 +282,13 @@ class LayerLayout:
     @cached_property
     def converted_cols(self) -> int:
         """ADC conversions per input cycle, one copy: one per (logical column, slice) of every
-        block (a differential pair is subtracted before the ADC), plus the offset reference
-        column of every array."""
+        block and read (a differential pair is subtracted before the ADC), plus the offset
+        reference column of every array in every read."""
         cdev = self.column_devices
-        conv = sum((b.p1 - 1) // cdev - b.p0 // cdev + 1 for b in self.blocks if b.p1 > b.p0)
-        if self.scheme == "offset":
-            conv += self.arrays
+        conv = sum(((b.p1 - 1) // cdev - b.p0 // cdev + 1) * self.block_reads(b)
+                   for b in self.blocks if b.p1 > b.p0)
+        if self.scheme == "offset":  # the reference column is digitized in every read
+            conv += sum(self.reads_per_array)
         return int(conv)
 
     @cached_property
@@ -274,19 +305,24 @@ class LayerLayout:
         return tuple(rows)
 
     @cached_property
-    def row_groups(self) -> tuple[tuple[int, int, int, int], ...]:
-        """The ADC row groups: (group, row tile, r0, r1) of every distinct row set the arrays
-        sum over, in order. The simulation quantizes one partial sum per row group."""
-        seen: dict[tuple[int, int], tuple[int, int, int, int]] = {}
+    def row_groups(self) -> tuple[tuple[int, int, int, int, int], ...]:
+        """The ADC row groups: (group, row tile, read, r0, r1) of every distinct row set one read
+        of the arrays sums, in order (a block's rows ``r0..r1`` of its group's kept rows, cut
+        into reads of ``parallel_rows``). The simulation quantizes one partial sum per group."""
+        seen: dict[tuple[int, int, int], tuple[int, int, int, int, int]] = {}
         for b in self.blocks:
-            seen.setdefault((b.group, b.row_tile), (b.group, b.row_tile, b.r0, b.r1))
+            n = self.block_reads(b)
+            step = self.read_rows if n > 1 else b.n_rows
+            for k in range(n):
+                lo, hi = b.r0 + k * step, min(b.r0 + (k + 1) * step, b.r1)
+                seen.setdefault((b.group, b.row_tile, k), (b.group, b.row_tile, k, lo, hi))
         return tuple(sorted(seen.values()))
 
     @cached_property
     def partial_sums(self) -> int:
         """Partial sums accumulated digitally per vector: every kept column of every row group."""
         width = {g: len(c) for g, c in zip(self.groups_placed, self.kept_cols)}
-        return int(sum(width[g] for g, _, _, _ in self.row_groups))
+        return int(sum(width[g] for g, _, _, _, _ in self.row_groups))
 
     def utilization(self, rows: int | None = None, cols: int | None = None) -> float:
         rows = rows or self.array_rows
@@ -316,10 +352,10 @@ class LayerLayout:
         """The ADC row groups by row tile, for the simulation: for every row tile index, the
         (group, first W row, last W row + 1) of each group that has that tile. Rows inside such
         a range that are not kept are pruned (their weights are zero)."""
-        by_tile: dict[int, list[tuple[int, int, int]]] = {}
-        for g, rt, r0, r1 in self.row_groups:
+        by_tile: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
+        for g, rt, k, r0, r1 in self.row_groups:
             rows = self.group_rows(g)[r0:r1]
-            by_tile.setdefault(rt, []).append((g, int(rows[0]), int(rows[-1]) + 1))
+            by_tile.setdefault((rt, k), []).append((g, int(rows[0]), int(rows[-1]) + 1))
         return tuple(tuple(by_tile[t]) for t in sorted(by_tile))
 
 
@@ -341,7 +377,7 @@ def _kept_groups(op: MatrixOp) -> list[tuple[int, np.ndarray, np.ndarray]]:
 
 def map_layer(op: MatrixOp, rows: int, cols: int, bits_per_cell: int, scheme: str,
               default_weight_bits: int, default_input_bits: int,
-              replicas: int = 1) -> LayerLayout:
+              replicas: int = 1, parallel_rows: int | None = None) -> LayerLayout:
     """Place one MatrixOp on arrays of rows x cols cells (pure; see the module docstring)."""
     if scheme not in SCHEMES:
         raise MappingError(f"unknown signed scheme {scheme!r}; expected one of {SCHEMES}")
@@ -385,11 +421,12 @@ def map_layer(op: MatrixOp, rows: int, cols: int, bits_per_cell: int, scheme: st
         array_cols=cols, groups_placed=tuple(g for g, _, _ in kept),
         kept_rows=tuple(r for _, r, _ in kept), kept_cols=tuple(c for _, _, c in kept),
         blocks=tuple(blocks), packed=packed, blocks_per_array=bpa, vectors=op.vectors,
-        macs=op.macs, weights=op.weights, replicas=replicas)
+        macs=op.macs, weights=op.weights, replicas=replicas, parallel_rows=parallel_rows or rows)
 
 
 def layer_layout(op: MatrixOp, target: Target, replicas: int = 1) -> LayerLayout:
     """`map_layer` with the target's array and precision."""
     a = target.array
     return map_layer(op, a.rows, a.cols, a.bits_per_cell, a.signed_scheme,
-                     target.precision.weight_bits, target.precision.input_bits, replicas)
+                     target.precision.weight_bits, target.precision.input_bits, replicas,
+                     a.parallel_rows)

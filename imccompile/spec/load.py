@@ -234,8 +234,15 @@ def _replace_items(target: Target, items: list[_Override]) -> Target:
 
 
 def _build(data: dict[str, Any], label: str, items: list[_Override]) -> Target:
-    for _, parts, value in items:
+    for where, parts, value in items:
         _set(data, parts, value)
+        sources = data.get("sources")
+        path = ".".join(parts)
+        if len(parts) == 2 and isinstance(sources, dict) and path not in sources \
+                and parts[0] not in ("sources", "anchors", "search", "precision"):
+            # a field the spec leaves unset (e.g. array.parallel_rows) set by an override: the
+            # override is its source
+            sources[path] = f"override: {where}"
     try:
         return Target.model_validate(data)
     except ValidationError as e:

@@ -182,6 +182,10 @@ class ArraySpec(_Frozen):
     read_latency_s: Pos = Field(
         description=("One array read (MVM integration), s. For PWM inputs: the read at the full "
                      "dac.bits-bit pulse length."))
+    parallel_rows: Dim | None = Field(default=None, description=(
+        "Rows driven and summed in one read, <= rows (NeuroSim's parallelRead); null or absent = "
+        "all rows. A tile of R rows takes ceil(R / parallel_rows) reads per input cycle, each "
+        "converted and shift-added; its partial sums span fewer levels."))
     area_mm2: NonNeg = Field(description="Area of one array's cells (no periphery), mm².")
     write_energy_per_cell_j: NonNeg = Field(
         description="Energy to program one unit cell (all its devices, with verify), J.")
@@ -195,6 +199,9 @@ class ArraySpec(_Frozen):
             problems.append((("g_min_us",),
                              f"expected a number below g_max_us ({self.g_max_us:g})",
                              self.g_min_us, [("g_max_us",)]))
+        if self.parallel_rows is not None and self.parallel_rows > self.rows:
+            problems.append((("parallel_rows",), f"expected at most rows ({self.rows})",
+                             self.parallel_rows, [("rows",)]))
         if self.signed_scheme == "offset" and self.cols < 2:
             problems.append((("cols",), ("expected at least 2 columns with signed_scheme "
                              "'offset' (one is the reference column)"), self.cols,
