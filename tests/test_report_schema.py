@@ -61,3 +61,19 @@ def test_search_and_from_trial_sections_validate():
     report["from_trial"]["trial"] = -1
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(report, SCHEMA)
+
+
+def test_a_search_without_feasible_point_writes_a_valid_report(tmp_path):
+    """--max-arrays 0 leaves no feasible trial: the report holds the search section alone."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "r.json"
+    r = subprocess.run([sys.executable, "-m", "imccompile.cli", str(ROOT / "examples" / "digits_cnn.onnx"),
+                        "--target", "pcm", "--search", "2", "--objectives", "energy",
+                        "--max-arrays", "0", "--json", str(out), "-q"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    report = json.loads(out.read_text())
+    assert "layers" not in report and report["search"]["chosen"] is None
+    jsonschema.validate(report, SCHEMA)

@@ -7,9 +7,9 @@ that built reports validate against it.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, TypeAdapter
+from pydantic import ConfigDict, Field, TypeAdapter
 from typing_extensions import NotRequired, TypedDict
 
 REPORT_FORMAT = 1
@@ -145,9 +145,20 @@ class Report(TypedDict):
     from_trial: NotRequired[FromTrial]
 
 
+class SearchOnlyReport(TypedDict):
+    """A search that found no feasible point: the search section alone (no compile to report)."""
+
+    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
+    format: Literal[1]
+    imccompile: Annotated[str, _desc("Version of the tool that wrote it.")]
+    model: str
+    search: Annotated[dict[str, Any], _desc("Objectives, trials, and no chosen point.")]
+
+
 def report_json_schema() -> dict[str, Any]:
-    """The JSON Schema of `Report` (draft 2020-12)."""
-    schema = TypeAdapter(Report).json_schema()
+    """The JSON Schema of a report (draft 2020-12): a compile's `Report`, or a
+    `SearchOnlyReport` when a search found no feasible point."""
+    schema = TypeAdapter(Union[Report, SearchOnlyReport]).json_schema()
     return {"$schema": "https://json-schema.org/draft/2020-12/schema",
             "$id": "https://imccompile.dev/schemas/report.schema.json",
             **schema, "title": "imccompile compile report"}
