@@ -298,6 +298,10 @@ def test_report_sanity(path, target):
     ops = 2.0 * tot["macs"]
     assert tot["tops"] == pytest.approx(ops / tot["latency_s"] / 1e12)
     assert tot["tops_per_w"] == pytest.approx(ops / tot["energy_j"] / 1e12)
+    # pipelined (NeuroSim's definition): one inference every pipeline period
+    assert tot["pipelined_tops"] == pytest.approx(ops / tot["pipeline_period_s"] / 1e12)
+    assert tot["pipelined_tops"] >= tot["tops"] * (1 - 1e-12)
+    assert tot["pipelined_tops_per_mm2"] == pytest.approx(tot["pipelined_tops"] / tot["area_mm2"])
     assert tot["inferences_per_s"] == pytest.approx(1.0 / tot["pipeline_period_s"])
     json.loads(to_json(res))  # serializable, no NaN
 

@@ -632,7 +632,8 @@ def _pareto_chart(search: dict) -> tuple[str, str] | None:
 _TOTALS = [
     ("energy_j", "energy per inference", "J"), ("latency_s", "latency (critical path)", "s"),
     ("serial_latency_s", "serial latency", "s"), ("pipeline_period_s", "pipeline period", "s"),
-    ("inferences_per_s", "throughput (pipelined)", "/s"), ("tops", "TOPS", ""),
+    ("inferences_per_s", "throughput (pipelined)", "/s"), ("tops", "TOPS (one inference)", ""),
+    ("pipelined_tops", "TOPS (pipelined)", ""),
     ("tops_per_w", "TOPS/W", ""), ("tops_per_mm2", "TOPS/mm²", ""), ("arrays", "arrays", ""),
     ("chips", "chips", ""), ("overflow_arrays", "arrays over one chip", ""),
     ("utilization", "cell utilization of the used arrays", "%"),

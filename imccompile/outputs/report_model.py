@@ -47,9 +47,14 @@ class Totals(TypedDict):
                                       "buffers of their cores and the routers of their tiles, "
                                       "mm².")]
     chip_area_mm2: Annotated[NonNeg, _desc("Area of the whole chip(s) the model occupies, mm².")]
-    tops: Annotated[NonNeg, _desc("2 x MACs / latency, 1e12 ops/s.")]
-    tops_per_w: Annotated[NonNeg, _desc("2 x MACs / energy, 1e12 ops/J.")]
-    tops_per_mm2: NonNeg
+    tops: Annotated[NonNeg, _desc(
+        "Single-inference throughput: 2 x MACs / latency (critical path), 1e12 ops/s.")]
+    tops_per_w: Annotated[NonNeg, _desc(
+        "2 x MACs / energy per inference, 1e12 ops/J (the same pipelined or not).")]
+    tops_per_mm2: Annotated[NonNeg, _desc("tops / area_mm2.")]
+    pipelined_tops: NotRequired[Annotated[NonNeg, _desc(
+        "Pipelined throughput, NeuroSim's definition: 2 x MACs / pipeline period, 1e12 ops/s.")]]
+    pipelined_tops_per_mm2: NotRequired[Annotated[NonNeg, _desc("pipelined_tops / area_mm2.")]]
     inferences_per_s: NonNeg
     energy_per_inference_j: NonNeg
     energy_breakdown_j: Annotated[dict[str, NonNeg], Field(
