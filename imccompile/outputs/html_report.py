@@ -318,7 +318,7 @@ def _latency_chart(report: dict, layers: list[dict]) -> str | None:
     hl = []
     period = _f((report.get("totals") or {}).get("pipeline_period_s"))
     if period > 0:
-        hl.append((period, "pipeline period (slowest stage)", "#d62728"))
+        hl.append((period, "pipeline period (busiest stage)", "#d62728"))
     return _bar_chart([str(r.get("name", "")) for r in bars], series, "s", "latency", hl)
 
 
@@ -634,7 +634,8 @@ _TOTALS = [
     ("serial_latency_s", "serial latency", "s"), ("pipeline_period_s", "pipeline period", "s"),
     ("inferences_per_s", "throughput (pipelined)", "/s"), ("tops", "TOPS (one inference)", ""),
     ("pipelined_tops", "TOPS (pipelined)", ""),
-    ("tops_per_w", "TOPS/W", ""), ("tops_per_mm2", "TOPS/mm²", ""), ("arrays", "arrays", ""),
+    ("tops_per_w", "TOPS/W", ""), ("tops_per_mm2", "TOPS/mm² (one inference)", ""),
+    ("pipelined_tops_per_mm2", "TOPS/mm² (pipelined)", ""), ("arrays", "arrays", ""),
     ("chips", "chips", ""), ("overflow_arrays", "arrays over one chip", ""),
     ("utilization", "cell utilization of the used arrays", "%"),
     ("area_mm2", "area used", "mm2"), ("chip_area_mm2", "chip area", "mm2"),
@@ -821,7 +822,9 @@ def render_html(report: dict) -> str:
         cp = (report.get("schedule") or {}).get("critical_path") or []
         parts.append(_plot("latency", "Latency per layer", svg,
                            f"Time of each layer for one inference; {len(cp)} ops lie on the "
-                           "critical path. In the pipeline the slowest stage sets the period."))
+                           "critical path. In the pipeline the busiest stage sets the period: a layer "
+                           "alone, or the layers that take turns on the same arrays (a shared "
+                           "weight, the reload pool)."))
     hm = _heatmap(report, numbers)
     if hm:
         parts.append(_plot("utilization", "Array utilization on the chip", hm[0], hm[1]))
