@@ -123,6 +123,8 @@ class _Unroller:
 
     # -- building blocks ---------------------------------------------------------------------
     def slice_last(self, x: str, lo: int, hi: int, base: str) -> str:
+        if x in self.consts:  # a step-0 product of a constant initial state
+            return self.const(base, np.ascontiguousarray(self.consts[x][..., lo:hi]))
         return self.op("Slice", [x, self.ints([lo]), self.ints([hi]), self.ints([-1])], base)
 
     def activation(self, x: str, act: Activation, base: str) -> str:
@@ -145,6 +147,13 @@ class _Unroller:
         if clip is not None:
             x = self.op("Clip", [x, self.scalar(-clip), self.scalar(clip)], base + "_clip")
         return self.activation(x, act, base)
+
+    def product(self, h: str, w: str, base: str) -> str:
+        """``h @ w`` on a crossbar; a constant ``h`` (a given initial state) makes it a constant
+        computed here, as no crossbar read is needed for it."""
+        if h in self.consts:
+            return self.const(base, np.asarray(self.consts[h] @ self.consts[w], self.dtype))
+        return self.op("MatMul", [h, w], base)
 
     def add(self, a: str | None, b: str, base: str) -> str:
         return b if a is None else self.op("Add", [a, b], base)
@@ -353,7 +362,7 @@ def _unroll(node: onnx.NodeProto, label: str, consts: dict[str, np.ndarray], tak
                       axis=layout)
             m = masks[t]
             if op == "LSTM":
-                pre = u.add(xt, u.op("MatMul", [h, rt], s + "HR"), s + "gates") \
+                pre = u.add(xt, u.product(h, rt, s + "HR"), s + "gates") \
                     if h is not None else xt
                 gi, go, gf, gc = (u.slice_last(pre, k * hid, (k + 1) * hid, s + g)
                                   for k, g in enumerate("iofc"))
@@ -379,11 +388,11 @@ def _unroll(node: onnx.NodeProto, label: str, consts: dict[str, np.ndarray], tak
                 xzr = u.slice_last(xt, 0, 2 * hid, s + "x_zr")
                 xh = u.slice_last(xt, 2 * hid, 3 * hid, s + "x_h")
                 if lbr:
-                    hr_all = u.op("MatMul", [h, rt], s + "HR") if h is not None else None
+                    hr_all = u.product(h, rt, s + "HR") if h is not None else None
                     zr = u.add(xzr, u.slice_last(hr_all, 0, 2 * hid, s + "HR_zr"), s + "zr") \
                         if hr_all is not None else xzr
                 else:
-                    zr = u.add(xzr, u.op("MatMul", [h, r_zr], s + "HR_zr"), s + "zr") \
+                    zr = u.add(xzr, u.product(h, r_zr, s + "HR_zr"), s + "zr") \
                         if h is not None else xzr
                 z_g = u.gate(u.slice_last(zr, 0, hid, s + "z"), f_act, clip, s + "z_act")
                 r_g = u.gate(u.slice_last(zr, hid, 2 * hid, s + "r"), f_act, clip, s + "r_act")
@@ -392,7 +401,9 @@ def _unroll(node: onnx.NodeProto, label: str, consts: dict[str, np.ndarray], tak
                     rh: str | None
                     if hr_all is not None:
                         hh = u.slice_last(hr_all, 2 * hid, 3 * hid, s + "HR_h")
-                        if h_bias.any():
+                        if h_bias.any() and hh in consts:
+                            hh = u.const(s + "HR_hb", consts[hh] + h_bias)
+                        elif h_bias.any():
                             hh = u.op("Add", [hh, u.const(f"Rbh{d}", h_bias, key=("rbh", d))],
                                       s + "HR_hb")
                         rh = u.op("Mul", [r_g, hh], s + "r_HR")
@@ -411,7 +422,7 @@ def _unroll(node: onnx.NodeProto, label: str, consts: dict[str, np.ndarray], tak
                 if h is not None:
                     h_new = u.op("Add", [h_new, u.op("Mul", [z_g, h], s + "zH")], s + "H")
             else:  # RNN
-                pre = u.add(xt, u.op("MatMul", [h, rt], s + "HR"), s + "pre") \
+                pre = u.add(xt, u.product(h, rt, s + "HR"), s + "pre") \
                     if h is not None else xt
                 h_new = u.gate(pre, f_act, clip, s + "H")
             steps[t] = u.keep(m, h_new, None, s + "Y")
