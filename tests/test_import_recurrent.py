@@ -230,8 +230,13 @@ def test_counts_by_hand(op: str, direction: str, init_h: str) -> None:
     assert g.total_macs == D * (T * B * G * H * I + r_steps * B * G * H * H)
     assert len({o.weight_id for o in g.matrix_ops}) == D * (1 + r_ops)
     # every step's product reads the one R^T (and W^T) per direction: placed once
+    mats = recurrent_matrices(op, m)
     res = imccompile.compile(m, "pcm")
-    assert res.mapping.arrays == single_use_arrays(recurrent_matrices(op, m))
+    assert res.mapping.arrays == single_use_arrays(mats)
+    # ... and emitted once in the simulation model, not once per step
+    shapes = {w.shape for w in mats}
+    emitted = [tuple(i.dims) for i in emit(g)[0].graph.initializer if tuple(i.dims) in shapes]
+    assert sorted(emitted) == sorted(w.shape for w in mats)
     owners = [lm for lm in res.mapping.layers if lm.shares is None]
     assert len(owners) == D * (1 + r_ops)
     assert sum(lm.weights for lm in owners) == D * (G * H * I + G * H * H)

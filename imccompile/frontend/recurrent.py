@@ -300,8 +300,9 @@ def _unroll(node: onnx.NodeProto, label: str, consts: dict[str, np.ndarray], tak
     clip = float(clip) if clip is not None else None
     if clip is not None and not clip > 0:
         raise u.fail(f"attribute 'clip' is {clip}; expected a positive bound")
-    seq, batch, isz = (int(dims[0]), int(dims[1]), int(dims[2])) if layout == 0 else \
-        (int(dims[1]), int(dims[0]), int(dims[2]))
+    static = [d for d in dims if isinstance(d, int)]
+    seq, batch, isz = (static[0], static[1], static[2]) if layout == 0 else \
+        (static[1], static[0], static[2])
     dirs, gates = len(dir_list), RECURRENT[op]
     w_arr = consts.get(node.input[1])
     r_arr = consts.get(node.input[2])
@@ -347,11 +348,12 @@ def _unroll(node: onnx.NodeProto, label: str, consts: dict[str, np.ndarray], tak
             r_h = u.const(f"R{d}_h_T", np.ascontiguousarray(r[d, 2 * hid:].T))
         else:
             rt = u.const(f"R{d}_T", np.ascontiguousarray(r[d].T))
+        pi: str | None = None
+        po: str | None = None
+        pf: str | None = None
         if op == "LSTM" and p is not None and p[d].any():
             pi, po, pf = (u.const(f"P{d}_{g}", p[d, k * hid:(k + 1) * hid])
                           for k, g in enumerate("iof"))
-        else:
-            pi = po = pf = None
         h = _state(u, 5, "initial_h", d, layout, bh)
         c = _state(u, 6, "initial_c", d, layout, bh) if op == "LSTM" else None
         steps: dict[int, str] = {}
