@@ -103,6 +103,21 @@ class _Builder:
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     opset: int = 17
     _n: int = 0
+    # weights already emitted, by (weight_id, layout): uses of one stored weight (an unrolled
+    # RNN's steps) whose emitted weights are equal read one initializer, not a copy per use
+    _weights: dict[tuple, list[tuple[np.ndarray, str]]] = field(default_factory=dict)
+
+    def weight(self, op: MatrixOp, wkn: np.ndarray) -> str:
+        value = to_onnx_weight(op, wkn)
+        key = (op.weight_id, op.kind, op.groups, value.shape) if op.weight_id else None
+        if key is not None:
+            for seen, name in self._weights.get(key, []):
+                if np.array_equal(seen, value):
+                    return name
+        name = self.const(self.fresh(op.name + "_W"), value)
+        if key is not None:
+            self._weights.setdefault(key, []).append((value, name))
+        return name
 
     def const(self, name: str, value: np.ndarray | np.generic | float) -> str:
         self.inits.append(numpy_helper.from_array(np.asarray(value), name))
@@ -142,7 +157,7 @@ _CT_KEEP = _CONV_KEEP + ("output_padding", "output_shape")
 def _emit_product(b: _Builder, op: MatrixOp, x: str, wkn: np.ndarray, out: str,
                   with_bias: bool) -> str:
     """One crossbar product of op (weight wkn) on input x, written to `out`."""
-    w = b.const(b.fresh(op.name + "_W"), to_onnx_weight(op, wkn))
+    w = b.weight(op, wkn)
     bias = op.bias if with_bias else None
     if op.kind in ("conv", "conv_transpose"):
         keep = _CONV_KEEP if op.kind == "conv" else _CT_KEEP
