@@ -18,6 +18,7 @@ from imccompile.errors import ModelImportError
 from imccompile.frontend.convert import Converter
 from imccompile.frontend.control import inline_constant_ifs, refuse_control_flow
 from imccompile.frontend.fold import fold_constants
+from imccompile.frontend.optable import refuse_unsupported
 from imccompile.frontend.upgrade import upgrade_opset
 from imccompile.fuse import fold_batchnorm, fuse_bias_add
 from imccompile.frontend.load import (
@@ -116,6 +117,7 @@ def import_model(model: str | os.PathLike[str] | onnx.ModelProto,
             break
         infos = infer_shapes(proto, nodes, consts, display)
     refuse_control_flow(nodes, display)
+    refuse_unsupported(nodes, display)
 
     inputs = tuple(i.name for i in proto.graph.input if i.name not in consts)
     tensors: dict[str, TensorInfo] = {}

@@ -10,6 +10,7 @@ import onnx
 
 from imccompile.errors import ModelImportError, UnsupportedOpError
 from imccompile.frontend.digital import DIGITAL_OPS, digital_ops_count
+from imccompile.frontend.optable import RECURRENT
 from imccompile.ir import DigitalOp, MatrixKind, MatrixOp, Op, TensorInfo
 
 
@@ -128,6 +129,11 @@ class Converter:
         if handler is not None:
             handler(node, name)
             return
+        if node.op_type in RECURRENT:  # a matrix-op producer: W and R go on crossbars
+            raise UnsupportedOpError(
+                f"{self.display}: node {name!r} is {node.op_type}: recurrent layers are "
+                "converted by frontend/recurrent.py, which this build does not have; export the "
+                "model with the recurrence unrolled into MatMul/Gemm nodes")
         if node.op_type not in DIGITAL_OPS:
             raise UnsupportedOpError(
                 f"{self.display}: node {name!r} has op type {node.op_type}, which the frontend "
