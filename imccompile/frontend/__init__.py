@@ -19,6 +19,7 @@ from imccompile.frontend.convert import Converter
 from imccompile.frontend.control import inline_constant_ifs, refuse_control_flow
 from imccompile.frontend.fold import fold_constants
 from imccompile.frontend.optable import refuse_unsupported
+from imccompile.frontend.qdq import integer_weights
 from imccompile.frontend.upgrade import upgrade_opset
 from imccompile.fuse import fold_batchnorm, fuse_bias_add
 from imccompile.frontend.load import (
@@ -107,7 +108,8 @@ def import_model(model: str | os.PathLike[str] | onnx.ModelProto,
     fix_input_shapes(proto, dict(input_shapes or {}), display)
     proto = upgrade_opset(proto, consts, display)
     opset = _opset(proto)
-    nodes = list(proto.graph.node)
+    nodes, integer_bits = integer_weights(list(proto.graph.node), consts,
+                                          {o.name for o in proto.graph.output})
     infos = infer_shapes(proto, nodes, consts, display)
     for _ in range(MAX_FOLD_ROUNDS):
         nodes, changed = fold_constants(nodes, consts, infos, opset, display,
@@ -140,7 +142,7 @@ def import_model(model: str | os.PathLike[str] | onnx.ModelProto,
         _shapes_by_running(proto, nodes, consts, missing, tensors, display)
     outputs = tuple(o.name for o in proto.graph.output)
 
-    conv = Converter(consts, tensors, display)
+    conv = Converter(consts, tensors, display, integer_bits=integer_bits)
     for k, node in enumerate(nodes):
         conv.convert(node, k)
         if progress is not None and (k % 64 == 63 or k == len(nodes) - 1):

@@ -46,6 +46,7 @@ class Converter:
     ops: list[Op] = field(default_factory=list)
     _names: set[str] = field(default_factory=set)
     _canonical: dict[int, str] = field(default_factory=dict)  # id(constant array) -> first name
+    integer_bits: Mapping[str, int] = field(default_factory=dict)  # QDQ integer weights (qdq.py)
 
     # -- helpers ---------------------------------------------------------------------------
     def unique(self, name: str) -> str:
@@ -127,7 +128,15 @@ class Converter:
                 "(e.g. disable onnxruntime graph optimizations before saving)")
         handler = getattr(self, f"_{node.op_type}", None)
         if handler is not None:
+            first = len(self.ops)
             handler(node, name)
+            bits = self.integer_bits.get(node.input[1]) if len(node.input) > 1 else None
+            if bits is not None:  # an integer weight of a QDQ graph: record its bits
+                for k in range(first, len(self.ops)):
+                    op = self.ops[k]
+                    if isinstance(op, MatrixOp):
+                        self.ops[k] = op.replace(
+                            compression=op.compression.replace(weight_bits=bits))
             return
         if node.op_type in RECURRENT:  # a matrix-op producer: W and R go on crossbars
             raise UnsupportedOpError(
