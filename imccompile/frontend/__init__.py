@@ -24,11 +24,11 @@ from imccompile.frontend.upgrade import upgrade_opset
 from imccompile.fuse import fold_batchnorm, fuse_bias_add
 from imccompile.frontend.load import (
     InputShapes, check_model, dims_of, elem_dtype, fix_input_shapes, infer_shapes,
-    initializer_arrays, parse_input_shape, read_model, shell_of,
+    initializer_arrays, parse_dim, parse_input_shape, read_model, shell_of,
 )
 from imccompile.ir import Graph, TensorInfo
 
-__all__ = ["import_model", "parse_input_shape"]
+__all__ = ["import_model", "parse_dim", "parse_input_shape"]
 
 MAX_FOLD_ROUNDS = 8
 MAX_TENSOR_ELEMENTS = 2**40  # 4 TiB of float32 in one activation
@@ -88,13 +88,16 @@ def _shapes_by_running(proto: onnx.ModelProto, nodes: list[onnx.NodeProto],
 
 def import_model(model: str | os.PathLike[str] | onnx.ModelProto,
                  input_shapes: InputShapes | None = None,
-                 progress: Callable[[int, int], None] | None = None) -> Graph:
+                 progress: Callable[[int, int], None] | None = None,
+                 dims: Mapping[str, int] | None = None) -> Graph:
     """Import an ONNX model into the IR.
 
     Args:
         model: a path to an .onnx file (external data is read from its folder) or a ModelProto.
         input_shapes: static dims for inputs with symbolic/dynamic dims, by input name.
         progress: called as progress(done, total) while nodes are converted.
+        dims: sizes of symbolic input dims by name, applied to every input that has them
+            (onnxruntime's free-dimension overrides); ``input_shapes`` wins for its inputs.
 
     Raises:
         ModelImportError: unreadable or invalid model, control flow, unknown shapes, ops the
@@ -105,7 +108,7 @@ def import_model(model: str | os.PathLike[str] | onnx.ModelProto,
     consts: dict[str, np.ndarray] = initializer_arrays(full, base, display)
     proto = shell_of(full)  # the caller's proto is never modified; ours is dropped here
     del full
-    fix_input_shapes(proto, dict(input_shapes or {}), display)
+    fix_input_shapes(proto, dict(input_shapes or {}), display, dict(dims or {}))
     proto = upgrade_opset(proto, consts, display)
     opset = _opset(proto)
     nodes, integer_bits = integer_weights(list(proto.graph.node), consts,
@@ -127,9 +130,9 @@ def import_model(model: str | os.PathLike[str] | onnx.ModelProto,
     for name, vi in sorted(infos.items(), key=lambda kv: kv[0] not in real_inputs):  # inputs first
         if name in consts:
             continue
-        dims = dims_of(vi)
-        if dims is not None and all(isinstance(d, int) for d in dims):
-            static = tuple(d for d in dims if isinstance(d, int))
+        vdims = dims_of(vi)
+        if vdims is not None and all(isinstance(d, int) for d in vdims):
+            static = tuple(d for d in vdims if isinstance(d, int))
             if math.prod(static) > MAX_TENSOR_ELEMENTS:  # counts would overflow int64 downstream
                 raise ModelImportError(
                     f"{display}: tensor {name!r} has shape {list(static)}, "

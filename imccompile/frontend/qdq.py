@@ -138,7 +138,8 @@ def integer_weights(nodes: list[onnx.NodeProto], consts: dict[str, np.ndarray],
                 and xdq.op_type == "DequantizeLinear" and xdq.input[0] not in consts else None
             if xparams is not None and xparams[0].size == 1:
                 x_int = int_inputs.get(node.input[0])
-                if x_int is None:  # one scale-1 dequantization per activation
+                assert xdq is not None
+                if x_int is None:  # one integer twin per activation
                     # a Cast and a Sub, not a DequantizeLinear of scale 1: onnxruntime would
                     # fuse DequantizeLinear -> Conv into its int16-saturating QLinearConv
                     x_int = int_inputs[node.input[0]] = node.input[0] + "__int"
@@ -163,7 +164,8 @@ def integer_weights(nodes: list[onnx.NodeProto], consts: dict[str, np.ndarray],
                     and bdq.op_type == "DequantizeLinear" else None
                 bq = consts.get(bdq.input[0]) if bdq is not None else None
                 s_flat = s.reshape(-1) if s.ndim else s
-                if bparams is not None and bq is not None and bq.dtype.kind in "iu" \
+                if bdq is not None and bparams is not None and bq is not None \
+                        and bq.dtype.kind in "iu" \
                         and np.allclose(bparams[0].astype(np.float32).reshape(-1), s_flat,
                                         rtol=1e-6, atol=0):  # the int32 bias itself
                     consts[b_int] = _centered(bq, bparams[1], int(_attr(bdq, "axis", 1)))
