@@ -39,6 +39,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="override a spec field, e.g. --set adc.bits=6 (repeatable)")
     p.add_argument("--input-shape", action="append", default=[], metavar="NAME=D1,D2,...",
                    help="static dims for a dynamic input (repeatable)")
+    p.add_argument("--dim", action="append", default=[], metavar="NAME=VALUE",
+                   help="size of a symbolic dimension, set in every input that has it, e.g. "
+                        "--dim batch=1 --dim sequence=128 (repeatable; --input-shape wins for "
+                        "its input)")
     p.add_argument("--passes", metavar="PIPELINE",
                    help="compression pipeline, e.g. 'prune{ratio=0.5,granularity=column},"
                         "quantize{weight_bits=4,act_bits=8}'")
@@ -163,21 +167,22 @@ def run(argv: Sequence[str]) -> int:
     if argv and argv[0] == "targets":
         return _targets_cmd(argv[1:])
     args = _parser().parse_args(argv)
-    from imccompile.frontend import import_model, parse_input_shape
+    from imccompile.frontend import import_model, parse_dim, parse_input_shape
     from imccompile.ir import print_graph
     from imccompile.outputs import display
 
     shapes = dict(parse_input_shape(s) for s in args.input_shape)
+    dims = dict(parse_dim(s) for s in args.dim)
     console = display.Console(quiet=args.quiet)
     if args.print_ir:
-        sys.stdout.write(print_graph(import_model(args.model, shapes)))
+        sys.stdout.write(print_graph(import_model(args.model, shapes, dims=dims)))
         return 0
     if not args.target:
         if args.passes:
             raise UsageError("--passes needs a --target (compression is mapped onto hardware)")
         if args.program:
             raise UsageError("--program needs a --target (the image is programmed into it)")
-        graph = import_model(args.model, shapes)
+        graph = import_model(args.model, shapes, dims=dims)
         from imccompile.outputs.report import dumps, graph_report
 
         report = graph_report(graph)
@@ -186,7 +191,7 @@ def run(argv: Sequence[str]) -> int:
         if args.json != "-":
             console.graph_table(report, verbose=args.verbose)
         return 0
-    options = compile_options(args, shapes)
+    options = compile_options(args, shapes, dims)
     if args.emit and not args.data:
         raise UsageError("--emit needs --data (the simulation model is calibrated on it)")
     if args.out and Path(args.out).exists() and not args.force:  # refuse before the work
@@ -236,12 +241,14 @@ def run(argv: Sequence[str]) -> int:
     return 0
 
 
-def compile_options(args: argparse.Namespace, shapes: dict[str, tuple[int, ...]]) -> CompileOptions:
+def compile_options(args: argparse.Namespace, shapes: dict[str, tuple[int, ...]],
+                    dims: dict[str, int] | None = None) -> CompileOptions:
     """The options of the compile (and of every search trial) the command line asks for."""
     from imccompile.options import CompileOptions, sim_options
 
     sim = sim_options(ideal=args.ideal, bit_accurate=args.bit_accurate, adc_range=args.adc_range)
     return CompileOptions.make(overrides=args.overrides, passes=args.passes, input_shapes=shapes,
+                               dims=dims,
                                overflow=args.overflow,
                                replicate=_parse_pairs(args.replicate, "--replicate"),
                                auto_replicate=args.auto_replicate, samples=args.samples,

@@ -128,6 +128,8 @@ def _compile_flags(cfg: SearchConfig) -> str:
         parts.append(f"--overflow {cfg.overflow}")
     for name, dims in cfg.input_shapes:
         parts.append(f"--input-shape {name}={','.join(map(str, dims))}")
+    for name, size in cfg.dims:
+        parts.append(f"--dim {name}={size}")
     if cfg.samples is not None:
         parts.append(f"--samples {cfg.samples}")
     if cfg.seeds != 1:

@@ -48,7 +48,7 @@ class Prepared:
         reference: the imported graph's float outputs on the data (the accuracy of a compressed
             graph is taken against them), or None when not asked for.
         source: the model as given (to tell a broken model from a broken emission).
-        input_shapes, samples: the options the graph and data were prepared with.
+        input_shapes, samples, dims: the options the graph and data were prepared with.
     """
 
     graph: Graph
@@ -57,6 +57,7 @@ class Prepared:
     source: ModelSource
     input_shapes: tuple[tuple[str, tuple[int, ...]], ...]
     samples: int | None
+    dims: tuple[tuple[str, int], ...] = ()
 
 
 def prepare(model: ModelSource, options: CompileOptions, data: DataSource | None = None, *,
@@ -65,7 +66,8 @@ def prepare(model: ModelSource, options: CompileOptions, data: DataSource | None
     ``options.samples`` samples); with ``reference``, run the float model on the data once."""
     from imccompile.frontend import import_model
 
-    graph = import_model(model, dict(options.input_shapes), progress=import_progress)
+    graph = import_model(model, dict(options.input_shapes), progress=import_progress,
+                         dims=dict(options.dims))
     dataset = None
     ref = None
     if data is not None:
@@ -80,7 +82,8 @@ def prepare(model: ModelSource, options: CompileOptions, data: DataSource | None
                 if type(e).__module__.startswith("onnxruntime"):
                     _source_must_run(model, dataset, graph.name)
                 raise
-    return Prepared(graph, dataset, ref, model, options.input_shapes, options.samples)
+    return Prepared(graph, dataset, ref, model, options.input_shapes, options.samples,
+                    options.dims)
 
 
 def activation_stats_for(dataset: Dataset) -> ActivationStats:
@@ -136,8 +139,9 @@ def compile_prepared(prepared: Prepared, target: TargetSource, options: CompileO
 
     from imccompile.spec import load_target
 
-    if (options.input_shapes, options.samples) != (prepared.input_shapes, prepared.samples):
-        raise UsageError("compile_prepared: the options' input_shapes/samples differ from those "
+    if (options.input_shapes, options.samples, options.dims) != (
+            prepared.input_shapes, prepared.samples, prepared.dims):
+        raise UsageError("compile_prepared: the options' input_shapes/samples/dims differ from those "
                          "the model and data were prepared with")
     tgt = load_target(target, list(options.overrides))  # the spec loader: one place for overrides
     graph = prepared.graph
@@ -179,6 +183,7 @@ def compile(model: ModelSource, target: TargetSource = "pcm",
             options: CompileOptions | None = None, *,
             overrides: Sequence[str] | TMapping[str, Any] = (), passes: str | None = None,
             input_shapes: TMapping[str, tuple[int, ...]] | None = None,
+            dims: TMapping[str, int] | None = None,
             overflow: OverflowPolicy = "chips", replicate: TMapping[str, int] | None = None,
             auto_replicate: bool = False, data: DataSource | None = None, seeds: int = 1,
             sim_options: SimOptions | None = None, progress: Progress | None = None,
@@ -193,6 +198,7 @@ def compile(model: ModelSource, target: TargetSource = "pcm",
         overrides: spec overrides, e.g. ["adc.bits=6"] or {"adc.bits": 6}.
         passes: pipeline text, e.g. "prune{ratio=0.5,granularity=column},quantize{weight_bits=4}".
         input_shapes: static dims for dynamic inputs, by input name.
+        dims: sizes of symbolic input dims by name, e.g. {"batch": 1} (every input).
         overflow: what to do when the model needs more arrays than one chip has.
         replicate: copies per layer name or glob, to balance a pipeline.
         auto_replicate: give spare arrays to the bottleneck layers.
@@ -204,6 +210,7 @@ def compile(model: ModelSource, target: TargetSource = "pcm",
         progress, import_progress: callbacks (done, total) for the accuracy and the import.
     """
     keywords = CompileOptions.make(overrides=overrides, passes=passes, input_shapes=input_shapes,
+                                   dims=dims,
                                    overflow=overflow, replicate=replicate,
                                    auto_replicate=auto_replicate, samples=samples, seeds=seeds,
                                    sim=sim_options)

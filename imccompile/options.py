@@ -31,6 +31,8 @@ class CompileOptions:
             `CompileOptions.make` also takes ``{"adc.bits": 6}``.
         passes: pipeline text ("" for none).
         input_shapes: static dims for dynamic inputs, (input name, dims) pairs.
+        dims: sizes of symbolic input dims, (dim name, size) pairs, applied to every input
+            with that dim (``--dim batch=1``; onnxruntime's free-dimension overrides).
         overflow: what to do when the model needs more arrays than one chip has.
         replicate: (layer name or glob, copies) pairs, applied before auto-replication.
         auto_replicate: give the chip's spare arrays to the pipeline's bottleneck layers.
@@ -42,6 +44,7 @@ class CompileOptions:
     overrides: tuple[str, ...] = ()
     passes: str = ""
     input_shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    dims: tuple[tuple[str, int], ...] = ()
     overflow: OverflowPolicy = "chips"
     replicate: tuple[tuple[str, int], ...] = ()
     auto_replicate: bool = False
@@ -58,6 +61,11 @@ class CompileOptions:
         if self.samples is not None and (isinstance(self.samples, bool)
                                          or not isinstance(self.samples, int) or self.samples < 1):
             raise UsageError(f"--samples must be >= 1, got {self.samples}")
+        for name, size in self.dims:
+            if not isinstance(name, str) or not name:
+                raise UsageError(f"--dim {name!r}={size!r}: expected NAME=VALUE with a dim name")
+            if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+                raise UsageError(f"--dim {name}={size!r}: the size must be a positive integer")
         for layer, copies in self.replicate:
             if isinstance(copies, bool) or not isinstance(copies, int) or copies < 1:
                 raise UsageError(f"--replicate {layer}={copies}: expected a number of copies >= 1")
@@ -65,6 +73,7 @@ class CompileOptions:
     @classmethod
     def make(cls, *, overrides: Sequence[str] | Mapping[str, Any] = (), passes: str | None = None,
              input_shapes: Mapping[str, Sequence[int]] | None = None,
+             dims: Mapping[str, int] | None = None,
              overflow: OverflowPolicy = "chips", replicate: Mapping[str, int] | None = None,
              auto_replicate: bool = False, samples: int | None = None, seeds: int = 1,
              sim: SimOptions | None = None) -> CompileOptions:
@@ -72,6 +81,7 @@ class CompileOptions:
         return cls(overrides=parse_overrides(overrides), passes=passes or "",
                    input_shapes=tuple((str(k), tuple(int(d) for d in v))
                                       for k, v in (input_shapes or {}).items()),
+                   dims=tuple((k, v) for k, v in (dims or {}).items()),
                    overflow=overflow,
                    replicate=tuple((str(k), v) for k, v in (replicate or {}).items()),
                    auto_replicate=bool(auto_replicate), samples=samples, seeds=seeds,

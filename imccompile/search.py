@@ -75,6 +75,7 @@ class SearchConfig:
     fix: tuple[tuple[str, Any], ...] = ()
     space: tuple[tuple[str, Any], ...] = ()
     input_shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    dims: tuple[tuple[str, int], ...] = ()
     overflow: OverflowPolicy = "chips"
     replicate: tuple[tuple[str, int], ...] = ()
     auto_replicate: bool = False
@@ -86,6 +87,7 @@ class SearchConfig:
         """A study's config whose trials compile with ``options`` (its passes aside)."""
         return cls(model=model, target=target, data=data, overrides=options.overrides,
                    samples=options.samples, seeds=options.seeds, input_shapes=options.input_shapes,
+                   dims=options.dims,
                    overflow=options.overflow, replicate=options.replicate,
                    auto_replicate=options.auto_replicate, sim=options.sim, **search)
 
@@ -95,7 +97,8 @@ class SearchConfig:
         (applied after the user's ``--set``) and its replicate knob (or-ed with
         ``auto_replicate``)."""
         return CompileOptions(overrides=tuple(self.overrides) + tuple(overrides), passes=passes,
-                              input_shapes=self.input_shapes, overflow=self.overflow,
+                              input_shapes=self.input_shapes, dims=self.dims,
+                              overflow=self.overflow,
                               replicate=self.replicate,
                               auto_replicate=self.auto_replicate or auto_replicate,
                               samples=self.samples, seeds=self.seeds, sim=self.sim)
@@ -155,7 +158,7 @@ _FLAGS = {"model": "model", "target": "--target", "overrides": "--set", "data": 
           "samples": "--samples", "objectives": "--objectives",
           "max_accuracy_drop": "--max-accuracy-drop", "max_area": "--max-area",
           "max_arrays": "--max-arrays", "seeds": "--seeds", "fix": "--fix", "space": "--space",
-          "input_shapes": "--input-shape", "overflow": "--overflow", "replicate": "--replicate",
+          "input_shapes": "--input-shape", "dims": "--dim", "overflow": "--overflow", "replicate": "--replicate",
           "auto_replicate": "--auto-replicate"}
 
 
@@ -170,7 +173,7 @@ def _flag_text(name: str, value: Any) -> str:
         return f"model {value}"
     if name == "objectives":
         return f"{flag} {','.join(map(str, value))}"
-    if name in ("fix", "replicate", "input_shapes", "space") and isinstance(value, list):
+    if name in ("fix", "replicate", "input_shapes", "dims", "space") and isinstance(value, list):
         parts = []
         for item in value:
             k, v = item if isinstance(item, list) and len(item) == 2 else (item, "")

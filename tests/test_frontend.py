@@ -347,7 +347,11 @@ def test_fold_transpose_of_initializer() -> None:
 
 
 def test_fold_qdq_conv_per_channel() -> None:
-    """QDQ: Q/DQ on the activation stay digital; DQ(int8 weight, per-channel scale, zp) folds."""
+    """QDQ: Q of the activation stays digital, the product runs on its integer codes (Cast,
+    Sub of the zero point); DQ(int8 weight, per-channel scale, zp) puts the integer weight
+    minus its zero point on the crossbar (8 bits) and the scales become a digital Mul."""
+    from imccompile.emit import emit
+
     rng = _rng(12)
     wq = rng.integers(-100, 100, size=(4, 3, 3, 3)).astype(np.int8)
     ws = rng.uniform(0.005, 0.02, size=4).astype(np.float32)
@@ -363,18 +367,17 @@ def test_fold_qdq_conv_per_channel() -> None:
              ob.init("ws", ws), ob.init("wzp", wzp), ob.init("b", b)]
     m = ob.model(nodes, [ob.vi("x", (1, 3, 8, 8))], [ob.vi("y", None)], inits)
     g = import_model(m)
-    assert _op_types(g) == ["QuantizeLinear", "DequantizeLinear", "matrix.conv"]
+    assert _op_types(g) == ["QuantizeLinear", "Cast", "Sub", "matrix.conv", "Mul"]
     op = g.matrix_ops[0]
     assert_geometry(op, kind="conv", K=27, N=4, groups=1, vectors=64, macs=6912, weights=108)
-    w_hand = (wq.astype(np.float32) - wzp.astype(np.float32)[:, None, None, None]) \
-        * ws[:, None, None, None]
-    np.testing.assert_allclose(op.weight, w_hand.reshape(4, 27).T, rtol=1e-6, atol=0)
-    # numeric: the conv's own input is the dequantized activation, taken from the original model
+    w_hand = wq.astype(np.float32) - wzp.astype(np.float32)[:, None, None, None]
+    np.testing.assert_array_equal(op.weight, w_hand.reshape(4, 27).T)
+    assert op.compression.weight_bits == 8  # |wq - wzp| <= 102: 7 magnitude bits + sign
+    # numeric: the whole imported graph against onnxruntime on the original model
     x = ob.rand(rng, 1, 3, 8, 8)
-    y, xdq = ob.run(ob.with_extra_output(m, "xdq"), {"x": x})
-    (y_ref,) = ob.run(ob.reference_conv((1, 3, 8, 8), op.weight, op.bias, cout=4, cin=3,
-                                        kernel=(3, 3), pads=[1, 1, 1, 1]), {"x": xdq})
-    assert_close(y_ref, y)
+    (y,) = ob.run(m, {"x": x})
+    (ours,) = ob.run(emit(g)[0], {"x": x})
+    assert_close(ours, y)
 
 
 def test_fold_cast_mul_dequantization() -> None:

@@ -19,15 +19,17 @@ from imccompile.frontend.convert import Converter
 from imccompile.frontend.control import inline_constant_ifs, refuse_control_flow
 from imccompile.frontend.fold import fold_constants
 from imccompile.frontend.recurrent import unroll_recurrent
+from imccompile.frontend.optable import refuse_unsupported
+from imccompile.frontend.qdq import integer_weights
 from imccompile.frontend.upgrade import upgrade_opset
 from imccompile.fuse import fold_batchnorm, fuse_bias_add
 from imccompile.frontend.load import (
     InputShapes, check_model, dims_of, elem_dtype, fix_input_shapes, infer_shapes,
-    initializer_arrays, parse_input_shape, read_model, shell_of,
+    initializer_arrays, parse_dim, parse_input_shape, read_model, shell_of,
 )
 from imccompile.ir import Graph, TensorInfo
 
-__all__ = ["import_model", "parse_input_shape"]
+__all__ = ["import_model", "parse_dim", "parse_input_shape"]
 
 MAX_FOLD_ROUNDS = 8
 MAX_TENSOR_ELEMENTS = 2**40  # 4 TiB of float32 in one activation
@@ -87,13 +89,16 @@ def _shapes_by_running(proto: onnx.ModelProto, nodes: list[onnx.NodeProto],
 
 def import_model(model: str | os.PathLike[str] | onnx.ModelProto,
                  input_shapes: InputShapes | None = None,
-                 progress: Callable[[int, int], None] | None = None) -> Graph:
+                 progress: Callable[[int, int], None] | None = None,
+                 dims: Mapping[str, int] | None = None) -> Graph:
     """Import an ONNX model into the IR.
 
     Args:
         model: a path to an .onnx file (external data is read from its folder) or a ModelProto.
         input_shapes: static dims for inputs with symbolic/dynamic dims, by input name.
         progress: called as progress(done, total) while nodes are converted.
+        dims: sizes of symbolic input dims by name, applied to every input that has them
+            (onnxruntime's free-dimension overrides); ``input_shapes`` wins for its inputs.
 
     Raises:
         ModelImportError: unreadable or invalid model, control flow, unknown shapes, ops the
@@ -104,10 +109,11 @@ def import_model(model: str | os.PathLike[str] | onnx.ModelProto,
     consts: dict[str, np.ndarray] = initializer_arrays(full, base, display)
     proto = shell_of(full)  # the caller's proto is never modified; ours is dropped here
     del full
-    fix_input_shapes(proto, dict(input_shapes or {}), display)
+    fix_input_shapes(proto, dict(input_shapes or {}), display, dict(dims or {}))
     proto = upgrade_opset(proto, consts, display)
     opset = _opset(proto)
-    nodes = list(proto.graph.node)
+    nodes, integer_bits = integer_weights(list(proto.graph.node), consts,
+                                          {o.name for o in proto.graph.output})
     infos = infer_shapes(proto, nodes, consts, display)
     for _ in range(MAX_FOLD_ROUNDS):
         nodes, changed = fold_constants(nodes, consts, infos, opset, display,
@@ -120,6 +126,7 @@ def import_model(model: str | os.PathLike[str] | onnx.ModelProto,
     nodes, unrolled = unroll_recurrent(nodes, consts, infos, display)
     if unrolled:  # the unrolled steps' shapes
         infos = infer_shapes(proto, nodes, consts, display)
+    refuse_unsupported(nodes, display)
 
     inputs = tuple(i.name for i in proto.graph.input if i.name not in consts)
     tensors: dict[str, TensorInfo] = {}
@@ -127,9 +134,9 @@ def import_model(model: str | os.PathLike[str] | onnx.ModelProto,
     for name, vi in sorted(infos.items(), key=lambda kv: kv[0] not in real_inputs):  # inputs first
         if name in consts:
             continue
-        dims = dims_of(vi)
-        if dims is not None and all(isinstance(d, int) for d in dims):
-            static = tuple(d for d in dims if isinstance(d, int))
+        vdims = dims_of(vi)
+        if vdims is not None and all(isinstance(d, int) for d in vdims):
+            static = tuple(d for d in vdims if isinstance(d, int))
             if math.prod(static) > MAX_TENSOR_ELEMENTS:  # counts would overflow int64 downstream
                 raise ModelImportError(
                     f"{display}: tensor {name!r} has shape {list(static)}, "
@@ -142,7 +149,7 @@ def import_model(model: str | os.PathLike[str] | onnx.ModelProto,
         _shapes_by_running(proto, nodes, consts, missing, tensors, display)
     outputs = tuple(o.name for o in proto.graph.output)
 
-    conv = Converter(consts, tensors, display)
+    conv = Converter(consts, tensors, display, integer_bits=integer_bits)
     for k, node in enumerate(nodes):
         conv.convert(node, k)
         if progress is not None and (k % 64 == 63 or k == len(nodes) - 1):

@@ -10,6 +10,7 @@ import onnx
 
 from imccompile.errors import ModelImportError, UnsupportedOpError
 from imccompile.frontend.digital import DIGITAL_OPS, digital_ops_count
+from imccompile.frontend.optable import RECURRENT
 from imccompile.ir import DigitalOp, MatrixKind, MatrixOp, Op, TensorInfo
 
 
@@ -45,6 +46,7 @@ class Converter:
     ops: list[Op] = field(default_factory=list)
     _names: set[str] = field(default_factory=set)
     _canonical: dict[int, str] = field(default_factory=dict)  # id(constant array) -> first name
+    integer_bits: Mapping[str, int] = field(default_factory=dict)  # QDQ integer weights (qdq.py)
 
     # -- helpers ---------------------------------------------------------------------------
     def unique(self, name: str) -> str:
@@ -126,8 +128,21 @@ class Converter:
                 "(e.g. disable onnxruntime graph optimizations before saving)")
         handler = getattr(self, f"_{node.op_type}", None)
         if handler is not None:
+            first = len(self.ops)
             handler(node, name)
+            bits = self.integer_bits.get(node.input[1]) if len(node.input) > 1 else None
+            if bits is not None:  # an integer weight of a QDQ graph: record its bits
+                for k in range(first, len(self.ops)):
+                    op = self.ops[k]
+                    if isinstance(op, MatrixOp):
+                        self.ops[k] = op.replace(
+                            compression=op.compression.replace(weight_bits=bits))
             return
+        if node.op_type in RECURRENT:  # a matrix-op producer: W and R go on crossbars
+            raise UnsupportedOpError(
+                f"{self.display}: node {name!r} is {node.op_type}: recurrent layers are "
+                "converted by frontend/recurrent.py, which this build does not have; export the "
+                "model with the recurrence unrolled into MatMul/Gemm nodes")
         if node.op_type not in DIGITAL_OPS:
             raise UnsupportedOpError(
                 f"{self.display}: node {name!r} has op type {node.op_type}, which the frontend "

@@ -39,6 +39,25 @@ def parse_input_shape(text: str) -> tuple[str, tuple[int, ...]]:
     return name, shape
 
 
+def parse_dim(text: str) -> tuple[str, int]:
+    """Parse ``NAME=VALUE`` (as given to --dim): a symbolic dimension name and its size."""
+    name, sep, value = text.partition("=")
+    name = name.strip()
+    if not sep or not name:
+        raise ModelImportError(
+            f"--dim {text!r}: expected NAME=VALUE, a symbolic dimension name of the model's "
+            "inputs and its size (e.g. --dim batch=1 --dim sequence=128)")
+    try:
+        size = int(value.strip())
+    except ValueError:
+        raise ModelImportError(
+            f"--dim {text!r}: the size must be a positive integer, got {value!r}") from None
+    if size < 1:
+        raise ModelImportError(
+            f"--dim {text!r}: the size must be a positive integer, got {size}")
+    return name, size
+
+
 MEMORY_LIMIT_ENV = "IMCCOMPILE_MEMORY_LIMIT"
 
 
@@ -232,11 +251,37 @@ def elem_dtype(vi: onnx.ValueInfoProto) -> str:
         return "float32"
 
 
-def fix_input_shapes(proto: onnx.ModelProto, shapes: InputShapes, display: str) -> None:
-    """Set the real inputs' dims from --input-shape; refuse unknown names or symbolic leftovers."""
+def _override_dims(real: list[onnx.ValueInfoProto], dims: Mapping[str, int],
+                   display: str, skip: set[str]) -> None:
+    """onnxruntime's free-dimension overrides: every input dim named NAME becomes VALUE."""
+    symbolic = sorted({d.dim_param for vi in real if vi.type.HasField("tensor_type")
+                       for d in vi.type.tensor_type.shape.dim if d.dim_param})
+    for name, size in dims.items():
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ModelImportError(f"--dim {name}={size!r}: the size must be a positive integer")
+        if name not in symbolic:
+            known = ", ".join(symbolic) if symbolic else "none: give static dims per input " \
+                "with --input-shape"
+            raise ModelImportError(
+                f"{display}: --dim {name}={size}: no input has a dimension named {name!r} "
+                f"(symbolic dims of the inputs: {known})")
+    for vi in real:
+        if not vi.type.HasField("tensor_type") or vi.name in skip:
+            continue  # --input-shape gives that input's dims
+        for d in vi.type.tensor_type.shape.dim:
+            if d.dim_param and d.dim_param in dims:
+                d.dim_value = dims[d.dim_param]  # clears dim_param (a oneof)
+
+
+def fix_input_shapes(proto: onnx.ModelProto, shapes: InputShapes, display: str,
+                     dim_sizes: Mapping[str, int] | None = None) -> None:
+    """Set the real inputs' dims from --dim (symbolic dims by name, everywhere) and
+    --input-shape (per input, which wins); refuse unknown names or symbolic leftovers."""
     inits = {i.name for i in proto.graph.initializer}  # none in a shell (see shell_of)
     real = [i for i in proto.graph.input if i.name not in inits]
     names = [i.name for i in real]
+    if dim_sizes:
+        _override_dims(real, dict(dim_sizes), display, set(shapes))
     for name in shapes:
         if name not in names:
             raise ModelImportError(
@@ -275,7 +320,24 @@ def fix_input_shapes(proto: onnx.ModelProto, shapes: InputShapes, display: str) 
         raise ModelImportError(
             f"{display}: {listed}. Give static dims for the size you will run, e.g. {command}"
             + (" (replace each ? with that size)" if unsure else "")
-            + " (batch 1, sequences of 128 and 224x224 images are typical guesses: check them)")
+            + " (batch 1, sequences of 128 and 224x224 images are typical guesses: check them)"
+            + _dim_hint(dynamic))
+
+
+def _dim_hint(dynamic: list[tuple[str, tuple[int | str | None, ...]]]) -> str:
+    """When inputs share symbolic dim names, the --dim flags that set each name once."""
+    users: dict[str, set[str]] = {}
+    guess: dict[str, str] = {}
+    for n, d in dynamic:
+        for sym, g in zip(d, suggest_dims(d)):
+            if isinstance(sym, str):
+                users.setdefault(sym, set()).add(n)
+                guess.setdefault(sym, g)
+    if not any(len(u) > 1 for u in users.values()):
+        return ""
+    flags = " ".join(f"--dim {s}={guess[s]}" for s in users)
+    return (f"; the inputs share symbolic dims, which --dim sets by name in every input: "
+            f"{flags}")
 
 
 SEQUENCE_WORDS = ("seq", "len", "token", "time", "step", "word", "sentence", "frames")
