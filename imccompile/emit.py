@@ -14,6 +14,7 @@ touch onnx; the IR, layout, mapper, schedule and cost never do (import-linter, .
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -89,6 +90,8 @@ def to_onnx_weight(op: MatrixOp, wkn: np.ndarray) -> np.ndarray:
     if op.kind == "gemm":
         return np.ascontiguousarray(wkn)
     shape = list(op.attrs["weight_shape"])
+    if op.kind == "matmul" and op.groups == 1:
+        return np.ascontiguousarray(wkn.reshape(shape))  # no copy of a contiguous weight
     blocks = [wkn[:, i * op.cols_per_group:(i + 1) * op.cols_per_group] for i in range(op.groups)]
     if op.kind == "matmul":
         return np.ascontiguousarray(np.stack(blocks).reshape(shape))
@@ -175,6 +178,15 @@ def _emit_matrix(b: _Builder, op: MatrixOp, sim: OpSim | None) -> None:
         return
     tiles = _op_tiles(op, sim)
     n_tiles = len(tiles)
+    if sim.adc_steps is None and not sim.probe and n_tiles > 1:
+        # no ADC: the tiles' partial sums add up to one product over their rows
+        union = tuple(t for tl in tiles for t in tl)
+        covered = np.zeros((op.groups, op.rows), bool)
+        for g, lo, hi in union:
+            covered[g, lo:hi] = True
+        if not covered.all():  # rows no array holds (pruned away) read nothing
+            wkn = tile_rows(op, wkn, union, 0, op.rows)
+        tiles, n_tiles = (union,), 1
     if not sim.probe and _stackable(b, op) and (n_tiles > 1 or sim.adc_steps is not None):
         # integer DAC codes; the DAC step is folded into the weights
         in_scale = 1.0
@@ -301,9 +313,14 @@ def _wide_product(b: _Builder, op: MatrixOp, x: str, parts: list[tuple[np.ndarra
                               b.const(b.fresh("e"), np.array([hi], np.int64)),
                               b.const(b.fresh("a"), np.array([axis], np.int64))])
     n = op.cols
-    wide = np.empty((r1 - r0, nb * n), np.float32)
-    for j, (w, tile, scale) in enumerate(parts):
-        wide[:, j * n:(j + 1) * n] = tile_rows(op, w, tile, r0, r1, scale)
+    w0, tile0, scale0 = parts[0]
+    if nb == 1 and scale0 == 1.0 and (r0, r1) == (0, op.rows) and w0.dtype == np.float32 \
+            and tile0 == ((0, 0, op.rows),):
+        wide = w0  # the whole weight: no copy
+    else:
+        wide = np.empty((r1 - r0, nb * n), np.float32)
+        for j, (w, tile, scale) in enumerate(parts):
+            wide[:, j * n:(j + 1) * n] = tile_rows(op, w, tile, r0, r1, scale)
     if op.kind == "conv":
         attrs["out_channels"] = nb * op.cols
     elif op.kind == "matmul":
@@ -595,7 +612,7 @@ class Emitted:
         return [path, data_path]
 
 
-def emit(graph: Graph, sims: dict[str, OpSim] | None = None, *,
+def emit(graph: Graph, sims: Mapping[str, OpSim] | None = None, *,
          extra_outputs: tuple[str, ...] = ()) -> tuple[onnx.ModelProto, list[str]]:
     """Emit the graph as ONNX. With ``sims`` (op name -> OpSim) emit the simulation model.
 
@@ -606,10 +623,11 @@ def emit(graph: Graph, sims: dict[str, OpSim] | None = None, *,
     return e.full(), e.probes
 
 
-def emit_parts(graph: Graph, sims: dict[str, OpSim] | None = None, *,
+def emit_parts(graph: Graph, sims: Mapping[str, OpSim] | None = None, *,
                extra_outputs: tuple[str, ...] = (), inline_bytes: int | None = None) -> Emitted:
     """`emit`, with the largest float tensors beyond ``inline_bytes`` (default `INLINE_BYTES`)
-    of tensor data left out of the protobuf as fed graph inputs (`Emitted`)."""
+    of tensor data left out of the protobuf as fed graph inputs (`Emitted`). ``sims`` is read
+    once per matrix op, in graph order (it may make each OpSim when asked)."""
     if sims and graph.opset < SIM_MIN_OPSET:
         raise ModelImportError(
             f"{graph.name}: the hardware simulation (--data) emits Round and Clip with bounds as "
@@ -619,7 +637,7 @@ def emit_parts(graph: Graph, sims: dict[str, OpSim] | None = None, *,
     seen_consts: set[str] = set()
     for op in graph.ops:
         if isinstance(op, MatrixOp):
-            _emit_matrix(b, op, (sims or {}).get(op.name))
+            _emit_matrix(b, op, sims.get(op.name) if sims else None)
         else:
             op = _batch_free_reshape(b, op)
             fresh = {k: v for k, v in op.constants.items() if k not in seen_consts}

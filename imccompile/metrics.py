@@ -6,7 +6,7 @@ gives them):
 * ``agreement``: top-1 agreement, the fraction of rows whose argmax along the last axis is the
   float model's. Computed for *class-score* outputs (`is_class_scores`: a (batch, classes)
   output of >= 2 columns made by a crossbar layer (logits) or a Softmax/LogSoftmax, through
-  shape-only ops), or for every output with ``metric="agreement"``.
+  shape-only ops and ops by constants), or for every output with ``metric="agreement"``.
 * ``cosine``: cosine similarity of hardware and float output, per sample, averaged over the
   samples (1 when equal; 1 when both are all zero).
 * ``relerr``: ||out - ref|| / ||ref|| over all samples (0 when equal).
@@ -42,6 +42,7 @@ OutputKind = Literal["class_scores", "values"]
 
 _SHAPE_ONLY = {"Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Cast", "Dropout"}
 _SCORES = {"Softmax", "LogSoftmax"}
+_AFFINE = {"Add", "Sub", "Mul", "Div", "DequantizeLinear", "QuantizeLinear"}  # by constants
 
 
 def check_metric(metric: str) -> str:
@@ -56,7 +57,9 @@ def direction(metric: str) -> Literal["maximize", "minimize"]:
 
 def is_class_scores(graph: Graph, name: str) -> bool:
     """A (batch, classes) score output: 2-D, >= 2 columns, made by a crossbar layer (logits) or
-    by Softmax/LogSoftmax, through shape-only ops (Reshape, Flatten, Squeeze, Identity...)."""
+    by Softmax/LogSoftmax, through shape-only ops (Reshape, Flatten, Squeeze, Identity...) and
+    ops by constants or small (per-column or scalar) tensors (a bias Add, a scale Mul,
+    DequantizeLinear)."""
     info = graph.tensors.get(name)
     if info is None or len(info.shape) != 2 or info.shape[1] < 2:
         return False
@@ -68,6 +71,16 @@ def is_class_scores(graph: Graph, name: str) -> bool:
             return False
         if isinstance(op, MatrixOp) or op.op_type in _SCORES:
             return True
+        if op.op_type in _AFFINE:  # bias, scale, dequantization of logits: follow the operand
+            shape = graph.tensors[t].shape if t in graph.tensors else None
+            rest = [i for i in op.inputs if i and i not in op.constants]
+            main = [i for i in rest if i in graph.tensors and graph.tensors[i].shape == shape]
+            small = all(i in graph.tensors and int(np.prod(graph.tensors[i].shape)) <= info.shape[1]
+                        for i in rest if i not in main)
+            if len(main) != 1 or not small:
+                return False
+            t = main[0]
+            continue
         if op.op_type not in _SHAPE_ONLY or not op.inputs:
             return False
         t = op.inputs[0]

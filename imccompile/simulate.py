@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
+from collections.abc import Mapping as MappingABC
 from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping
 
 import numpy as np
@@ -333,10 +334,14 @@ def calibrate(graph: Graph, target, data: Dataset, opts: SimOptions,
     adc: dict[str, tuple[float, ...]] = {}
     levels = adc_levels(target.adc.bits)
     if opts.adc and target.adc.type != "digital":
-        sims = {op.name: _opsim(op, target, opts, act, None, None, lay[op.name],
-                                probe=opts.adc_range == "calibrated") for op in mats}
+        by_name = {op.name: op for op in mats}
+
+        def make(name: str) -> OpSim:  # noise-free, quantized
+            return _opsim(by_name[name], target, opts, act, None, None, lay[name],
+                          probe=opts.adc_range == "calibrated")
+
         if opts.adc_range == "calibrated":
-            emitted = emit_parts(graph, sims)
+            emitted = emit_parts(graph, _LazySims(make, list(by_name)))
             probes = emitted.probes
             pr = Runner(emitted, probes)
             pmax = dict.fromkeys(probes, 0.0)
@@ -351,12 +356,12 @@ def calibrate(graph: Graph, target, data: Dataset, opts: SimOptions,
                 key = probe_tile(name)
                 tile_max[key] = max(tile_max.get(key, 0.0), v)
             for op in mats:
-                n_tiles = len(sims[op.name].tiles or ())
+                n_tiles = len(adc_tiles(op, lay[op.name]))
                 adc[op.name] = tuple(max(tile_max.get((op.name, t), 0.0), 1e-12) / levels
                                      for t in range(n_tiles))
         else:
             for op in mats:
-                sim = sims[op.name]
+                sim = make(op.name)
                 step, lo, hi = act[op.name]
                 tiles = sim.tiles or ()
                 if opts.bit_accurate:  # worst partial: every row at full input and digit
@@ -377,10 +382,11 @@ def calibrate(graph: Graph, target, data: Dataset, opts: SimOptions,
 
 def _opsim(op: MatrixOp, target, opts: SimOptions, act, adc, rng: np.random.Generator | None,
            lm: LayerLayout, probe: bool = False) -> OpSim:
-    q, step = quantized_weight(op, target, opts)
     a_step, lo, hi = act[op.name] if opts.dac else (None, 0, 0)
     tiles = adc.get(op.name) if adc else None
+    q, step = quantized_weight(op, target, opts) if opts.weights else (None, None)
     if opts.bit_accurate:
+        assert q is not None and step is not None  # SimOptions: bit-accurate needs weights
         wb, ib = _bits(op, target)
         digits, base, offset = (noisy_slices(q, wb, target, rng, opts.t_inference_s)
                                 if opts.noise and rng is not None else slice_digits(q, wb, target))
@@ -390,10 +396,15 @@ def _opsim(op: MatrixOp, target, opts: SimOptions, act, adc, rng: np.random.Gene
                      slices=tuple(np.asarray(d, np.float32) for d in digits), slice_base=base,
                      offset=offset, col_scale=step, plane_bits=target.dac.bits if serial else None,
                      in_bits=ib)
-    if opts.noise and rng is not None and opts.weights:
-        wb, _ = _bits(op, target)
-        q = noisy_codes(q, wb, target, rng, opts.t_inference_s)
-    w = (q * step[None, :]).astype(np.float32)
+    if not opts.weights:  # the float weights as they are (no copy without a mask)
+        w = np.asarray(op.weight if op.compression.mask is None
+                       else op.weight * op.compression.mask, np.float32)
+    else:
+        if opts.noise and rng is not None:
+            wb, _ = _bits(op, target)
+            q = noisy_codes(q, wb, target, rng, opts.t_inference_s)
+        assert q is not None and step is not None
+        w = (q * step[None, :]).astype(np.float32)
     return OpSim(weight=w, act_step=a_step, act_lo=lo, act_hi=hi, tiles=adc_tiles(op, lm),
                  adc_steps=tiles, adc_levels=adc_levels(target.adc.bits), probe=probe)
 
@@ -413,16 +424,44 @@ def simulation_parts(graph: Graph, target, cal: Calibration, opts: SimOptions, s
     rng = np.random.default_rng(seed)
     lay = layouts(graph, target, mapping)
     adc = cal.adc if opts.adc else None
-    sims: dict[str, OpSim] = {}
-    for op in graph.matrix_ops:
-        owner = lay[op.name].shares
-        if owner is not None and owner in sims:
-            base = sims[owner]
-            own = _opsim(op, target, opts, cal.act, adc, None, lay[op.name])
-            sims[op.name] = dataclasses.replace(own, weight=base.weight, slices=base.slices)
+    ops = {op.name: op for op in graph.matrix_ops}
+    owners = {lm.shares for lm in lay.values() if lm.shares is not None}
+    made: dict[str, OpSim] = {}  # the draws of layers other layers read
+
+    def make(name: str) -> OpSim:
+        op = ops[name]
+        owner = lay[name].shares
+        if owner is not None and owner in made:
+            base = made[owner]
+            own = _opsim(op, target, opts, cal.act, adc, None, lay[name])
+            sim = dataclasses.replace(own, weight=base.weight, slices=base.slices)
         else:
-            sims[op.name] = _opsim(op, target, opts, cal.act, adc, rng, lay[op.name])
-    return emit_parts(graph, sims)
+            sim = _opsim(op, target, opts, cal.act, adc, rng, lay[name])
+        if name in owners:
+            made[name] = sim
+        return sim
+
+    return emit_parts(graph, _LazySims(make, list(ops)))
+
+
+class _LazySims(MappingABC):
+    """The OpSims of a simulation model, each made when the emitter asks for it (once per layer,
+    in graph order: the noise draws are those of a loop over the layers), so that only one
+    layer's working arrays exist besides the emitted weights."""
+
+    def __init__(self, make: Callable[[str], OpSim], names: list[str]) -> None:
+        self._make, self._names = make, names
+
+    def __getitem__(self, name: str) -> OpSim:
+        if name not in self._names:
+            raise KeyError(name)
+        return self._make(name)
+
+    def __iter__(self):
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
 
 
 def score_outputs(graph: Graph, outs: Outputs, refs: Outputs, labels: np.ndarray | None,
