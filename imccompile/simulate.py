@@ -400,10 +400,10 @@ def _opsim(op: MatrixOp, target, opts: SimOptions, act, adc, rng: np.random.Gene
         w = np.asarray(op.weight if op.compression.mask is None
                        else op.weight * op.compression.mask, np.float32)
     else:
+        assert q is not None and step is not None
         if opts.noise and rng is not None:
             wb, _ = _bits(op, target)
             q = noisy_codes(q, wb, target, rng, opts.t_inference_s)
-        assert q is not None and step is not None
         w = (q * step[None, :]).astype(np.float32)
     return OpSim(weight=w, act_step=a_step, act_lo=lo, act_hi=hi, tiles=adc_tiles(op, lm),
                  adc_steps=tiles, adc_levels=adc_levels(target.adc.bits), probe=probe)

@@ -538,7 +538,7 @@ def _output_table(acc: dict) -> str:
     head = ["output", "shape", "kind"] + [_METRIC_TITLE[m] for m in names]
     rows = []
     for o in outs:
-        ms = o.get("metrics") if isinstance(o.get("metrics"), dict) else {}
+        ms = o["metrics"] if isinstance(o.get("metrics"), dict) else {}
         cells = [_e(o.get("name", "")),
                  _e("×".join(str(d) for d in o.get("shape") or []) or "scalar"),
                  _e("class scores" if o.get("kind") == "class_scores" else "values")]
