@@ -68,6 +68,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--bit-accurate", action="store_true",
                    help="simulate input bit by input bit and weight slice by weight slice, each "
                         "partial sum through the ADC (slower, closer to the hardware)")
+    p.add_argument("--metric", choices=["auto", "top1", "agreement", "cosine", "relerr", "snr"],
+                   default="auto",
+                   help="headline accuracy metric (the search's accuracy objective): auto (top1 "
+                        "against labels; agreement for class scores; else cosine), top1, "
+                        "agreement, cosine, relerr (minimized) or snr (dB); every output is "
+                        "reported with the metrics that fit it")
     p.add_argument("--emit", metavar="PATH",
                    help="write the simulation ONNX model (noise seed 0; needs --data)")
     p.add_argument("--json", metavar="PATH", help="write the report as JSON ('-' for stdout)")
@@ -231,12 +237,11 @@ def run(argv: Sequence[str]) -> int:
                             import_progress=console.lazy_progress("import"))
         report = reports.build_report(res)
     if args.emit:
-        import onnx
+        from imccompile.simulate import simulation_parts_of
 
-        from imccompile.simulate import simulation_model_of
-
-        model = simulation_model_of(res, seed=0)
-        _atomic_file(args.emit, lambda tmp: onnx.save(model, tmp), "--emit")
+        sim_model = simulation_parts_of(res, seed=0)  # over 2 GB: external data in EMIT.data
+        _atomic_file(args.emit, lambda tmp: sim_model.save(
+            tmp, location=os.path.basename(args.emit) + ".data"), "--emit")
     _finish(args, console, res, report, search_result)
     return 0
 
@@ -252,7 +257,7 @@ def compile_options(args: argparse.Namespace, shapes: dict[str, tuple[int, ...]]
                                overflow=args.overflow,
                                replicate=_parse_pairs(args.replicate, "--replicate"),
                                auto_replicate=args.auto_replicate, samples=args.samples,
-                               seeds=args.seeds, sim=sim)
+                               seeds=args.seeds, sim=sim, metric=args.metric)
 
 
 def _finish(args, console, res, report: dict, search_result) -> None:

@@ -141,6 +141,8 @@ def _compile_flags(cfg: SearchConfig) -> str:
         parts.append("--bit-accurate")
     if sim.adc_range != "calibrated":
         parts.append(f"--adc-range {sim.adc_range}")
+    if cfg.metric != "auto":
+        parts.append(f"--metric {cfg.metric}")
     return "".join(" " + p for p in parts)
 
 

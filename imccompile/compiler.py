@@ -45,15 +45,16 @@ class Prepared:
     Attributes:
         graph: the imported graph (before any pass).
         dataset: the calibration/evaluation data, or None.
-        reference: the imported graph's float outputs on the data (the accuracy of a compressed
-            graph is taken against them), or None when not asked for.
+        reference: the imported graph's float outputs on the data, every graph output stacked
+            over the samples (the accuracy of a compressed graph is taken against them), or None
+            when not asked for.
         source: the model as given (to tell a broken model from a broken emission).
         input_shapes, samples, dims: the options the graph and data were prepared with.
     """
 
     graph: Graph
     dataset: Dataset | None
-    reference: np.ndarray | None
+    reference: tuple[np.ndarray, ...] | None
     source: ModelSource
     input_shapes: tuple[tuple[str, tuple[int, ...]], ...]
     samples: int | None
@@ -167,15 +168,17 @@ def compile_prepared(prepared: Prepared, target: TargetSource, options: CompileO
         from imccompile.simulate import evaluate
 
         acc, cal = evaluate(graph, tgt, dataset, seeds=options.seeds, opts=options.sim,
-                            progress=progress, reference=reference, mapping=res.mapping)
+                            progress=progress, reference=reference, mapping=res.mapping,
+                            metric=options.metric)
     except Exception as e:
         if dataset is not None and type(e).__module__.startswith("onnxruntime"):
             _source_must_run(prepared.source, dataset, graph.name)  # the model's fault
         raise
-    accuracy: Accuracy = {"metric": acc["metric"], "float": acc["float"], "mean": acc["mean"],
+    accuracy: Accuracy = {"metric": acc["metric"], "direction": acc["direction"],
+                          "float": acc["float"], "mean": acc["mean"],
                           "std": acc["std"], "per_seed": list(acc["per_seed"]),
                           "relative_error": acc["relative_error"], "samples": acc["samples"],
-                          "seeds": list(acc["seeds"])}
+                          "seeds": list(acc["seeds"]), "outputs": list(acc["outputs"])}
     return dataclasses.replace(res, accuracy=accuracy, calibration=cal)
 
 
@@ -187,7 +190,8 @@ def compile(model: ModelSource, target: TargetSource = "pcm",
             overflow: OverflowPolicy = "chips", replicate: TMapping[str, int] | None = None,
             auto_replicate: bool = False, data: DataSource | None = None, seeds: int = 1,
             sim_options: SimOptions | None = None, progress: Progress | None = None,
-            samples: int | None = None, import_progress: Progress | None = None) -> CompileResult:
+            samples: int | None = None, import_progress: Progress | None = None,
+            metric: str = "auto") -> CompileResult:
     """Compile an ONNX model (path or ModelProto) for a target (bundled name, path, or Target).
 
     Args:
@@ -205,6 +209,8 @@ def compile(model: ModelSource, target: TargetSource = "pcm",
         seeds: noise draws for the accuracy (mean ± std over them).
         sim_options: simulate.SimOptions (what the simulation includes).
         samples: use only the first N samples of the data.
+        metric: the headline accuracy metric: "auto", "top1", "agreement", "cosine",
+            "relerr" or "snr" (`imccompile.metrics`).
         data: calibration/evaluation data (.npz path or dict of arrays by input name, optional
             ``labels``): passes calibrate on it and the accuracy under the hardware is evaluated.
         progress, import_progress: callbacks (done, total) for the accuracy and the import.
@@ -213,7 +219,7 @@ def compile(model: ModelSource, target: TargetSource = "pcm",
                                    dims=dims,
                                    overflow=overflow, replicate=replicate,
                                    auto_replicate=auto_replicate, samples=samples, seeds=seeds,
-                                   sim=sim_options)
+                                   sim=sim_options, metric=metric)
     if options is None:
         options = keywords
     elif keywords != CompileOptions():

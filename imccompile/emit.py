@@ -14,6 +14,7 @@ touch onnx; the IR, layout, mapper, schedule and cost never do (import-linter, .
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -89,6 +90,8 @@ def to_onnx_weight(op: MatrixOp, wkn: np.ndarray) -> np.ndarray:
     if op.kind == "gemm":
         return np.ascontiguousarray(wkn)
     shape = list(op.attrs["weight_shape"])
+    if op.kind == "matmul" and op.groups == 1:
+        return np.ascontiguousarray(wkn.reshape(shape))  # no copy of a contiguous weight
     blocks = [wkn[:, i * op.cols_per_group:(i + 1) * op.cols_per_group] for i in range(op.groups)]
     if op.kind == "matmul":
         return np.ascontiguousarray(np.stack(blocks).reshape(shape))
@@ -98,7 +101,7 @@ def to_onnx_weight(op: MatrixOp, wkn: np.ndarray) -> np.ndarray:
 @dataclass
 class _Builder:
     nodes: list[onnx.NodeProto] = field(default_factory=list)
-    inits: list[onnx.TensorProto] = field(default_factory=list)
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)  # constants, by name (no copy)
     probes: list[str] = field(default_factory=list)
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     opset: int = 17
@@ -120,7 +123,7 @@ class _Builder:
         return name
 
     def const(self, name: str, value: np.ndarray | np.generic | float) -> str:
-        self.inits.append(numpy_helper.from_array(np.asarray(value), name))
+        self.arrays[name] = np.asarray(value)
         return name
 
     def fresh(self, base: str) -> str:
@@ -190,16 +193,23 @@ def _emit_matrix(b: _Builder, op: MatrixOp, sim: OpSim | None) -> None:
         return
     tiles = _op_tiles(op, sim)
     n_tiles = len(tiles)
+    if sim.adc_steps is None and not sim.probe and n_tiles > 1:
+        # no ADC: the tiles' partial sums add up to one product over their rows
+        union = tuple(t for tl in tiles for t in tl)
+        covered = np.zeros((op.groups, op.rows), bool)
+        for g, lo, hi in union:
+            covered[g, lo:hi] = True
+        if not covered.all():  # rows no array holds (pruned away) read nothing
+            wkn = tile_rows(op, wkn, union, 0, op.rows)
+        tiles, n_tiles = (union,), 1
     if not sim.probe and _stackable(b, op) and (n_tiles > 1 or sim.adc_steps is not None):
         # integer DAC codes; the DAC step is folded into the weights
         in_scale = 1.0
         if sim.act_step is not None:
             x = b.codes(x, sim.act_step, sim.act_lo, sim.act_hi, op.name + "_dac")
             in_scale = float(sim.act_step)
-        blocks = [_tile_weight(op, wkn, tl) for tl in tiles]
-        ranges = [_tile_range(tl) for tl in tiles]
-        acc = _stacked(b, op, x, blocks, sim.adc_steps, [1.0] * n_tiles, sim.adc_levels,
-                       in_scale=in_scale, row_ranges=ranges)
+        acc = _stacked(b, op, x, [(wkn, tl) for tl in tiles], sim.adc_steps, [1.0] * n_tiles,
+                       sim.adc_levels, in_scale=in_scale)
         _emit_bias(b, op, acc, out)
         return
     if sim.act_step is not None:
@@ -208,10 +218,14 @@ def _emit_matrix(b: _Builder, op: MatrixOp, sim: OpSim | None) -> None:
         _emit_product(b, op, x, wkn, out, with_bias=True)
         return
     partials = []
+    stackable = _stackable(b, op)
     for t in range(n_tiles):
-        wt = _tile_weight(op, wkn, tiles[t])
-        y = _emit_product(b, op, x, wt, probe_name(op.name, t, 0) if sim.probe
-                          else b.fresh(op.name + f"_tile{t}"), with_bias=False)
+        name = probe_name(op.name, t, 0) if sim.probe else b.fresh(op.name + f"_tile{t}")
+        if stackable:  # the tile's rows only, on its slice of the input
+            lo, hi = _tile_range(tiles[t])
+            y = _wide_product(b, op, x, [(wkn, tiles[t], 1.0)], lo, hi, out=name)
+        else:
+            y = _emit_product(b, op, x, _tile_weight(op, wkn, tiles[t]), name, with_bias=False)
         if sim.probe:
             b.probes.append(y)
         if sim.adc_steps is not None:
@@ -235,11 +249,29 @@ def _tile_mask(op: MatrixOp, tile: Tile) -> np.ndarray:
 
 def _tile_weight(op: MatrixOp, w: np.ndarray, tile: Tile) -> np.ndarray:
     """The weights of one ADC row group (all others zero), float32 (K, N)."""
-    out = np.zeros(w.shape, np.float32)
+    return tile_rows(op, w, tile, 0, op.rows)
+
+
+def tile_rows(op: MatrixOp, w: np.ndarray, tile: Tile, r0: int, r1: int,
+              scale: float = 1.0) -> np.ndarray:
+    """Rows [r0, r1) of `_tile_weight` (times ``scale``), float32 (r1 - r0, N): a tile's
+    block without the K x N array of zeros around it."""
+    out = np.zeros((r1 - r0, w.shape[1]), np.float32)
     npg = op.cols_per_group
     for g, lo, hi in tile:
-        out[lo:hi, g * npg:(g + 1) * npg] = w[lo:hi, g * npg:(g + 1) * npg]
+        lo, hi = max(lo, r0), min(hi, r1)
+        if lo < hi:
+            blk = w[lo:hi, g * npg:(g + 1) * npg]
+            out[lo - r0:hi - r0, g * npg:(g + 1) * npg] = (
+                blk if scale == 1.0 else blk.astype(np.float64) * scale)
     return out
+
+
+def tile_colsum_max(op: MatrixOp, w: np.ndarray, tile: Tile) -> float:
+    """max over columns of sum |w| over one ADC row group's rows (its worst partial sum per
+    unit input)."""
+    lo, hi = _tile_range(tile)
+    return float(np.abs(tile_rows(op, w, tile, lo, hi)).sum(axis=0, dtype=np.float64).max())
 
 
 def _tile_range(tile: Tile) -> tuple[int, int]:
@@ -272,12 +304,13 @@ def _reduce_sum(b: _Builder, x: str, axis: int, out: str | None = None) -> str:
     return b.node("ReduceSum", [x], [out] if out else None, axes=[axis], keepdims=0)
 
 
-def _wide_product(b: _Builder, op: MatrixOp, x: str, blocks: list[np.ndarray], lo: int,
-                  hi: int) -> str:
-    """x restricted to crossbar rows [lo, hi) times the blocks side by side (their rows lo..hi;
-    all other rows of the blocks are zero). Conv rows are (channel, kernel) pairs: the input is
-    cut on whole channels and the partial channels at the edges keep zero kernel rows."""
-    nb = len(blocks)
+def _wide_product(b: _Builder, op: MatrixOp, x: str, parts: list[tuple[np.ndarray, Tile, float]],
+                  lo: int, hi: int, out: str | None = None) -> str:
+    """x restricted to crossbar rows [lo, hi) times the tiles' blocks side by side: part j is
+    (weight, tile, scale), its block the tile's rows of weight x scale, zero elsewhere (only rows
+    lo..hi are built). Conv rows are (channel, kernel) pairs: the input is cut on whole channels
+    and the partial channels at the edges keep zero kernel rows."""
+    nb = len(parts)
     attrs = dict(op.attrs)
     if lo == 0 and hi >= op.rows:
         xs, r0, r1 = x, 0, op.rows
@@ -294,20 +327,28 @@ def _wide_product(b: _Builder, op: MatrixOp, x: str, blocks: list[np.ndarray], l
         xs = b.node("Slice", [x, b.const(b.fresh("s"), np.array([lo], np.int64)),
                               b.const(b.fresh("e"), np.array([hi], np.int64)),
                               b.const(b.fresh("a"), np.array([axis], np.int64))])
-    wide = np.concatenate([blk[r0:r1] for blk in blocks], axis=1)
+    n = op.cols
+    w0, tile0, scale0 = parts[0]
+    if nb == 1 and scale0 == 1.0 and (r0, r1) == (0, op.rows) and w0.dtype == np.float32 \
+            and tile0 == ((0, 0, op.rows),):
+        wide = w0  # the whole weight: no copy
+    else:
+        wide = np.empty((r1 - r0, nb * n), np.float32)
+        for j, (w, tile, scale) in enumerate(parts):
+            wide[:, j * n:(j + 1) * n] = tile_rows(op, w, tile, r0, r1, scale)
     if op.kind == "conv":
         attrs["out_channels"] = nb * op.cols
     elif op.kind == "matmul":
         attrs["weight_shape"] = [r1 - r0, nb * op.cols]
     wop = op.replace(weight=wide, bias=None, attrs=attrs)
-    return _emit_product(b, wop, xs, wide, b.fresh(op.name + "_stack"), with_bias=False)
+    return _emit_product(b, wop, xs, wide, out or b.fresh(op.name + "_stack"), with_bias=False)
 
 
-def _stacked(b: _Builder, op: MatrixOp, x: str, blocks: list[np.ndarray],
+def _stacked(b: _Builder, op: MatrixOp, x: str, blocks: list[tuple[np.ndarray, Tile]],
              steps: "tuple[float, ...] | list[float] | None", mults: list[float],
-             levels: int, in_scale: float = 1.0,
-             row_ranges: list[tuple[int, int]] | None = None) -> str:
-    """sum_j mults[j] * ADC_j(in_scale * x @ blocks[j]) with all blocks in one product.
+             levels: int, in_scale: float = 1.0) -> str:
+    """sum_j mults[j] * ADC_j(in_scale * x @ block_j) with all blocks in one product per row
+    range; block j is (weight, tile): the tile's rows of the weight (`tile_rows`).
 
     ``steps[j]`` is block j's ADC step (None: no ADC). The input scale and the ADC steps are
     folded into the weights (the product gives ADC units directly). Returns the op's output
@@ -316,21 +357,20 @@ def _stacked(b: _Builder, op: MatrixOp, x: str, blocks: list[np.ndarray],
     fold = np.full(nb, in_scale, np.float64)
     if steps is not None:
         fold = fold / np.maximum(np.asarray(steps, np.float64), 1e-30)
-    scaled = [(blk.astype(np.float64) * f).astype(np.float32) for blk, f in zip(blocks, fold)]
-    if row_ranges is None:
-        y = _wide_product(b, op, x, scaled, 0, op.rows)
-    else:  # one product per row tile on its slice of the input (no multiplications by zero)
-        parts = []
-        j = 0
-        while j < nb:
-            lo, hi = row_ranges[j]
-            k = j
-            while k < nb and row_ranges[k] == (lo, hi):
-                k += 1
-            parts.append(_wide_product(b, op, x, scaled[j:k], lo, hi))
-            j = k
-        y = parts[0] if len(parts) == 1 else b.node(
-            "Concat", parts, axis=1 if op.kind == "conv" else -1)
+    row_ranges = [_tile_range(tl) for _, tl in blocks]
+    # one product per row range on its slice of the input (no multiplications by zero)
+    products = []
+    j = 0
+    while j < nb:
+        lo, hi = row_ranges[j]
+        k = j
+        while k < nb and row_ranges[k] == (lo, hi):
+            k += 1
+        products.append(_wide_product(b, op, x, [(w, tl, float(f)) for (w, tl), f
+                                                 in zip(blocks[j:k], fold[j:k])], lo, hi))
+        j = k
+    y = products[0] if len(products) == 1 else b.node(
+        "Concat", products, axis=1 if op.kind == "conv" else -1)
     out_shape = list(b.shapes[op.outputs[0]])
     mult = np.repeat(np.asarray(mults, np.float64), n)
     # 0 in a Reshape shape copies that input dim: the batch stays free (batched evaluation)
@@ -417,20 +457,17 @@ def _emit_bitwise(b: _Builder, op: MatrixOp, sim: OpSim) -> None:
     terms = []
     if not sim.probe and _stackable(b, op):
         for plane, pw in planes:
-            blocks: list[np.ndarray] = []
+            blocks: list[tuple[np.ndarray, Tile]] = []
             steps: list[float] = []
             mults: list[float] = []
-            ranges: list[tuple[int, int]] = []
             for t in range(n_tiles):
                 for si, dig in enumerate(slices):
-                    blocks.append(_tile_weight(op, dig, tiles[t]))
-                    ranges.append(_tile_range(tiles[t]))
+                    blocks.append((dig, tiles[t]))
                     if sim.adc_steps is not None:
                         steps.append(sim.adc_steps[t])
                     mults.append(pw * float(sim.slice_base) ** si)
             terms.append(_stacked(b, op, plane, blocks,
-                                  None if sim.adc_steps is None else steps, mults, sim.adc_levels,
-                                  row_ranges=ranges))
+                                  None if sim.adc_steps is None else steps, mults, sim.adc_levels))
             if sim.offset:  # the offset scheme's reference, subtracted digitally (exact)
                 ref = np.full(slices[0].shape, -float(sim.offset) * pw, np.float32)
                 terms.append(_emit_product(b, op, plane, ref, b.fresh(op.name + "_ref"),
@@ -515,12 +552,97 @@ def _dtype(name: str) -> int:
     return helper.np_dtype_to_tensor_dtype(np.dtype(name))
 
 
-def emit(graph: Graph, sims: dict[str, OpSim] | None = None, *,
+# Tensors of the emitted model at most this big in total go into its protobuf; beyond it the
+# largest float tensors are left out and fed to onnxruntime with every run (`Emitted.feeds`),
+# from the arrays themselves: a protobuf holds at most 2 GB, and every copy of a weight (proto,
+# serialized bytes, onnxruntime's own) costs its size again.
+INLINE_BYTES = 64 << 20
+FEED_MIN_BYTES = 1 << 20  # smaller tensors always stay in the protobuf
+SAVE_ONE_FILE_BYTES = (2 << 30) - (64 << 20)  # a saved model this big gets external data
+
+
+@dataclass(frozen=True)
+class Emitted:
+    """An emitted model in two parts: ``model`` holds the graph and the small tensors; the big
+    float tensors in ``feeds`` are graph inputs of ``model``, fed with every run (onnxruntime
+    reads the arrays in place). `full` is the one self-contained model (for saving)."""
+
+    model: onnx.ModelProto
+    feeds: dict[str, np.ndarray]
+    probes: list[str]
+
+    @property
+    def data_inputs(self) -> list[str]:
+        return [i.name for i in self.model.graph.input if i.name not in self.feeds]
+
+    def full(self) -> onnx.ModelProto:
+        """The model with every tensor an initializer (a copy; under 2 GB of tensors)."""
+        if not self.feeds:
+            return self.model
+        m = onnx.ModelProto()
+        m.CopyFrom(self.model)
+        keep = [i for i in m.graph.input if i.name not in self.feeds]
+        del m.graph.input[:]
+        m.graph.input.extend(keep)
+        m.graph.initializer.extend(numpy_helper.from_array(v, k) for k, v in self.feeds.items())
+        return m
+
+    @property
+    def nbytes(self) -> int:
+        return sum(int(v.nbytes) for v in self.feeds.values()) + self.model.ByteSize()
+
+    def save(self, path: str, location: str | None = None) -> list[str]:
+        """Write the model to ``path``: one file under 2 GB, else with its big tensors as ONNX
+        external data in the file ``location`` beside it (default: its name + ".data"), written
+        from the arrays (no protobuf copy). Returns the files written."""
+        import os
+
+        if self.nbytes < SAVE_ONE_FILE_BYTES:
+            onnx.save(self.full(), path)
+            return [path]
+        data = location or os.path.basename(path) + ".data"
+        data_path = os.path.join(os.path.dirname(path), data)
+        m = onnx.ModelProto()
+        m.CopyFrom(self.model)
+        keep = [i for i in m.graph.input if i.name not in self.feeds]
+        del m.graph.input[:]
+        m.graph.input.extend(keep)
+        offset = 0
+        with open(data_path, "wb") as f:
+            for name, arr in self.feeds.items():
+                pad = -offset % 4096  # page-aligned, so onnxruntime can map it
+                f.write(b"\0" * pad)
+                offset += pad
+                t = TensorProto(name=name, data_type=_dtype(str(arr.dtype)), dims=arr.shape)
+                t.data_location = TensorProto.EXTERNAL
+                for k, v in (("location", data), ("offset", str(offset)),
+                             ("length", str(arr.nbytes))):
+                    e = t.external_data.add()
+                    e.key, e.value = k, v
+                m.graph.initializer.append(t)
+                f.write(np.ascontiguousarray(arr).tobytes())  # one tensor at a time
+                offset += arr.nbytes
+        with open(path, "wb") as f:
+            f.write(m.SerializeToString())
+        return [path, data_path]
+
+
+def emit(graph: Graph, sims: Mapping[str, OpSim] | None = None, *,
          extra_outputs: tuple[str, ...] = ()) -> tuple[onnx.ModelProto, list[str]]:
     """Emit the graph as ONNX. With ``sims`` (op name -> OpSim) emit the simulation model.
 
-    Returns the model and the names of probe outputs (row-tile partial sums) it exposes.
+    Returns the model (self-contained) and the names of probe outputs (row-tile partial sums)
+    it exposes. `emit_parts` gives the same model with its big tensors left out.
     """
+    e = emit_parts(graph, sims, extra_outputs=extra_outputs)
+    return e.full(), e.probes
+
+
+def emit_parts(graph: Graph, sims: Mapping[str, OpSim] | None = None, *,
+               extra_outputs: tuple[str, ...] = (), inline_bytes: int | None = None) -> Emitted:
+    """`emit`, with the largest float tensors beyond ``inline_bytes`` (default `INLINE_BYTES`)
+    of tensor data left out of the protobuf as fed graph inputs (`Emitted`). ``sims`` is read
+    once per matrix op, in graph order (it may make each OpSim when asked)."""
     if sims and graph.opset < SIM_MIN_OPSET:
         raise ModelImportError(
             f"{graph.name}: the hardware simulation (--data) emits Round and Clip with bounds as "
@@ -530,21 +652,35 @@ def emit(graph: Graph, sims: dict[str, OpSim] | None = None, *,
     seen_consts: set[str] = set()
     for op in graph.ops:
         if isinstance(op, MatrixOp):
-            _emit_matrix(b, op, (sims or {}).get(op.name))
+            _emit_matrix(b, op, sims.get(op.name) if sims else None)
         else:
             op = _batch_free_reshape(b, op)
             fresh = {k: v for k, v in op.constants.items() if k not in seen_consts}
             seen_consts.update(op.constants)
             _emit_digital(b, op.replace(constants=fresh))
+    limit = INLINE_BYTES if inline_bytes is None else inline_bytes
+    big = sorted((k for k, v in b.arrays.items()
+                  if v.dtype.kind == "f" and v.nbytes >= FEED_MIN_BYTES),
+                 key=lambda k: (-b.arrays[k].nbytes, k))
+    total = sum(v.nbytes for v in b.arrays.values())
+    feeds: dict[str, np.ndarray] = {}
+    for k in big:
+        if total <= limit:
+            break
+        feeds[k] = np.ascontiguousarray(b.arrays[k])
+        total -= b.arrays[k].nbytes
     inputs = [helper.make_tensor_value_info(n, _dtype(graph.tensors[n].dtype), list(graph.tensors[n].shape))
               for n in graph.inputs]
+    inputs += [helper.make_tensor_value_info(k, _dtype(str(v.dtype)), list(v.shape))
+               for k, v in feeds.items()]
     outs = [helper.make_tensor_value_info(n, _dtype(graph.tensors[n].dtype), list(graph.tensors[n].shape))
             for n in graph.outputs]
     for n in list(extra_outputs) + b.probes:
         if n not in graph.outputs:
             outs.append(helper.make_tensor_value_info(n, TensorProto.FLOAT, None))
-    g = helper.make_graph(b.nodes, graph.name, inputs, outs, b.inits)
+    inits = [numpy_helper.from_array(v, k) for k, v in b.arrays.items() if k not in feeds]
+    g = helper.make_graph(b.nodes, graph.name, inputs, outs, inits)
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", graph.opset)],
                               producer_name="imccompile")
     model.ir_version = min(model.ir_version, 10)
-    return model, list(b.probes)
+    return Emitted(model, feeds, list(b.probes))

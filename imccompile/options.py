@@ -39,6 +39,9 @@ class CompileOptions:
         samples: use only the first N samples of the data (None: all).
         seeds: noise draws of the accuracy simulation (mean ± std over them).
         sim: what the accuracy simulation includes (`imccompile.simulate.SimOptions`).
+        metric: the headline accuracy metric (`imccompile.metrics`): "auto" (top1 with labels,
+            agreement for class-score outputs, else cosine), top1, agreement, cosine, relerr,
+            snr. Every output is scored with the metrics that fit it in any case.
     """
 
     overrides: tuple[str, ...] = ()
@@ -51,8 +54,12 @@ class CompileOptions:
     samples: int | None = None
     seeds: int = 1
     sim: SimOptions = field(default_factory=SimOptions)
+    metric: str = "auto"
 
     def __post_init__(self) -> None:
+        from imccompile.metrics import check_metric
+
+        check_metric(self.metric)
         if self.overflow not in OVERFLOW_POLICIES:
             raise UsageError(f"--overflow {self.overflow}: expected one of "
                              f"{', '.join(OVERFLOW_POLICIES)}")
@@ -76,7 +83,7 @@ class CompileOptions:
              dims: Mapping[str, int] | None = None,
              overflow: OverflowPolicy = "chips", replicate: Mapping[str, int] | None = None,
              auto_replicate: bool = False, samples: int | None = None, seeds: int = 1,
-             sim: SimOptions | None = None) -> CompileOptions:
+             sim: SimOptions | None = None, metric: str = "auto") -> CompileOptions:
         """Build options from the loose forms the Python API and the CLI accept."""
         return cls(overrides=parse_overrides(overrides), passes=passes or "",
                    input_shapes=tuple((str(k), tuple(int(d) for d in v))
@@ -85,7 +92,7 @@ class CompileOptions:
                    overflow=overflow,
                    replicate=tuple((str(k), v) for k, v in (replicate or {}).items()),
                    auto_replicate=bool(auto_replicate), samples=samples, seeds=seeds,
-                   sim=sim if sim is not None else SimOptions())
+                   sim=sim if sim is not None else SimOptions(), metric=metric)
 
     def replace(self, **changes: Any) -> CompileOptions:
         return replace(self, **changes)

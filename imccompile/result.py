@@ -20,17 +20,36 @@ if TYPE_CHECKING:
     from imccompile.simulate import Calibration
     from imccompile.spec.schema import Target
 
-# The accuracy under the hardware (imccompile.simulate.evaluate). Functional form: a field is
-# called "float".
+# One metric of one output over the noise seeds. Functional form: a field is called "float".
+MetricStats = TypedDict("MetricStats", {
+    "float": float,  # the float (uncompressed) model's value
+    "mean": float,
+    "std": float,
+    "per_seed": list[float],
+})
+
+
+class OutputAccuracy(TypedDict):
+    """The metrics of one graph output (`imccompile.metrics`)."""
+
+    name: str
+    shape: list[int]
+    kind: str  # class_scores or values
+    metrics: dict[str, MetricStats]  # top1 (first output, labels), agreement, cosine, relerr, snr
+
+
+# The accuracy under the hardware (imccompile.simulate.evaluate).
 Accuracy = TypedDict("Accuracy", {
-    "metric": str,  # top1 (labels), top1_agreement or cosine (against the float model)
+    "metric": str,  # the headline: top1 (labels), agreement, cosine, relerr or snr
+    "direction": str,  # maximize, or minimize (relerr)
     "float": float,  # the float (uncompressed) model's score
     "mean": float,  # over the noise seeds
     "std": float,
     "per_seed": list[float],
-    "relative_error": float,  # ||out - float out|| / ||float out||, mean over seeds
+    "relative_error": float,  # ||out - float out|| / ||float out||, mean over outputs and seeds
     "samples": int,
     "seeds": list[int],
+    "outputs": list[OutputAccuracy],  # every graph output, its metrics
 })
 
 

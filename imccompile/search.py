@@ -80,6 +80,7 @@ class SearchConfig:
     replicate: tuple[tuple[str, int], ...] = ()
     auto_replicate: bool = False
     sim: SimOptions = field(default_factory=SimOptions)
+    metric: str = "auto"
 
     @classmethod
     def from_options(cls, model: str, target: str, data: str | None, options: CompileOptions,
@@ -89,7 +90,8 @@ class SearchConfig:
                    samples=options.samples, seeds=options.seeds, input_shapes=options.input_shapes,
                    dims=options.dims,
                    overflow=options.overflow, replicate=options.replicate,
-                   auto_replicate=options.auto_replicate, sim=options.sim, **search)
+                   auto_replicate=options.auto_replicate, sim=options.sim,
+                   metric=options.metric, **search)
 
     def compile_options(self, passes: str = "", overrides: Sequence[str] = (),
                         auto_replicate: bool = False) -> CompileOptions:
@@ -101,7 +103,8 @@ class SearchConfig:
                               overflow=self.overflow,
                               replicate=self.replicate,
                               auto_replicate=self.auto_replicate or auto_replicate,
-                              samples=self.samples, seeds=self.seeds, sim=self.sim)
+                              samples=self.samples, seeds=self.seeds, sim=self.sim,
+                              metric=self.metric)
 
     def settings(self) -> dict[str, Any]:
         """The part of the config that must match on resume (not the sampler or seed), as JSON
@@ -158,8 +161,8 @@ _FLAGS = {"model": "model", "target": "--target", "overrides": "--set", "data": 
           "samples": "--samples", "objectives": "--objectives",
           "max_accuracy_drop": "--max-accuracy-drop", "max_area": "--max-area",
           "max_arrays": "--max-arrays", "seeds": "--seeds", "fix": "--fix", "space": "--space",
-          "input_shapes": "--input-shape", "dims": "--dim", "overflow": "--overflow", "replicate": "--replicate",
-          "auto_replicate": "--auto-replicate"}
+          "input_shapes": "--input-shape", "dims": "--dim", "overflow": "--overflow",
+          "replicate": "--replicate", "auto_replicate": "--auto-replicate", "metric": "--metric"}
 
 
 def _flag_text(name: str, value: Any) -> str:
@@ -245,7 +248,8 @@ class Evaluator:
     base_target: Target = field(init=False)  # as loaded, without overrides
     target: Target = field(init=False)  # with the user's overrides: the space's defaults
     space: Space = field(init=False)
-    float_accuracy: float | None = None
+    float_accuracy: float | None = None  # the float model's accuracy objective value
+    metric: str | None = None  # the headline metric (cfg.metric resolved on the outputs)
 
     def __post_init__(self) -> None:
         from imccompile.compiler import prepare
@@ -257,9 +261,12 @@ class Evaluator:
         self.prepared = prepare(self.cfg.model, opts, self.cfg.data, reference=True)
         ref, data = self.prepared.reference, self.prepared.dataset
         if data is not None and ref is not None:
-            from imccompile.simulate import score
+            from imccompile.metrics import objective_value
+            from imccompile.simulate import score_outputs
 
-            self.float_accuracy = score(ref, ref, data.labels)[1]
+            self.metric, value, _ = score_outputs(self.prepared.graph, ref, ref, data.labels,
+                                                  self.cfg.metric)
+            self.float_accuracy = objective_value(self.metric, value)
         fix = dict(self.cfg.fix)
         if self.cfg.auto_replicate:  # every trial auto-replicates: the knob would change nothing
             fix.setdefault("replicate", True)
@@ -287,8 +294,10 @@ class Evaluator:
                                self.options(text, overrides, replicate))
         values = {"energy": res.cost.energy_j, "latency": res.schedule.latency_s,
                   "area": res.cost.area_mm2, "arrays": float(res.mapping.arrays)}
-        if res.accuracy is not None:
-            values["accuracy"] = res.accuracy["mean"]
+        if res.accuracy is not None:  # maximized: the headline metric, or -relerr
+            from imccompile.metrics import objective_value
+
+            values["accuracy"] = objective_value(res.accuracy["metric"], res.accuracy["mean"])
             values["relative_error"] = res.accuracy["relative_error"]
         return res, values
 
@@ -298,10 +307,14 @@ def override_texts(overrides: Mapping[str, Any]) -> list[str]:
     return [f"{k}={json.dumps(v)}" for k, v in overrides.items()]
 
 
-def _constraints(cfg: SearchConfig, values: Mapping[str, float], float_acc: float | None) -> list[float]:
+def _constraints(cfg: SearchConfig, values: Mapping[str, float], float_acc: float | None,
+                 metric: str | None = None) -> list[float]:
+    """Constraint values (<= 0 is feasible). The accuracy drop is in percentage points of the
+    accuracy objective (relerr: percent of relative error), in dB for snr."""
     out = []
     if cfg.max_accuracy_drop is not None and float_acc is not None:
-        out.append(100.0 * (float_acc - values["accuracy"]) - cfg.max_accuracy_drop)
+        scale = 1.0 if metric == "snr" else 100.0
+        out.append(scale * (float_acc - values["accuracy"]) - cfg.max_accuracy_drop)
     if cfg.max_area is not None:
         out.append(values["area"] - cfg.max_area)
     if cfg.max_arrays is not None:
@@ -575,7 +588,7 @@ def _objective(ev: Evaluator, cfg: SearchConfig, trials: int | None = None,
         trial.set_user_attr("values", values)
         if ev.float_accuracy is not None:
             trial.set_user_attr("float_accuracy", ev.float_accuracy)
-        cons = _constraints(cfg, values, ev.float_accuracy)
+        cons = _constraints(cfg, values, ev.float_accuracy, ev.metric)
         trial.set_user_attr("constraints", cons)
         for name, value in zip(_constraint_names(cfg), cons):
             trial.set_constraint(name, value)

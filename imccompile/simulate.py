@@ -16,11 +16,13 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
+from collections.abc import Mapping as MappingABC
 from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping
 
 import numpy as np
 
-from imccompile.emit import OpSim, _tile_weight, emit, probe_tile
+from imccompile import metrics
+from imccompile.emit import Emitted, OpSim, emit_parts, probe_tile, tile_colsum_max
 from imccompile.errors import DataError, ModelImportError
 from imccompile.ir import Graph, MatrixOp
 from imccompile.layout import LayerLayout, adc_levels, dac_codes, dac_step, layer_bits, layer_layout
@@ -126,11 +128,14 @@ def _session(model_bytes: bytes):
     return ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
 
 
-def _batched_copy(model) -> Any:
-    """The model with a free batch dim, when every input and declared output has batch 1."""
+def _batched_copy(model, data_inputs: list[str] | None = None) -> Any:
+    """The model with a free batch dim, when every data input and declared output has batch 1
+    (``data_inputs``: the inputs fed per sample, default all; fed weights keep their shapes).
+    The copy is cheap when the big tensors are fed (`emit.Emitted`), not in the protobuf."""
     import onnx
 
-    ins = [i for i in model.graph.input]
+    names = set(data_inputs) if data_inputs is not None else None
+    ins = [i for i in model.graph.input if names is None or i.name in names]
     outs = [o for o in model.graph.output if o.type.tensor_type.HasField("shape")]
     def lead(vi) -> int | None:
         d = vi.type.tensor_type.shape.dim
@@ -139,34 +144,64 @@ def _batched_copy(model) -> Any:
         return None
     m = onnx.ModelProto()
     m.CopyFrom(model)
-    for vi in list(m.graph.input) + [o for o in m.graph.output if o.type.tensor_type.HasField("shape")]:
+    for vi in [i for i in m.graph.input if names is None or i.name in names] + \
+            [o for o in m.graph.output if o.type.tensor_type.HasField("shape")]:
         vi.type.tensor_type.shape.dim[0].dim_param = "batch"
     return m
 
 
 class Runner:
-    """Runs an emitted model over a dataset with onnxruntime (one session per model).
+    """Runs an emitted model over a dataset with onnxruntime.
 
     Samples of batch 1 run BATCH at a time when the model allows it: the batch dim is freed and
-    the first two samples are checked to give the same outputs batched as one by one; otherwise
-    (e.g. a Reshape to a constant shape with batch 1) samples run one by one."""
+    the first two samples, run one by one through that model, are checked to give the same
+    outputs as run together; otherwise (e.g. a Reshape to a constant shape with batch 1) samples
+    run one by one through the model as emitted. Only one session is alive at a time (created
+    when first run). The big tensors of an `Emitted` model are fed with every run from their
+    arrays (held by the runner), never copied into a protobuf."""
 
     def __init__(self, model, outputs: list[str] | None = None) -> None:
+        from imccompile.emit import Emitted
+
+        self._bytes: bytes | None = None
+        self._emitted: Emitted | None = None
         if isinstance(model, (bytes, bytearray)):
-            self.sess, self.batched = _session(bytes(model)), None
+            self._bytes = bytes(model)
+            names = None
         else:
-            self.sess = _session(model.SerializeToString())
-            copy = _batched_copy(model)
-            self.batched = _session(copy.SerializeToString()) if copy is not None else None
-        self.outputs = outputs or [o.name for o in self.sess.get_outputs()]
+            self._emitted = model if isinstance(model, Emitted) else Emitted(model, {}, [])
+            names = [o.name for o in self._emitted.model.graph.output]
+        self.weights: dict[str, np.ndarray] = self._emitted.feeds if self._emitted else {}
+        self._sess: Any = None
+        self._batched: Any = None
+        self._mode: str | None = None  # "batched" or "single", once decided
+        if outputs is None and names is None:
+            outputs = [o.name for o in self._single().get_outputs()]
+        self.outputs = outputs or names or []
+
+    def _single(self) -> Any:
+        if self._sess is None:
+            self._batched = None  # one session at a time
+            model = self._bytes if self._bytes is not None else \
+                self._emitted.model.SerializeToString()  # type: ignore[union-attr]
+            self._sess = _session(model)
+        return self._sess
+
+    def _feed(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {**feed, **self.weights} if self.weights else feed
 
     def _batch_ok(self, data: Dataset) -> bool:
-        if self.batched is None or len(data.feeds) < 2:
+        if self._emitted is None or len(data.feeds) < 2:
             return False
-        one = [self.sess.run(self.outputs, f) for f in data.feeds[:2]]
+        copy = _batched_copy(self._emitted.model, self._emitted.data_inputs)
+        if copy is None:
+            return False
         try:
-            both = self.batched.run(self.outputs, _stack(data.feeds[:2]))
+            self._batched = _session(copy.SerializeToString())
+            one = [self._batched.run(self.outputs, self._feed(f)) for f in data.feeds[:2]]
+            both = self._batched.run(self.outputs, self._feed(_stack(data.feeds[:2])))
         except Exception:
+            self._batched = None
             return False
         for k, out in enumerate(both):
             if out.ndim == 0 or out.shape[0] != 2:
@@ -180,15 +215,20 @@ class Runner:
         return True
 
     def run(self, data: Dataset, on_outputs: Callable[[int, list[np.ndarray]], None]) -> None:
-        if not self._batch_ok(data):
+        if self._mode is None:
+            self._mode = "batched" if self._batch_ok(data) else "single"
+            if self._mode == "single":
+                self._batched = None
+        if self._mode == "single":
+            sess = self._single()
             for i, feed in enumerate(data.feeds):
-                on_outputs(i, self.sess.run(self.outputs, feed))
+                on_outputs(i, sess.run(self.outputs, self._feed(feed)))
             return
-        batched = self.batched
+        batched = self._batched
         assert batched is not None  # _batch_ok
         for start in range(0, len(data.feeds), BATCH):
             chunk = data.feeds[start:start + BATCH]
-            outs = batched.run(self.outputs, _stack(chunk))
+            outs = batched.run(self.outputs, self._feed(_stack(chunk)))
             for j in range(len(chunk)):
                 on_outputs(start + j, [o[j:j + 1] for o in outs])
 
@@ -197,18 +237,22 @@ def _stack(feeds: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     return {k: np.concatenate([f[k] for f in feeds], axis=0) for k in feeds[0]}
 
 
-def _first_outputs(graph: Graph, model, data: Dataset) -> np.ndarray:
-    r = Runner(model, [graph.outputs[0]])
-    outs: list[np.ndarray] = []
-    r.run(data, lambda i, o: outs.append(o[0]))
-    return np.stack(outs)
+Outputs = tuple[np.ndarray, ...]  # per graph output, its values stacked over the samples
+
+
+def _outputs(graph: Graph, model, data: Dataset) -> Outputs:
+    """Every graph output of ``model`` on every sample, stacked over the samples."""
+    r = Runner(model, list(graph.outputs))
+    outs: list[list[np.ndarray]] = []
+    r.run(data, lambda i, o: outs.append(o))
+    return tuple(np.stack([o[k] for o in outs]) for k in range(len(graph.outputs)))
 
 
 @dataclass(frozen=True)
 class Calibration:
     act: dict[str, tuple[float, int, int]]  # op -> (step, lo, hi)
     adc: dict[str, tuple[float, ...]]  # op -> step per row tile
-    reference: np.ndarray  # float model's first output per sample
+    reference: Outputs  # the float model's outputs (every graph output) per sample
 
 
 _bits = layer_bits
@@ -236,22 +280,25 @@ def quantized_weight(op: MatrixOp, target, opts: SimOptions) -> tuple[np.ndarray
 
 
 def activation_stats(graph: Graph, data: Dataset, percentile: float | None = None
-                     ) -> tuple[np.ndarray, dict[str, tuple[float, float]]]:
-    """Run the float model: its first output per sample, and for every crossbar input tensor
+                     ) -> tuple[Outputs, dict[str, tuple[float, float]]]:
+    """Run the float model: its outputs per sample, and for every crossbar input tensor
     (range, min) where range is max |x| or the given percentile of |x|."""
     mats = graph.matrix_ops
     ins = sorted({op.inputs[0] for op in mats})
-    inner = [n for n in ins if n not in graph.inputs]
-    ideal, _ = emit(graph, extra_outputs=tuple(inner))
-    r = Runner(ideal, [graph.outputs[0]] + inner)
+    outs_ = list(graph.outputs)
+    inner = [n for n in ins if n not in graph.inputs and n not in outs_]
+    ideal = emit_parts(graph, extra_outputs=tuple(inner))
+    r = Runner(ideal, outs_ + inner)
     amax = dict.fromkeys(ins, 0.0)
     amin = dict.fromkeys(ins, 0.0)
     samples: dict[str, list[np.ndarray]] = {k: [] for k in ins}
-    ref: list[np.ndarray] = []
+    ref: list[list[np.ndarray]] = []
+    n_out = len(outs_)
 
     def take(i: int, outs: list[np.ndarray]) -> None:
-        ref.append(outs[0])
-        values = dict(zip(inner, outs[1:]))
+        ref.append(outs[:n_out])
+        values = dict(zip(outs_ + inner, outs))
+        values = {k: v for k, v in values.items() if k in amax}
         values.update((k, v) for k, v in data.feeds[i].items() if k in amax)
         for name, v in values.items():
             amax[name] = max(amax[name], float(np.abs(v).max()))
@@ -266,7 +313,7 @@ def activation_stats(graph: Graph, data: Dataset, percentile: float | None = Non
         if percentile is not None:
             rng = float(np.percentile(np.concatenate(samples[x]), percentile))
         stats[x] = (rng, amin[x])
-    return np.stack(ref), stats
+    return tuple(np.stack([o[k] for o in ref]) for k in range(n_out)), stats
 
 
 def calibrate(graph: Graph, target, data: Dataset, opts: SimOptions,
@@ -287,11 +334,16 @@ def calibrate(graph: Graph, target, data: Dataset, opts: SimOptions,
     adc: dict[str, tuple[float, ...]] = {}
     levels = adc_levels(target.adc.bits)
     if opts.adc and target.adc.type != "digital":
-        sims = {op.name: _opsim(op, target, opts, act, None, None, lay[op.name],
-                                probe=opts.adc_range == "calibrated") for op in mats}
+        by_name = {op.name: op for op in mats}
+
+        def make(name: str) -> OpSim:  # noise-free, quantized
+            return _opsim(by_name[name], target, opts, act, None, None, lay[name],
+                          probe=opts.adc_range == "calibrated")
+
         if opts.adc_range == "calibrated":
-            model, probes = emit(graph, sims)
-            pr = Runner(model, probes)
+            emitted = emit_parts(graph, _LazySims(make, list(by_name)))
+            probes = emitted.probes
+            pr = Runner(emitted, probes)
             pmax = dict.fromkeys(probes, 0.0)
 
             def take_p(i: int, outs: list[np.ndarray]) -> None:
@@ -304,12 +356,12 @@ def calibrate(graph: Graph, target, data: Dataset, opts: SimOptions,
                 key = probe_tile(name)
                 tile_max[key] = max(tile_max.get(key, 0.0), v)
             for op in mats:
-                n_tiles = len(sims[op.name].tiles or ())
+                n_tiles = len(adc_tiles(op, lay[op.name]))
                 adc[op.name] = tuple(max(tile_max.get((op.name, t), 0.0), 1e-12) / levels
                                      for t in range(n_tiles))
         else:
             for op in mats:
-                sim = sims[op.name]
+                sim = make(op.name)
                 step, lo, hi = act[op.name]
                 tiles = sim.tiles or ()
                 if opts.bit_accurate:  # worst partial: every row at full input and digit
@@ -317,25 +369,24 @@ def calibrate(graph: Graph, target, data: Dataset, opts: SimOptions,
                     xmax = 1.0 if sim.plane_bits is not None else float(max(abs(lo), abs(hi)))
                     if sim.plane_bits is not None:
                         xmax = float(2 ** sim.plane_bits - 1)
-                    dmax = [max(float(np.abs(_tile_weight(op, d, tl)).sum(axis=0).max())
-                                for d in sim.slices) for tl in tiles]
+                    dmax = [max(tile_colsum_max(op, d, tl) for d in sim.slices) for tl in tiles]
                     adc[op.name] = tuple(max(m * xmax, 1e-12) / levels for m in dmax)
                     continue
                 w = sim.weight
                 assert w is not None
                 xmax = max(abs(lo), abs(hi)) * step if opts.dac else stats[op.inputs[0]][0]
-                adc[op.name] = tuple(
-                    max(float(np.abs(_tile_weight(op, w, tl)).sum(axis=0).max()) * xmax, 1e-12)
-                    / levels for tl in tiles)
+                adc[op.name] = tuple(max(tile_colsum_max(op, w, tl) * xmax, 1e-12) / levels
+                                     for tl in tiles)
     return Calibration(act, adc, reference)
 
 
 def _opsim(op: MatrixOp, target, opts: SimOptions, act, adc, rng: np.random.Generator | None,
            lm: LayerLayout, probe: bool = False) -> OpSim:
-    q, step = quantized_weight(op, target, opts)
     a_step, lo, hi = act[op.name] if opts.dac else (None, 0, 0)
     tiles = adc.get(op.name) if adc else None
+    q, step = quantized_weight(op, target, opts) if opts.weights else (None, None)
     if opts.bit_accurate:
+        assert q is not None and step is not None  # SimOptions: bit-accurate needs weights
         wb, ib = _bits(op, target)
         digits, base, offset = (noisy_slices(q, wb, target, rng, opts.t_inference_s)
                                 if opts.noise and rng is not None else slice_digits(q, wb, target))
@@ -345,71 +396,115 @@ def _opsim(op: MatrixOp, target, opts: SimOptions, act, adc, rng: np.random.Gene
                      slices=tuple(np.asarray(d, np.float32) for d in digits), slice_base=base,
                      offset=offset, col_scale=step, plane_bits=target.dac.bits if serial else None,
                      in_bits=ib)
-    if opts.noise and rng is not None and opts.weights:
-        wb, _ = _bits(op, target)
-        q = noisy_codes(q, wb, target, rng, opts.t_inference_s)
-    w = (q * step[None, :]).astype(np.float32)
+    if not opts.weights:  # the float weights as they are (no copy without a mask)
+        w = np.asarray(op.weight if op.compression.mask is None
+                       else op.weight * op.compression.mask, np.float32)
+    else:
+        assert q is not None and step is not None
+        if opts.noise and rng is not None:
+            wb, _ = _bits(op, target)
+            q = noisy_codes(q, wb, target, rng, opts.t_inference_s)
+        w = (q * step[None, :]).astype(np.float32)
     return OpSim(weight=w, act_step=a_step, act_lo=lo, act_hi=hi, tiles=adc_tiles(op, lm),
                  adc_steps=tiles, adc_levels=adc_levels(target.adc.bits), probe=probe)
 
 
 def simulation_model(graph: Graph, target, cal: Calibration, opts: SimOptions, seed: int,
                      mapping: "ChipMapping | None" = None):
-    """The simulation ONNX model for one noise seed. A layer that reads another layer's arrays
-    (a shared weight, `LayerLayout.shares`) reads the same noisy devices: its weights are that
-    layer's draw, with its own DAC and ADC steps."""
+    """The simulation ONNX model for one noise seed (self-contained: under 2 GB of tensors; see
+    `simulation_parts`)."""
+    return simulation_parts(graph, target, cal, opts, seed, mapping).full()
+
+
+def simulation_parts(graph: Graph, target, cal: Calibration, opts: SimOptions, seed: int,
+                     mapping: "ChipMapping | None" = None) -> Emitted:
+    """The simulation model for one noise seed, its big tensors fed (`emit.Emitted`). A layer
+    that reads another layer's arrays (a shared weight, `LayerLayout.shares`) reads the same
+    noisy devices: its weights are that layer's draw, with its own DAC and ADC steps."""
     rng = np.random.default_rng(seed)
     lay = layouts(graph, target, mapping)
     adc = cal.adc if opts.adc else None
-    sims: dict[str, OpSim] = {}
-    for op in graph.matrix_ops:
-        owner = lay[op.name].shares
-        if owner is not None and owner in sims:
-            base = sims[owner]
-            own = _opsim(op, target, opts, cal.act, adc, None, lay[op.name])
-            sims[op.name] = dataclasses.replace(own, weight=base.weight, slices=base.slices)
+    ops = {op.name: op for op in graph.matrix_ops}
+    owners = {lm.shares for lm in lay.values() if lm.shares is not None}
+    made: dict[str, OpSim] = {}  # the draws of layers other layers read
+
+    def make(name: str) -> OpSim:
+        op = ops[name]
+        owner = lay[name].shares
+        if owner is not None and owner in made:
+            base = made[owner]
+            own = _opsim(op, target, opts, cal.act, adc, None, lay[name])
+            sim = dataclasses.replace(own, weight=base.weight, slices=base.slices)
         else:
-            sims[op.name] = _opsim(op, target, opts, cal.act, adc, rng, lay[op.name])
-    model, _ = emit(graph, sims)
-    return model
+            sim = _opsim(op, target, opts, cal.act, adc, rng, lay[name])
+        if name in owners:
+            made[name] = sim
+        return sim
+
+    return emit_parts(graph, _LazySims(make, list(ops)))
 
 
-def score(outputs: np.ndarray, reference: np.ndarray, labels: np.ndarray | None) -> tuple[str, float]:
-    """(metric, value): top-1 accuracy with labels, else top-1 agreement or cosine similarity."""
-    if labels is not None:
-        pred = outputs.reshape(-1, outputs.shape[-1]).argmax(axis=-1)
-        lab = labels.reshape(-1)
-        if pred.size != lab.size:
-            raise DataError(f"{lab.size} labels for {pred.size} predictions of the first output "
-                            f"(shape {list(outputs.shape[1:])} per sample)")
-        return "top1", float((pred == lab).mean())
-    if outputs.shape[-1] > 1:
-        a = outputs.reshape(-1, outputs.shape[-1]).argmax(axis=-1)
-        b = reference.reshape(-1, reference.shape[-1]).argmax(axis=-1)
-        return "top1_agreement", float((a == b).mean())
-    x, y = outputs.ravel().astype(np.float64), reference.ravel().astype(np.float64)
-    denom = np.linalg.norm(x) * np.linalg.norm(y)
-    return "cosine", float(x @ y / denom) if denom > 0 else 0.0
+class _LazySims(MappingABC):
+    """The OpSims of a simulation model, each made when the emitter asks for it (once per layer,
+    in graph order: the noise draws are those of a loop over the layers), so that only one
+    layer's working arrays exist besides the emitted weights."""
+
+    def __init__(self, make: Callable[[str], OpSim], names: list[str]) -> None:
+        self._make, self._names = make, names
+
+    def __getitem__(self, name: str) -> OpSim:
+        if name not in self._names:
+            raise KeyError(name)
+        return self._make(name)
+
+    def __iter__(self):
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
 
 
-def reference_outputs(graph: Graph, data: Dataset) -> np.ndarray:
-    """The float model's first output per sample (ideal emission, onnxruntime)."""
-    model, _ = emit(graph)
-    return _first_outputs(graph, model, data)
+def score_outputs(graph: Graph, outs: Outputs, refs: Outputs, labels: np.ndarray | None,
+                  metric: str = "auto") -> tuple[str, float, list[dict[str, float]]]:
+    """(headline metric, its value, per output its metrics) of outputs against the float
+    model's (`imccompile.metrics`)."""
+    kinds = metrics.output_kinds(graph)
+    name = metrics.resolve(metric, kinds, labels)
+    per = metrics.output_metrics(graph.outputs, kinds, outs, refs, labels, name)
+    return name, metrics.headline(name, per), per
+
+
+def reference_outputs(graph: Graph, data: Dataset) -> Outputs:
+    """The float model's outputs per sample, every graph output (ideal emission, onnxruntime)."""
+    return _outputs(graph, emit_parts(graph), data)
+
+
+def _non_finite(outs: Outputs) -> tuple[int, int, int] | None:
+    """(output index, first bad sample, bad samples) of the first output with NaN/Inf."""
+    for k, o in enumerate(outs):
+        if o.dtype.kind != "f":
+            continue
+        bad = [i for i in range(len(o)) if not np.isfinite(o[i]).all()]
+        if bad:
+            return k, bad[0], len(bad)
+    return None
 
 
 def evaluate(graph: Graph, target, data: Dataset, *, seeds: int = 1, opts: SimOptions = SimOptions(),
              base_seed: int = 0, progress: Callable[[int, int], None] | None = None,
-             reference: np.ndarray | None = None,
-             mapping: "ChipMapping | None" = None) -> tuple[dict[str, Any], Calibration]:
+             reference: Outputs | None = None, mapping: "ChipMapping | None" = None,
+             metric: str = "auto") -> tuple[dict[str, Any], Calibration]:
     """Accuracy of the compiled graph under the target's hardware, over ``seeds`` noise draws.
 
     ``reference``: outputs of the uncompressed float model (see `reference_outputs`); the
     ``float`` figure and the agreement metrics are taken against it. Default: the graph's own
-    float outputs (no compression passes ran).
+    float outputs (no compression passes ran). ``metric``: the headline (`imccompile.metrics`);
+    every output is also scored with the metrics that fit it.
     """
     if seeds < 1:
         raise DataError(f"--seeds must be >= 1, got {seeds}")
+    kinds = metrics.output_kinds(graph)
+    name = metrics.resolve(metric, kinds, data.labels)
     for op in graph.matrix_ops:  # conductances cannot encode them; the noise model would spread NaN
         for what, arr in (("weight", op.weight), ("bias", op.bias)):
             if arr is not None and not np.isfinite(arr).all():
@@ -419,48 +514,70 @@ def evaluate(graph: Graph, target, data: Dataset, *, seeds: int = 1, opts: SimOp
                     "simulation needs finite weights")
     cal = calibrate(graph, target, data, opts, mapping)
     if reference is not None:
-        cal = Calibration(cal.act, cal.adc, reference)
-    bad = [i for i, r in enumerate(cal.reference) if not np.isfinite(r).all()]
+        cal = Calibration(cal.act, cal.adc, tuple(reference))
+    bad = _non_finite(cal.reference)
     if bad:
+        k, first, n = bad
         raise DataError(
-            f"{data.source}: the float model's output {graph.outputs[0]!r} is NaN or Inf on "
-            f"sample {bad[0]} ({len(bad)} of {len(cal.reference)} samples): NaN/Inf constants "
+            f"{data.source}: the float model's output {graph.outputs[k]!r} is NaN or Inf on "
+            f"sample {first} ({n} of {len(cal.reference[k])} samples): NaN/Inf constants "
             "in the model or an overflow; the accuracy cannot be scored")
-    metric, float_value = score(cal.reference, cal.reference, data.labels)
-    per_seed = []
-    rel_errors = []
+    float_per = metrics.output_metrics(graph.outputs, kinds, cal.reference, cal.reference,
+                                       data.labels, name)
+    per_seed: list[list[dict[str, float]]] = []
     for s in range(seeds):
-        model = simulation_model(graph, target, cal, opts, base_seed + s, mapping)
-        out = _first_outputs(graph, model, data)
-        bad = [i for i, o in enumerate(out) if not np.isfinite(o).all()]
+        model = simulation_parts(graph, target, cal, opts, base_seed + s, mapping)
+        out = _outputs(graph, model, data)
+        del model
+        bad = _non_finite(out)
         if bad:  # the float outputs are finite: huge values overflow float32 on the hardware
             wmax = max((float(np.abs(op.weight).max()) for op in graph.matrix_ops), default=0.0)
             raise DataError(
-                f"{data.source}: the simulated hardware output {graph.outputs[0]!r} is NaN or Inf "
-                f"on sample {bad[0]} (noise seed {base_seed + s}) although the float model's is "
-                f"finite: values overflow float32 (largest |weight| {wmax:.3g}); rescale the model")
-        per_seed.append(score(out, cal.reference, data.labels)[1])
-        ref = cal.reference.astype(np.float64)
-        rel_errors.append(float(np.linalg.norm(out - ref)) / max(float(np.linalg.norm(ref)), 1e-30))
+                f"{data.source}: the simulated hardware output {graph.outputs[bad[0]]!r} is NaN "
+                f"or Inf on sample {bad[1]} (noise seed {base_seed + s}) although the float "
+                f"model's is finite: values overflow float32 (largest |weight| {wmax:.3g}); "
+                "rescale the model")
+        per_seed.append(metrics.output_metrics(graph.outputs, kinds, out, cal.reference,
+                                               data.labels, name))
         if progress:
             progress(s + 1, seeds)
-    arr = np.array(per_seed)
+
+    def stat(values: list[float], float_value: float) -> dict[str, Any]:
+        arr = np.array(values)
+        return {"float": float(float_value), "mean": float(arr.mean()),
+                "std": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0,
+                "per_seed": [float(v) for v in arr]}
+
+    head = stat([metrics.headline(name, p) for p in per_seed], metrics.headline(name, float_per))
+    outputs = []
+    for k, out_name in enumerate(graph.outputs):
+        outputs.append({
+            "name": out_name, "shape": [int(d) for d in graph.tensors[out_name].shape],
+            "kind": kinds[k],
+            "metrics": {m: stat([p[k][m] for p in per_seed], float_per[k][m])
+                        for m in float_per[k]}})
     return {
-        "metric": metric,
-        "float": float_value,
-        "mean": float(arr.mean()),
-        "std": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0,
-        "per_seed": [float(v) for v in arr],
-        "relative_error": float(np.mean(rel_errors)),
+        "metric": name,
+        "direction": metrics.direction(name),
+        **head,
+        "relative_error": float(np.mean([[m["relerr"] for m in p] for p in per_seed])),
         "samples": len(data.feeds),
         "seeds": list(range(base_seed, base_seed + seeds)),
+        "outputs": outputs,
     }, cal
 
 
 def simulation_model_of(result: CompileResult, seed: int = 0):
     """The hardware simulation ONNX model of a compile (it needs its calibration: compile with
-    data) for one noise seed: the model that was scored for that seed."""
+    data) for one noise seed: the model that was scored for that seed (self-contained; for a
+    model over 2 GB use `simulation_parts_of` and `Emitted.save`)."""
+    return simulation_parts_of(result, seed).full()
+
+
+def simulation_parts_of(result: CompileResult, seed: int = 0) -> Emitted:
+    """`simulation_model_of` with its big tensors apart (`emit.Emitted`: run it, or save it
+    with external data when over 2 GB)."""
     if result.calibration is None:
         raise DataError("the simulation model needs calibration data: compile with data=...")
-    return simulation_model(result.graph, result.target, result.calibration, result.options.sim,
+    return simulation_parts(result.graph, result.target, result.calibration, result.options.sim,
                             seed, result.mapping)

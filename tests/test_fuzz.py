@@ -127,12 +127,14 @@ def report_problems(report: dict) -> list[str]:
     if not 0 <= tot["utilization"] <= 1 + 1e-12:
         problems.append(f"totals.utilization {tot['utilization']} outside [0, 1]")
     acc = report.get("accuracy")
-    if acc is not None:  # top-1 figures in [0, 1]; a cosine similarity in [-1, 1]
-        low = -1 - 1e-9 if acc["metric"] == "cosine" else 0
+    if acc is not None:  # top-1 figures in [0, 1]; a cosine similarity in [-1, 1];
+        # a relative error >= 0; an SNR in [-100, 100] dB
+        low, high = {"cosine": (-1 - 1e-9, 1 + 1e-9), "relerr": (0, math.inf),
+                     "snr": (-100, 100)}.get(acc["metric"], (0, 1 + 1e-9))
         for k, v in [("float", acc["float"]), ("mean", acc["mean"])] + \
                 [(f"per_seed[{i}]", v) for i, v in enumerate(acc["per_seed"])]:
-            if not low <= v <= 1 + 1e-9:
-                problems.append(f"accuracy.{k} {v} outside [{low:.0f}, 1]")
+            if not low <= v <= high:
+                problems.append(f"accuracy.{k} {v} outside [{low:.0f}, {high:.0f}]")
         for k in ("std", "relative_error"):
             if acc[k] < 0:
                 problems.append(f"accuracy.{k} {acc[k]} is negative")

@@ -116,7 +116,7 @@ def test_integer_model_ideal_simulation(quantized, capsys, tmp_path: Path) -> No
     code = cli_main([str(path), "--target", "pcm", "--data", str(tmp_path / "x.npz"), "--ideal"])
     out = capsys.readouterr().out
     assert code == 0, out
-    m = re.search(r"\(top1_agreement\): float 1.0000, hardware ([0-9.]+) ±", out)
+    m = re.search(r"\(agreement\): float 1.0000, hardware ([0-9.]+) ±", out)
     assert m and float(m.group(1)) == 1.0, out
 
 

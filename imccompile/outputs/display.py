@@ -149,7 +149,36 @@ class Console:
                 b.add_row(k, si(v, "J"), f"{100 * v / total:.1f}%")
         self.out.print(b)
         if "accuracy" in report:
-            a = report["accuracy"]
-            self.out.print(f"accuracy ({a['metric']}): float {a['float']:.4f}, hardware "
-                           f"{a['mean']:.4f} ± {a['std']:.4f} over {len(a['per_seed'])} seeds",
-                           highlight=False)
+            self.accuracy(report["accuracy"])
+
+    def accuracy(self, a: dict[str, Any]) -> None:
+        """The headline accuracy line, then every output's metrics (hardware mean)."""
+        if self.quiet:
+            return
+        fmt = metric_text(a["metric"])
+        self.out.print(f"accuracy ({a['metric']}): float {fmt(a['float'])}, hardware "
+                       f"{fmt(a['mean'])} ± {fmt(a['std'])} over {len(a['per_seed'])} seeds",
+                       highlight=False)
+        outs = a.get("outputs") or []
+        if not outs:
+            return
+        names = [m for m in ("top1", "agreement", "cosine", "relerr", "snr")
+                 if any(m in o["metrics"] for o in outs)]
+        t = Table(title="accuracy per output (hardware, mean over seeds)", title_justify="left")
+        for col in ["output", "shape", "kind"] + [("SNR dB" if m == "snr" else m) for m in names]:
+            t.add_column(col, justify="left" if col in ("output", "shape", "kind") else "right")
+        for o in outs:
+            cells = []
+            for m in names:
+                st = o["metrics"].get(m)
+                cells.append("" if st is None else metric_text(m)(st["mean"]))
+            t.add_row(o["name"], "x".join(map(str, o["shape"])) or "scalar",
+                      "class scores" if o["kind"] == "class_scores" else "values", *cells)
+        self.out.print(t)
+
+
+def metric_text(metric: str):
+    """How a metric's values print: fractions to 4 places, relerr and SNR (dB) to 4 digits."""
+    if metric in ("relerr", "snr"):
+        return lambda v: f"{v:.4g}"
+    return lambda v: f"{v:.4f}"

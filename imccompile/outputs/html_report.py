@@ -519,6 +519,48 @@ def _accuracy_chart(acc: dict) -> str | None:
     return "".join(out)
 
 
+_METRIC_ORDER = ("top1", "agreement", "cosine", "relerr", "snr")
+_METRIC_TITLE = {"top1": "top-1 (labels)", "agreement": "top-1 agreement", "cosine": "cosine",
+                 "relerr": "rel. error", "snr": "SNR dB"}
+
+
+def _metric_num(metric: str, v: Any) -> str:
+    return f"{_f(v):.4g}" if metric in ("relerr", "snr") else f"{_f(v):.4f}"
+
+
+def _output_table(acc: dict) -> str:
+    """Every output's metrics: float value, hardware mean ± std over the seeds."""
+    outs = [o for o in acc.get("outputs") or [] if isinstance(o, dict)]
+    if not outs:
+        return ""
+    names = [m for m in _METRIC_ORDER
+             if any(isinstance(o.get("metrics"), dict) and m in o["metrics"] for o in outs)]
+    head = ["output", "shape", "kind"] + [_METRIC_TITLE[m] for m in names]
+    rows = []
+    for o in outs:
+        ms = o["metrics"] if isinstance(o.get("metrics"), dict) else {}
+        cells = [_e(o.get("name", "")),
+                 _e("×".join(str(d) for d in o.get("shape") or []) or "scalar"),
+                 _e("class scores" if o.get("kind") == "class_scores" else "values")]
+        for m in names:
+            st = ms.get(m)
+            if not isinstance(st, dict):
+                cells.append("<td></td>")
+                continue
+            tip = f"float {_metric_num(m, st.get('float'))}"
+            cells.append(f'<td class=r title="{_e(tip)}">{_e(_metric_num(m, st.get("mean")))}'
+                         f' ± {_e(_metric_num(m, st.get("std")))}</td>')
+        rows.append("<tr>" + "".join(c if c.startswith("<td") else f"<td>{c}</td>"
+                                     for c in cells) + "</tr>")
+    return ("<table class=layers><caption>per output (hardware, mean ± std over the seeds; "
+            "hover for the float model's value)</caption><thead><tr>"
+            + "".join(f"<th>{_e(h)}</th>" for h in head) + "</tr></thead><tbody>"
+            + "".join(rows) + "</tbody></table>"
+            '<p class="cap">top-1 agreement: rows whose argmax is the float model\'s; cosine: '
+            "per sample, mean; rel. error: ||out − float|| / ||float||; SNR: "
+            "10·log10(||float||² / ||out − float||²), at most 100 dB.</p>")
+
+
 def _objval(v: Any, name: str) -> str:
     unit = _unit_of(name)
     return si(v, unit) if unit and unit != "mm²" else _num(v)
@@ -792,7 +834,8 @@ def render_html(report: dict) -> str:
             cards.append((label, v))
     if acc:
         cards.append((f"{acc.get('metric', 'accuracy')} (hardware)",
-                      f"{_f(acc.get('mean')):.4g} ± {_f(acc.get('std')):.2g}"))
+                      f"{_f(acc.get('mean')):.4g} ± {_f(acc.get('std')):.2g}"
+                      + (" dB" if acc.get("metric") == "snr" else "")))
     if cards:
         parts.append('<div class="cards">' + "".join(
             f"<div class=card><b>{_e(v)}</b><span>{_e(k)}</span></div>" for k, v in cards)
@@ -833,11 +876,12 @@ def render_html(report: dict) -> str:
         if svg:
             n = len(acc.get("per_seed") or [])
             s = acc.get("samples")
+            low = " (lower is better)" if acc.get("direction") == "minimize" else ""
             parts.append(_plot("accuracy", "Accuracy per noise seed", svg,
-                               f"{acc.get('metric', 'metric')} of the model under the hardware "
-                               f"for each of {n} noise draws"
+                               f"{acc.get('metric', 'metric')}{low} of the model under the "
+                               f"hardware for each of {n} noise draws"
                                + (f" on {_num(s)} samples" if s else "")
-                               + "; the dashed line is the float model."))
+                               + "; the dashed line is the float model.", _output_table(acc)))
     search = report.get("search")
     if isinstance(search, dict):
         pc = _pareto_chart(search)

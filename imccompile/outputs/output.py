@@ -97,9 +97,16 @@ def output_files(res: CompileResult | None, report: dict[str, Any], *,
     files: dict[str, Content] = {"report.json": dumps(report) + "\n",
                                  "report.html": render_html(report)}
     if res is not None and res.calibration is not None:
-        from imccompile.simulate import simulation_model_of
+        from imccompile.simulate import simulation_parts_of
 
-        files["simulation.onnx"] = simulation_model_of(res, 0).SerializeToString()
+        sim_model = simulation_parts_of(res, 0)
+        if sim_model.feeds:  # big: written from the arrays (external data when over 2 GB)
+            def write_simulation(path: Path) -> None:
+                sim_model.save(str(path))
+
+            files["simulation.onnx"] = write_simulation
+        else:
+            files["simulation.onnx"] = sim_model.model.SerializeToString()
     if pareto_csv is not None:
         files["pareto.csv"] = pareto_csv
     for name, content in (program or {}).items():

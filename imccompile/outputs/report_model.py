@@ -106,15 +106,62 @@ class ScheduleSection(TypedDict):
     critical_path: list[str]
 
 
-AccuracySection = TypedDict("AccuracySection", {
-    "metric": Literal["top1", "top1_agreement", "cosine"],
-    "float": float,
-    "mean": float,
+MetricName = Literal["top1", "agreement", "cosine", "relerr", "snr"]
+_METRIC_DOC = ("top1: accuracy of the first output against the labels; agreement: top-1 agreement "
+               "with the float model (fraction of rows whose argmax is the float model's); "
+               "cosine: cosine similarity with the float output per sample, mean over samples; "
+               "relerr: ||out - float|| / ||float|| over all samples (lower is better); snr: "
+               "10 log10(||float||^2 / ||out - float||^2) in dB over all samples, clipped to "
+               "[-100, 100] (100: equal outputs).")
+
+MetricStats = TypedDict("MetricStats", {
+    "float": Annotated[float, _desc("The float (uncompressed) model's value.")],
+    "mean": Annotated[float, _desc("Mean over the noise seeds.")],
     "std": NonNeg,
     "per_seed": Annotated[list[float], Field(min_length=1)],
-    "relative_error": NotRequired[NonNeg],
+})
+MetricStats.__doc__ = "One metric of one output over the noise seeds."
+
+
+class OutputMetrics(TypedDict):
+    """The metrics of one output (see accuracy.metric for their definitions)."""
+
+    top1: NotRequired[Annotated[MetricStats, _desc("First output, with labels.")]]
+    agreement: NotRequired[Annotated[MetricStats, _desc(
+        "Class-score outputs (or every output with --metric agreement).")]]
+    cosine: MetricStats
+    relerr: MetricStats
+    snr: Annotated[MetricStats, _desc("dB.")]
+
+
+class OutputAccuracy(TypedDict):
+    """One graph output under the hardware."""
+
+    name: str
+    shape: Annotated[list[Count], _desc("Its shape per sample.")]
+    kind: Annotated[Literal["class_scores", "values"], _desc(
+        "class_scores: a (batch, classes) output of >= 2 columns made by a crossbar layer or a "
+        "(Log)Softmax (scored by top-1 agreement); values: maps, boxes, embeddings, sequences.")]
+    metrics: OutputMetrics
+
+
+AccuracySection = TypedDict("AccuracySection", {
+    "metric": Annotated[MetricName, _desc(
+        "The headline metric (--metric; auto: top1 with labels, agreement when every output "
+        "holds class scores, else cosine). " + _METRIC_DOC)],
+    "direction": NotRequired[Annotated[Literal["maximize", "minimize"], _desc(
+        "Whether higher (maximize) or lower (minimize: relerr) is better.")]],
+    "float": Annotated[float, _desc("The float model's headline value.")],
+    "mean": Annotated[float, _desc("Headline value under the hardware, mean over the seeds "
+                                   "(mean over the outputs; top1: the first output).")],
+    "std": NonNeg,
+    "per_seed": Annotated[list[float], Field(min_length=1)],
+    "relative_error": NotRequired[Annotated[NonNeg, _desc(
+        "relerr, mean over the outputs and the seeds.")]],
     "samples": NotRequired[Count],
     "seeds": NotRequired[list[int]],
+    "outputs": NotRequired[Annotated[list[OutputAccuracy], _desc(
+        "Every graph output with the metrics that fit it.")]],
 })
 AccuracySection.__doc__ = "Accuracy under the hardware over the noise seeds (with --data)."
 
