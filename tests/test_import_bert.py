@@ -125,3 +125,25 @@ def test_bert_style_export_matches_onnxruntime(exported: Path) -> None:
     (ref,) = ob.run(onnx.load(str(exported)), feeds)
     (ours,) = ob.run(emit(g)[0], {k: feeds[k] for k in g.inputs})
     np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_bert_style_export_costs_and_simulates_ideally(exported: Path, tmp_path: Path) -> None:
+    """Costs on every bundled target; --ideal (no noise, ADC, DAC or weight quantization)
+    reproduces the float model on every output (cosine 1 up to float rounding)."""
+    import imccompile
+    from imccompile.simulate import SimOptions
+
+    for target in ("pcm", "rram", "sram"):
+        res = imccompile.compile(exported, target)
+        assert res.cost.energy_j > 0 and res.mapping.arrays > 0 and res.schedule.latency_s > 0
+    rng = np.random.default_rng(1)
+    ids = rng.integers(0, VOCAB, (4, 1, SEQ)).astype(np.int64)
+    mask = np.ones((4, 1, SEQ), np.int64)
+    mask[:, 0, -3:] = 0
+    data = tmp_path / "tokens.npz"
+    np.savez(data, input_ids=ids, attention_mask=mask)
+    ideal = SimOptions(noise=False, adc=False, dac=False, weights=False)
+    res = imccompile.compile(exported, "pcm", data=data, sim_options=ideal)
+    assert res.accuracy is not None
+    assert res.accuracy["mean"] == pytest.approx(1.0, abs=1e-9)
+    assert res.accuracy["relative_error"] < 1e-5
