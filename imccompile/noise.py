@@ -26,6 +26,7 @@ import numpy as np
 from imccompile.layout import n_slices, qmax, slice_full_scale
 
 T_READ_S = 250e-9  # aihwkit PCM read time t_r
+CHUNK = 1 << 21  # weights per noise draw of a big layer (bounds the float64 temporaries)
 
 
 def quantize_columns(w: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
@@ -93,6 +94,25 @@ def noisy_slices(q: np.ndarray, bits: int, target, rng: np.random.Generator,
 
 def _slices(q: np.ndarray, bits: int, target, rng: np.random.Generator | None,
             t: float | None) -> tuple[list[np.ndarray], int, int]:
+    eff0, eff_t, base, offset, ideal = _device_slices(q, bits, target, rng, t)
+    if not ideal and target.noise.drift_compensation:
+        code0 = sum(base ** s * e for s, e in enumerate(eff0)) - offset
+        code_t = sum(base ** s * e for s, e in enumerate(eff_t)) - offset
+        ref0 = np.abs(code0.sum(axis=0)).sum()
+        ref_t = np.abs(code_t.sum(axis=0)).sum()
+        if ref_t > 0:
+            alpha = ref0 / ref_t
+            eff_t = [e * alpha for e in eff_t]
+            # compensation is a digital gain on the output, after the offset is subtracted:
+            # alpha * (sum - offset) == sum(base^s * eff_t[s]) - offset with this correction
+            if offset:
+                eff_t[0] = eff_t[0] + offset * (1.0 - alpha)
+    return eff_t, base, offset
+
+
+def _device_slices(q: np.ndarray, bits: int, target, rng: np.random.Generator | None,
+                   t: float | None) -> tuple[list[np.ndarray], list[np.ndarray], int, int, bool]:
+    """(digits at t0, digits at t, base, offset, ideal) per slice, before drift compensation."""
     noise = target.noise
     a = target.array
     c = a.bits_per_cell
@@ -133,26 +153,33 @@ def _slices(q: np.ndarray, bits: int, target, rng: np.random.Generator | None,
             eff0[s] += weight * g0
             eff_t[s] += weight * gt
     offset = q_max if scheme == "offset" else 0
-    if not ideal and noise.drift_compensation:
-        base = levels + 1
-        code0 = sum(base ** s * e for s, e in enumerate(eff0)) - offset
-        code_t = sum(base ** s * e for s, e in enumerate(eff_t)) - offset
-        ref0 = np.abs(code0.sum(axis=0)).sum()
-        ref_t = np.abs(code_t.sum(axis=0)).sum()
-        if ref_t > 0:
-            alpha = ref0 / ref_t
-            eff_t = [e * alpha for e in eff_t]
-            # compensation is a digital gain on the output, after the offset is subtracted:
-            # alpha * (sum - offset) == sum(base^s * eff_t[s]) - offset with this correction
-            if offset:
-                eff_t[0] = eff_t[0] + offset * (1.0 - alpha)
-    return eff_t, levels + 1, offset
+    return eff0, eff_t, levels + 1, offset, ideal
 
 
 def noisy_codes(q: np.ndarray, bits: int, target, rng: np.random.Generator,
                 t: float | None = None) -> np.ndarray:
-    """Effective (float) integer codes read back from the devices holding codes ``q``."""
+    """Effective (float) integer codes read back from the devices holding codes ``q``.
+
+    A layer of more than `CHUNK` weights is drawn in column blocks of about `CHUNK` weights
+    (one generator, block after block: deterministic for a seed), which bounds the noise draw's
+    temporaries; drift compensation still uses the whole layer's reference read (its column
+    sums add over the blocks). Layers up to `CHUNK` weights are drawn in one piece."""
     if target.noise.model == "none":
         return q.astype(np.float64)
-    digits, base, offset = noisy_slices(q, bits, target, rng, t)
-    return sum(base ** s * d for s, d in enumerate(digits)) - offset
+    if q.size <= CHUNK or q.ndim != 2:
+        digits, base, offset = noisy_slices(q, bits, target, rng, t)
+        return sum(base ** s * d for s, d in enumerate(digits)) - offset
+    width = max(1, CHUNK // max(1, q.shape[0]))
+    out = np.empty(q.shape, np.float32)
+    ref0 = ref_t = 0.0
+    for c0 in range(0, q.shape[1], width):
+        eff0, eff_t, base, offset, ideal = _device_slices(q[:, c0:c0 + width], bits, target,
+                                                          rng, t)
+        code0 = sum(base ** s * e for s, e in enumerate(eff0)) - offset
+        code_t = sum(base ** s * e for s, e in enumerate(eff_t)) - offset
+        ref0 += float(np.abs(code0.sum(axis=0)).sum())
+        ref_t += float(np.abs(code_t.sum(axis=0)).sum())
+        out[:, c0:c0 + width] = code_t
+    if target.noise.drift_compensation and ref_t > 0:
+        out *= np.float32(ref0 / ref_t)  # the digital gain after the offset is subtracted
+    return out

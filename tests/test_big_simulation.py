@@ -180,16 +180,16 @@ def _child(argv: list[str]) -> tuple[dict, str]:
     return json.loads(res.stdout.strip().splitlines()[-1]), res.stderr
 
 
-@pytest.mark.parametrize("mode", ["ideal", "hardware"])
+@pytest.mark.parametrize("mode", ["ideal", "hardware", "noise"])
 def test_simulation_of_100m_weights_stays_within_its_memory_bound(gemms, tmp_path, mode):
-    """Simulation with the ADC per row tile, DAC and weight quantization (device noise off:
-    noise.model=none; the noise draw itself, in imccompile/noise.py, is not bounded yet), or
-    --ideal: peak <= 2 x (weights + activations of one batch) + 1 GiB."""
+    """Simulation with the ADC per row tile, DAC and weight quantization, without device noise
+    (noise.model=none) and with the target's PCM noise (drawn in blocks of noise.CHUNK
+    weights), or --ideal: peak <= 2 x (weights + activations of one batch) + 1 GiB."""
     weights = LAYERS * N * N
     weight_bytes = 4 * weights
     act_bytes = 4 * SAMPLES * N * (2 * LAYERS)  # every Gemm and Relu output of the batch
     out = tmp_path / "r.json"
-    flags = ["--ideal"] if mode == "ideal" else ["--set", "noise.model=none"]
+    flags = {"ideal": ["--ideal"], "hardware": ["--set", "noise.model=none"], "noise": []}[mode]
     info, err = _child([str(gemms), "--target", "pcm", "--data", f"{gemms}.npz", *flags,
                         "--json", str(out), "-q"])
     assert info["code"] == 0, err

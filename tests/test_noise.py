@@ -258,3 +258,22 @@ def test_noisy_codes_deterministic_per_rng(pcm):
     c = nz.noisy_codes(q, 4, pcm, np.random.default_rng(43))
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
+
+
+def test_big_layers_are_drawn_in_blocks_with_one_drift_reference():
+    """A layer over nz.CHUNK weights is drawn block by block: the same statistics as a draw in
+    one piece (error std within 3 %), drift compensation over the whole layer (mean code scale
+    restored within 1 %), and the same codes for the same seed."""
+    t = load_target("pcm", ["noise.t_inference_s=3.15e7"])
+    rng = np.random.default_rng(7)
+    k, n = 1024, 2 * nz.CHUNK // 1024 + 3  # just over two blocks
+    q = rng.integers(-7, 8, size=(k, n)).astype(float)
+    big = nz.noisy_codes(q, 4, t, np.random.default_rng(1), YEAR)
+    again = nz.noisy_codes(q, 4, t, np.random.default_rng(1), YEAR)
+    np.testing.assert_array_equal(big, again)
+    small = np.concatenate([nz.noisy_codes(q[:, j:j + 400], 4, t, np.random.default_rng(2 + j), YEAR)
+                            for j in range(0, 2000, 400)], axis=1)
+    err_big, err_small = (big[:, :2000] - q[:, :2000]).std(), (small - q[:, :2000]).std()
+    assert err_big == pytest.approx(err_small, rel=0.03)
+    scale = float((big * q).sum() / (q * q).sum())
+    assert scale == pytest.approx(1.0, abs=0.01)
