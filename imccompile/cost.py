@@ -13,6 +13,15 @@ duration scales with 2^input_bits):
 * noc    = output bytes x one hop (assumption: a layer's consumer sits one hop away)
 * write  = under ``--overflow reload``, every cell of a layer on the reload pool, every
   inference (its latency adds the rounds' write times: see `matrix_layer_cost`)
+* leakage = static power of every placed array (cells, ADCs, periphery: `static_power_w`) x the
+  layer's latency, for matrix and digital layers alike: the arrays hold the weights and stay
+  powered while any layer runs, so the total is static power x the serial latency (sum of the
+  layers' latencies: one inference at a time, no power gating). That is an upper bound for a
+  schedule whose branches overlap or whose layers pipeline (there, per inference, the arrays
+  leak for one pipeline period).
+
+ADC energy, area and conversion time at ``adc.bits`` come from the spec's tables or the law of
+``adc.type`` (imccompile.spec.adc_laws), so changing the bits re-prices all three.
 
 Every count (used cells, driven rows, conversions, partial sums) is read from the layer's layout
 (imccompile.layout); none is re-derived here.
@@ -27,7 +36,7 @@ priced by the digital unit: ops x energy per op, bytes x buffer energy, ops / th
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from imccompile.ir import DigitalOp, Graph, MatrixOp
@@ -37,7 +46,8 @@ from imccompile.mapper import Mapping, ReloadPlan
 if TYPE_CHECKING:
     from imccompile.spec import Target
 
-COMPONENTS = ("array", "dac", "adc", "shift_add", "accumulate", "digital", "buffer", "noc", "write")
+COMPONENTS = ("array", "dac", "adc", "shift_add", "accumulate", "digital", "buffer", "noc", "write",
+              "leakage")
 
 
 @dataclass(frozen=True)
@@ -108,11 +118,27 @@ def adcs_per_array(target) -> int:
 
 def cycle_time_s(target, input_bits: int, conversions_per_array: float) -> float:
     serial = math.ceil(conversions_per_array / adcs_per_array(target) - 1e-9)
-    return max(read_time_s(target, input_bits), serial * target.adc.latency_s)
+    return max(read_time_s(target, input_bits), serial * target.adc.latency())
 
 
 def adc_energy(target) -> float:
-    return float(target.adc.energy_j(target.adc.bits))
+    return float(target.adc.energy_j(target.adc.bits, vdd_v=target.technology.vdd_v))
+
+
+def static_power_per_array_w(target) -> float:
+    """Static power of one placed array while powered: its cells and drivers
+    (``array.leakage_w``), its ADCs (``adc.leakage_w`` each) and its periphery
+    (``periphery.leakage_w_per_array``); absent fields count 0 (not modelled)."""
+    a, adc, p = target.array, target.adc, target.periphery
+    return ((a.leakage_w or 0.0) + adcs_per_array(target) * adc.static_w
+            + (p.leakage_w_per_array or 0.0))
+
+
+def static_power_w(mapping: Mapping, target) -> float:
+    """Static power of the arrays the model occupies (placed arrays, at most the chips' arrays):
+    they hold the weights, so they stay powered for the whole inference."""
+    n = min(mapping.arrays, mapping.chip_arrays * mapping.chips)
+    return n * static_power_per_array_w(target)
 
 
 def _write_time_s(target: Target, lm: LayerLayout, plan: ReloadPlan) -> float:
@@ -186,7 +212,7 @@ def array_area_mm2(target) -> dict[str, float]:
     a = target.array
     return {
         "arrays": a.area_mm2,
-        "adc": adcs_per_array(target) * target.adc.area_mm2(target.adc.bits),
+        "adc": adcs_per_array(target) * target.adc.area_mm2(target.adc.bits),  # table or law
         "dac": a.rows * target.dac.area_mm2,
         "periphery": target.periphery.area_mm2_per_array,
     }
@@ -221,6 +247,10 @@ def cost_graph(graph: Graph, mapping: Mapping, target: Target) -> Cost:
             layers.append(matrix_layer_cost(op, by_name[op.name], target, mapping))
         else:
             layers.append(digital_layer_cost(op, target))
+    watts = static_power_w(mapping, target)
+    if watts:
+        layers = [replace(lc, energy={**lc.energy, "leakage": watts * lc.latency_s})
+                  for lc in layers]
     used, chip, breakdown = area(mapping, target)
     return Cost(tuple(layers), used, chip, breakdown)
 

@@ -31,9 +31,9 @@ MERGE_DIGITAL = 3  # more digital ops than this are merged into one bar
 _COMPONENT_COLORS = {
     "adc": "#4e79a7", "dac": "#f28e2b", "array": "#59a14f", "shift_add": "#e15759",
     "accumulate": "#76b7b2", "digital": "#edc948", "buffer": "#b07aa1", "noc": "#ff9da7",
-    "write": "#9c755f",
+    "write": "#9c755f", "leakage": "#bab0ac",
 }
-_SPARE_COLORS = ["#bab0ac", "#1f77b4", "#8c564b", "#17becf", "#bcbd22", "#7f7f7f"]
+_SPARE_COLORS = ["#1f77b4", "#8c564b", "#17becf", "#bcbd22", "#7f7f7f"]
 _VIRIDIS = [(0x44, 0x01, 0x54), (0x3b, 0x52, 0x8b), (0x21, 0x91, 0x8c), (0x5e, 0xc9, 0x62),
             (0xfd, 0xe7, 0x25)]
 _EMPTY = "#dfe3e8"

@@ -18,7 +18,7 @@ Count = Annotated[int, Field(ge=0)]
 NonNeg = Annotated[float, Field(ge=0)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
 ENERGY_PARTS = ("array", "dac", "adc", "shift_add", "accumulate", "digital", "buffer", "noc",
-                "write")
+                "write", "leakage")
 
 
 def _desc(text: str) -> Any:

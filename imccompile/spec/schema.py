@@ -7,7 +7,7 @@ in the field names: ``_j`` joules, ``_s`` seconds, ``_hz`` hertz, ``_v`` volts, 
 The meaning of every field is documented in ``docs/spec-format.md``.
 
 Cross-field rules (raised as :class:`SpecProblems`, which the loader turns into messages naming the
-field): ``g_min_us < g_max_us``; ADC tables monotone and all-zero or all-positive; every search list
+field): ``g_min_us < g_max_us``; ADC tables monotone and all-zero or all-positive, and present (one point at least) for a type whose law is relative; every search list
 contains the spec's own value; every numeric field of the hardware sections has an entry in
 ``sources``; every key of ``sources`` names a field.
 """
@@ -18,6 +18,7 @@ import itertools
 import json
 import math
 import re
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from annotated_types import Ge, Gt, Le, MinLen
@@ -30,6 +31,8 @@ from pydantic import (
     WithJsonSchema,
     model_validator,
 )
+
+from imccompile.spec import adc_laws
 
 __all__ = [
     "ADC_MAX_BITS",
@@ -115,12 +118,12 @@ def _int_keys(value: Any) -> Any:
     return value
 
 
-BitsTable = Annotated[
+#: An ADC table that may be empty (no points: the law of ``adc.type`` in its absolute form).
+LawTable = Annotated[
     dict[Bits16, NonNeg],
     BeforeValidator(_int_keys),
-    MinLen(1),
-    Expect("a non-empty table {bits: value} with integer keys in 1..16 and numbers >= 0"),
-    WithJsonSchema({"type": "object", "minProperties": 1,
+    Expect("a table {bits: value} with integer keys in 1..16 and numbers >= 0"),
+    WithJsonSchema({"type": "object",
                     "propertyNames": {"pattern": "^([1-9]|1[0-6])$"},
                     "additionalProperties": {"type": "number", "minimum": 0}}),
 ]
@@ -191,6 +194,9 @@ class ArraySpec(_Frozen):
         description="Energy to program one unit cell (all its devices, with verify), J.")
     write_latency_per_row_s: NonNeg = Field(
         description="Time to program one row (row-parallel, with verify), s.")
+    leakage_w: NonNeg | None = Field(default=None, description=(
+        "Static power of one array's cells and drivers while powered, W; absent = not "
+        "modelled (0)."))
 
     @model_validator(mode="after")
     def _check(self) -> ArraySpec:
@@ -226,17 +232,14 @@ class DacSpec(_Frozen):
 def _table_value(table: dict[int, float], bits: int) -> float:
     """Log-linear interpolation in bits; extrapolation keeps the end slopes (never decreasing).
 
-    A one-entry table scales by 2x per bit (Walden figure of merit, E = FOM * 2^ENOB).
-    An all-zero table stays zero.
+    An all-zero table stays zero. (A one-entry table is read through the ADC type's law by
+    `_priced`, not here.)
     """
     if bits in table:
         return float(table[bits])
     pts = sorted(table.items())
     if all(v == 0 for _, v in pts):
         return 0.0
-    if len(pts) == 1:
-        b0, v0 = pts[0]
-        return float(v0 * 2.0 ** (bits - b0))
     if bits < pts[0][0]:
         (b0, v0), (b1, v1) = pts[0], pts[1]
     elif bits > pts[-1][0]:
@@ -248,34 +251,84 @@ def _table_value(table: dict[int, float], bits: int) -> float:
     return float(math.exp(math.log(v0) + slope * (bits - b0)))
 
 
+def _priced(table: dict[int, float], bits: int,
+            shape: Callable[[int], float]) -> float:
+    """A table of two or more points is interpolated; one point anchors the law; none = the
+    law's absolute form."""
+    if len(table) > 1 or bits in table:
+        return _table_value(table, bits)
+    anchor = next(iter(table.items())) if table else None
+    return adc_laws.law_value(shape, bits, anchor)
+
+
 class AdcSpec(_Frozen):
-    """Column ADCs. Energy and area are tables over bits so that changing ``bits`` (an override
-    or the search) re-prices them: see :meth:`energy_j` and :meth:`area_mm2`."""
+    """Column ADCs. Energy and area are tables over bits, or follow the law of ``type``
+    (imccompile.spec.adc_laws) where the spec gives one point or none; latency follows the law
+    from ``latency_s`` at ``latency_bits``. Changing ``bits`` (an override or the search)
+    re-prices all three: see :meth:`energy_j`, :meth:`area_mm2` and :meth:`latency`."""
 
     bits: Bits16 = Field(description="ADC resolution, bits, 1..16.")
-    type: Text = Field(description="ADC architecture: 'sar', 'cco', 'flash', 'digital', ...")
-    energy_table_j: BitsTable = Field(
-        description=("Energy per conversion by resolution {bits: J}; interpolated log-linearly, "
-                     "extrapolated with the end slopes; all zeros = free (digital adder tree)."))
-    area_table_mm2: BitsTable = Field(
-        description="Area of one ADC by resolution {bits: mm²}, interpolated like energy.")
-    latency_s: NonNeg = Field(description="Time of one conversion, s.")
+    type: Literal["sar", "flash", "cco", "sense_amp", "digital", "zigzag"] = Field(
+        description=("ADC architecture, which selects the law over bits (docs/spec-format.md): "
+                     "'sar', 'flash', 'cco' (time-based), 'sense_amp' (multi-level sense "
+                     "amplifier), 'digital' (exact adder tree), 'zigzag' (the ZigZag AIMC "
+                     "model)."))
+    energy_table_j: LawTable = Field(default_factory=dict, description=(
+        "Energy per conversion by resolution {bits: J}; two or more points are interpolated "
+        "log-linearly and extrapolated with the end slopes; one point anchors the law of "
+        "`type`; absent or empty = the law's absolute form (sar, zigzag, digital only); all zeros = "
+        "free."))
+    area_table_mm2: LawTable = Field(default_factory=dict, description=(
+        "Area of one ADC by resolution {bits: mm²}, read like energy_table_j."))
+    latency_s: NonNeg = Field(description="Time of one conversion at latency_bits, s.")
+    latency_bits: Bits16 | None = Field(default=None, description=(
+        "Resolution at which latency_s is given; absent = bits. Other resolutions follow the "
+        "latency law of `type`."))
     columns_per_adc: Annotated[int, Strict(), Ge(1), Le(4096)] = Field(
         description="Columns multiplexed onto one ADC (conversions serialize), >= 1.")
+    leakage_w: NonNeg | None = Field(default=None, description=(
+        "Static power of one ADC while the arrays are powered, W; absent = not modelled (0)."))
 
-    def energy_j(self, bits: int | None = None) -> float:
-        """Energy of one conversion at ``bits`` (default: this ADC's ``bits``), J."""
-        return _table_value(self.energy_table_j, self.bits if bits is None else bits)
+    def energy_j(self, bits: int | None = None, *, vdd_v: float | None = None) -> float:
+        """Energy of one conversion at ``bits`` (default: this ADC's ``bits``), J. ``vdd_v``
+        is needed only by the absolute zigzag law (the cost model passes technology.vdd_v)."""
+        b = self.bits if bits is None else bits
+        if self.energy_table_j and vdd_v is None:
+            vdd_v = 1.0  # through a point of the table: the supply cancels
+        return _priced(self.energy_table_j, b,
+                       lambda k: adc_laws.energy_shape(self.type, k, vdd_v))
 
     def area_mm2(self, bits: int | None = None) -> float:
         """Area of one ADC at ``bits`` (default: this ADC's ``bits``), mm²."""
-        return _table_value(self.area_table_mm2, self.bits if bits is None else bits)
+        b = self.bits if bits is None else bits
+        return _priced(self.area_table_mm2, b, lambda k: adc_laws.area_shape(self.type, k))
+
+    def latency(self, bits: int | None = None) -> float:
+        """Time of one conversion at ``bits`` (default: this ADC's ``bits``), s."""
+        b = self.bits if bits is None else bits
+        b0 = self.bits if self.latency_bits is None else self.latency_bits
+        return adc_laws.law_value(lambda k: adc_laws.latency_shape(self.type, k), b,
+                                  (b0, self.latency_s))
+
+    @property
+    def static_w(self) -> float:
+        """Static power of one ADC, W (0 when not modelled)."""
+        return 0.0 if self.leakage_w is None else self.leakage_w
 
     @model_validator(mode="after")
     def _check(self) -> AdcSpec:
         problems: list[tuple[Any, ...]] = []
         for name in ("energy_table_j", "area_table_mm2"):
             table: dict[int, float] = getattr(self, name)
+            absolute = (adc_laws.ABSOLUTE_ENERGY if name == "energy_table_j"
+                        else adc_laws.ABSOLUTE_AREA)
+            if not table:
+                if self.type not in absolute:
+                    problems.append(((name,), (f"expected a table {{bits: value}} (at least one "
+                                     f"point): the {self.type!r} law is relative; only "
+                                     f"{', '.join(sorted(absolute))} have absolute laws"), None,
+                                     [("type",)]))
+                continue
             pts = sorted(table.items())
             zeros = [b for b, v in pts if v == 0]
             if zeros and len(zeros) != len(pts):
@@ -304,6 +357,9 @@ class PeripherySpec(_Frozen):
     digital_ops_per_s: Pos = Field(description="Digital unit throughput per core, ops/s.")
     area_mm2_per_array: NonNeg = Field(
         description="Periphery area per array (shift-add, S&H, adder trees, ...), mm².")
+    leakage_w_per_array: NonNeg | None = Field(default=None, description=(
+        "Static power of one array's periphery (DACs, S&H, shift-add, ...) while powered, W; "
+        "absent = not modelled (0)."))
 
 
 class BufferSpec(_Frozen):
@@ -449,7 +505,8 @@ def _numeric_paths(target: Target) -> list[str]:
         section = getattr(target, sec)
         for name in type(section).model_fields:
             value = getattr(section, name)
-            if isinstance(value, (int, float, dict)) and not isinstance(value, bool):
+            if isinstance(value, (int, float, dict)) and not isinstance(value, bool) \
+                    and value != {}:  # an empty ADC table (the type's law) needs no source
                 out.append(f"{sec}.{name}")
     return out
 
