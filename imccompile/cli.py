@@ -242,6 +242,17 @@ def run(argv: Sequence[str]) -> int:
             raise UsageError("--passes needs a --target (compression is mapped onto hardware)")
         if args.program:
             raise UsageError("--program needs a --target (the image is programmed into it)")
+        for flag, given, why in (
+                ("--data", args.data, "accuracy is simulated on the hardware"),
+                ("--emit", args.emit, "the simulation model is of the hardware"),
+                ("-o", args.out, "the folder holds the hardware report"),
+                ("--search", args.search is not None, "it searches hardware knobs"),
+                ("--from-trial", args.from_trial is not None, "a trial is compiled onto it"),
+                ("--space", args.space, "it is the search's space"),
+                ("--fix", args.fix, "it fixes search knobs")):
+            if given:
+                raise UsageError(f"{flag} needs a --target ({why}); without --target only the "
+                                 "imported IR is shown")
         graph = import_model(args.model, shapes, dims=dims)
         from imccompile.outputs.report import dumps, graph_report
 

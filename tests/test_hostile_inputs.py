@@ -297,3 +297,14 @@ def test_labels_for_an_output_that_is_not_class_scores_are_refused(tmp_path: Pat
                                     np.zeros((3, 2, 4), np.float32)}, labels=np.zeros(6))
     assert_user_error(cli(model, "-t", "pcm", "--data", tmp_path / "r.npz"),
                       "'labels' given, but the first output", "holds no class scores")
+
+
+# -- 4. options that need --target -------------------------------------------------------------
+@pytest.mark.parametrize("args", [["--data", str(CNN_DATA)], ["--emit", "x.onnx"], ["-o", "out"],
+                                  ["--search", "3"], ["--from-trial", "0"],
+                                  ["--space", "s.json"], ["--fix", "adc_bits=4"]])
+def test_options_that_need_a_target_are_refused_without_it(tmp_path: Path,
+                                                           args: list[str]) -> None:
+    res = cli(CNN, *args, cwd=tmp_path)
+    assert_user_error(res, f"{args[0]} needs a --target")
+    assert os.listdir(tmp_path) == []
