@@ -169,10 +169,64 @@ def _write_json(path: str, text: str) -> None:
     _atomic_file(path, write, "--json")
 
 
+def _storage_file(url: str | None) -> str | None:
+    """The local file of an Optuna storage URL (sqlite:///PATH, or a journal file path)."""
+    if not url:
+        return None
+    if url.startswith("sqlite:///"):
+        return url[len("sqlite:///"):] or None
+    return None if "://" in url else url
+
+
+def check_paths(args: argparse.Namespace) -> None:
+    """Refuse, before any work, output paths that cannot be written or that would destroy the
+    user's files: an empty path or a name too long; an -o / --program folder (written, and with
+    --force replaced, as a whole) that is or holds an input file (model, data, spec, space,
+    study storage) or another output; --json / --emit over an input file."""
+    from imccompile.outputs.output import (FILE_RESERVE, FOLDER_RESERVE, check_keeps, check_path,
+                                           is_within)
+
+    folders = {opt: path for opt, path in (("-o", args.out), ("--program", args.program))
+               if path is not None}
+    files = {opt: path for opt, path in (("--json", args.json), ("--emit", args.emit))
+             if path is not None and not (opt == "--json" and path == "-")}
+    for opt, path in folders.items():
+        check_path(opt, path, FOLDER_RESERVE)
+    for opt, path in files.items():
+        check_path(opt, path, FILE_RESERVE + (len(".data") if opt == "--emit" else 0))
+    inputs = {"the input model": args.model}
+    if args.data:
+        inputs["the --data file"] = args.data
+    if args.target and os.path.exists(args.target):
+        inputs["the --target spec"] = args.target
+    if getattr(args, "space", None):
+        inputs["the --space file"] = args.space
+    storage = _storage_file(getattr(args, "storage", None))
+    if storage:
+        inputs["the study storage"] = storage
+    for opt, folder in folders.items():
+        check_keeps(opt, folder, inputs)
+        for other, path in {**files, **folders}.items():
+            if other != opt and is_within(path, folder):
+                why = (" (-o DIR already writes the program image as DIR/program/)"
+                       if other == "--program" else "")
+                raise UsageError(f"{other} {path}: inside {opt} {folder}, which is written (and "
+                                 f"with --force replaced) as a whole{why}; choose a path outside "
+                                 "it")
+    for opt, path in files.items():
+        for what, src in inputs.items():
+            if os.path.exists(path) and os.path.exists(src) and os.path.samefile(path, src):
+                raise UsageError(f"{opt} {path}: is {what}; choose another path for the output")
+    if args.json and args.emit and args.json != "-" and \
+            os.path.abspath(args.json) == os.path.abspath(args.emit):
+        raise UsageError(f"--json {args.json}: the same path as --emit; give them different paths")
+
+
 def run(argv: Sequence[str]) -> int:
     if argv and argv[0] == "targets":
         return _targets_cmd(argv[1:])
     args = _parser().parse_args(argv)
+    check_paths(args)
     from imccompile.frontend import import_model, parse_dim, parse_input_shape
     from imccompile.ir import print_graph
     from imccompile.outputs import display
@@ -188,6 +242,17 @@ def run(argv: Sequence[str]) -> int:
             raise UsageError("--passes needs a --target (compression is mapped onto hardware)")
         if args.program:
             raise UsageError("--program needs a --target (the image is programmed into it)")
+        for flag, given, why in (
+                ("--data", args.data, "accuracy is simulated on the hardware"),
+                ("--emit", args.emit, "the simulation model is of the hardware"),
+                ("-o", args.out, "the folder holds the hardware report"),
+                ("--search", args.search is not None, "it searches hardware knobs"),
+                ("--from-trial", args.from_trial is not None, "a trial is compiled onto it"),
+                ("--space", args.space, "it is the search's space"),
+                ("--fix", args.fix, "it fixes search knobs")):
+            if given:
+                raise UsageError(f"{flag} needs a --target ({why}); without --target only the "
+                                 "imported IR is shown")
         graph = import_model(args.model, shapes, dims=dims)
         from imccompile.outputs.report import dumps, graph_report
 
@@ -274,7 +339,7 @@ def _finish(args, console, res, report: dict, search_result) -> None:
     if args.program and program is not None:
         from imccompile.outputs.output import write_folder
 
-        write_folder(args.program, program, force=args.force)
+        write_folder(args.program, program, force=args.force, option="--program")
     if args.out:
         from imccompile.outputs.output import output_files, write_folder
 
@@ -284,7 +349,7 @@ def _finish(args, console, res, report: dict, search_result) -> None:
 
             pareto = pareto_csv(search_result)
         write_folder(args.out, output_files(res, report, program=program, pareto_csv=pareto),
-                     force=args.force)
+                     force=args.force, option="-o")
     if args.json != "-" and res is not None:
         console.cost_tables(report, verbose=args.verbose)
 

@@ -84,10 +84,14 @@ def load_data(data: str | os.PathLike[str] | Mapping[str, np.ndarray], graph: Gr
     if missing:
         raise DataError(f"{src}: no array for input(s) {', '.join(missing)} "
                         f"(arrays: {', '.join(sorted(arrays)) or 'none'})")
+    extra = sorted(k for k in arrays if k not in graph.inputs)
+    if extra:
+        raise DataError(f"{src}: unknown array(s) {', '.join(map(repr, extra))}; accepted: the "
+                        f"model's inputs {', '.join(map(repr, graph.inputs))} and 'labels'")
     per_input: dict[str, list[np.ndarray]] = {}
     for name in graph.inputs:
         info = graph.tensors[name]
-        arr = np.asarray(arrays[name])
+        arr = _numeric(src, f"array {name!r}", arrays[name])
         want = tuple(info.shape)
         if arr.shape == want:
             samples = [arr]
@@ -98,22 +102,121 @@ def load_data(data: str | os.PathLike[str] | Mapping[str, np.ndarray], graph: Gr
         else:
             raise DataError(f"{src}: array {name!r} has shape {list(arr.shape)}; the model's input "
                             f"is {list(want)} (give one sample of that shape, or a stack of them)")
-        if np.dtype(info.dtype).kind == "f" and not np.all(np.isfinite(arr)):
+        if not samples:
+            raise DataError(f"{src}: array {name!r} holds 0 samples (shape {list(arr.shape)}); "
+                            "give at least one")
+        if arr.dtype.kind in "fc" and not np.all(np.isfinite(arr)):
             raise DataError(f"{src}: array {name!r} holds NaN or Inf values")
+        kind = np.dtype(info.dtype).kind
+        if kind in "iu":
+            _check_integers(src, name, arr, np.dtype(info.dtype), _gather_tables(graph, name))
         per_input[name] = [s.astype(info.dtype, copy=False) for s in samples]
     counts = {len(v) for v in per_input.values()}
     if len(counts) != 1:
         raise DataError(f"{src}: inputs hold different numbers of samples: "
                         + ", ".join(f"{k}={len(v)}" for k, v in per_input.items()))
-    n = counts.pop()
-    if limit is not None:
-        n = min(n, limit)
+    total = counts.pop()
+    n = total if limit is None else min(total, limit)
+    if n < 1:
+        raise DataError(f"{src}: no samples selected (--samples {limit}); give at least 1")
     feeds = [{k: v[i] for k, v in per_input.items()} for i in range(n)]
     if labels is not None:
-        labels = np.asarray(labels)
-        if labels.ndim and limit is not None and labels.shape[0] == len(per_input[graph.inputs[0]]):
-            labels = labels[:n]
+        labels = _check_labels(src, labels, graph, total, n)
     return Dataset(feeds, labels, src)
+
+
+def _numeric(src: str, what: str, value: Any) -> np.ndarray:
+    """``value`` as an array of real numbers (bool, integer or float); others are refused."""
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "biuf":
+        accepted = ("integer class ids" if what == "'labels'" else
+                    "real numbers (float, integer or bool)")
+        kind = _KINDS.get(arr.dtype.kind, "not numbers")
+        raise DataError(f"{src}: {what} has dtype {arr.dtype} ({kind}); accepted: {accepted}")
+    return arr
+
+
+_KINDS = {"U": "text", "S": "bytes", "O": "Python objects", "M": "dates", "m": "time spans",
+          "c": "complex numbers", "V": "raw records"}
+
+
+def _integral(arr: np.ndarray) -> np.ndarray:
+    """The elements of a float array that are not whole numbers (NaN and Inf included)."""
+    with np.errstate(invalid="ignore"):
+        return arr[~(np.isfinite(arr) & (np.floor(arr) == arr))]
+
+
+def _gather_tables(graph: Graph, name: str) -> list[tuple[str, int]]:
+    """(node, rows) of each Gather that indexes a constant table with ``name`` (directly or
+    through Cast / Reshape / Squeeze / Unsqueeze / Flatten / Identity)."""
+    names = {name}
+    tables = []
+    for op in graph.digital_ops:
+        if not op.inputs:
+            continue
+        if op.op_type in ("Cast", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity") \
+                and op.inputs[0] in names:
+            names.update(op.outputs)
+        elif op.op_type == "Gather" and len(op.inputs) > 1 and op.inputs[1] in names:
+            table = op.constants.get(op.inputs[0])
+            if table is not None and table.ndim:
+                axis = int(op.attrs.get("axis", 0)) % table.ndim
+                tables.append((op.name, int(table.shape[axis])))
+    return tables
+
+
+def _check_integers(src: str, name: str, arr: np.ndarray, dtype: np.dtype,
+                    tables: list[tuple[str, int]]) -> None:
+    """Values for an integer input: whole numbers, within the dtype, within every embedding
+    table the input indexes (ids -rows..rows-1, as ONNX Gather takes them)."""
+    if arr.size == 0:
+        return
+    if arr.dtype.kind == "f":
+        bad = _integral(arr)
+        if bad.size:
+            raise DataError(f"{src}: array {name!r} holds fractional values (e.g. {bad.flat[0]}) "
+                            f"for the integer ({dtype}) input; accepted: whole numbers")
+    info = np.iinfo(dtype)
+    lo, hi = arr.min(), arr.max()
+    if lo < info.min or hi > info.max:
+        raise DataError(f"{src}: array {name!r} holds {lo if lo < info.min else hi}, outside the "
+                        f"input's {dtype} range {info.min}..{info.max}")
+    for node, rows in tables:
+        if lo < -rows or hi >= rows:
+            raise DataError(f"{src}: array {name!r} holds id {hi if hi >= rows else lo}, outside "
+                            f"the table of Gather {node!r} ({rows} rows; accepted: "
+                            f"0..{rows - 1}, or -{rows}..-1 counted from the end)")
+
+
+def _check_labels(src: str, value: Any, graph: Graph, total: int, n: int) -> np.ndarray:
+    """Labels: integer class ids of the first output, one per prediction (per sample, times the
+    output's batch), each in 0..classes-1; the first ``n`` samples' of them."""
+    arr = _numeric(src, "'labels'", value)
+    out = graph.outputs[0]
+    shape = list(graph.tensors[out].shape) if out in graph.tensors else []
+    if not metrics.is_class_scores(graph, out):
+        raise DataError(f"{src}: 'labels' given, but the first output {out!r} (shape {shape}) "
+                        "holds no class scores (a (batch, classes) output of a crossbar layer "
+                        "or a Softmax): labels are accepted only for classifiers; drop them to "
+                        "score against the float model")
+    batch, classes = shape[0], shape[1]
+    if arr.size != total * batch:
+        raise DataError(f"{src}: 'labels' holds {arr.size} values for {total} sample(s) of "
+                        f"{batch} prediction(s) each; accepted: {total * batch} class ids")
+    flat = arr.reshape(-1)
+    if flat.dtype.kind == "f":
+        bad = _integral(flat)
+        if bad.size:
+            raise DataError(f"{src}: 'labels' holds {bad.flat[0]}; accepted: integer class ids "
+                            f"0..{classes - 1}")
+    if flat.dtype.kind == "b":
+        raise DataError(f"{src}: 'labels' holds booleans; accepted: integer class ids "
+                        f"0..{classes - 1}")
+    lo, hi = flat.min(), flat.max()
+    if lo < 0 or hi >= classes:
+        raise DataError(f"{src}: 'labels' holds {lo if lo < 0 else hi}, outside the "
+                        f"{classes} classes of output {out!r}; accepted: 0..{classes - 1}")
+    return flat.astype(np.int64)[:n * batch]
 
 
 BATCH = 256  # samples per onnxruntime call when the model runs batched

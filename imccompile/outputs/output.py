@@ -37,11 +37,77 @@ def _exchange(a: Path, b: Path) -> bool:
     return fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0
 
 
-def write_folder(out: str | os.PathLike[str], files: Mapping[str, Content], force: bool = False) -> Path:
+# Bytes a written name gets on top of the user's, for the temporaries beside it: a folder's
+# ".NAME.tmp-XXXXXXXX" / ".NAME.old-PID", a file's "NAME.tmpPID" (and --emit's "NAME.data").
+FOLDER_RESERVE = 16
+FILE_RESERVE = 16
+
+
+def _name_max(path: str) -> int:
+    """The longest file name (bytes) the file system under ``path`` takes (255 where unknown)."""
+    probe = os.path.abspath(path)
+    while probe and not os.path.isdir(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    try:
+        return int(os.pathconf(probe or "/", "PC_NAME_MAX"))
+    except (OSError, ValueError):
+        return 255
+
+
+def check_path(option: str, value: str | os.PathLike[str], reserve: int = FILE_RESERVE) -> None:
+    """Refuse an output path that cannot be written: empty, or with a name the file system
+    cannot hold (with ``reserve`` bytes for the temporaries written beside it)."""
+    text = os.fspath(value)
+    if text == "":
+        raise UsageError(f"{option} '': an empty path; give a file or folder path")
+    limit = _name_max(text) - reserve
+    for part in Path(text).parts:
+        size = len(os.fsencode(part))
+        if size > limit:
+            short = part if len(part) <= 40 else part[:37] + "..."
+            raise UsageError(f"{option} {short}: file name too long ({size} bytes; at most "
+                             f"{limit} accepted here)")
+
+
+def _forms(path: str | os.PathLike[str]) -> set[str]:
+    """A path as written (absolute) and with its symbolic links resolved."""
+    return {os.path.abspath(path), os.path.realpath(path)}
+
+
+def is_within(path: str | os.PathLike[str], folder: str | os.PathLike[str]) -> bool:
+    """True when ``path`` is ``folder`` or lies inside it, either as written or through
+    symbolic links (relative paths taken from the working directory)."""
+    for p in _forms(path):
+        for f in _forms(folder):
+            if p == f or p.startswith(f.rstrip(os.sep) + os.sep):
+                return True
+    return False
+
+
+def check_keeps(option: str, folder: str | os.PathLike[str],
+                keep: Mapping[str, str | os.PathLike[str]]) -> None:
+    """Refuse to write the folder ``folder`` (replaced as a whole) when it is, or holds, one of
+    the files in ``keep`` (what -> path: the input model, the data, the spec...)."""
+    for what, path in keep.items():
+        if is_within(path, folder):
+            raise UsageError(f"{option} {os.fspath(folder)}: holds {what} {os.fspath(path)}; the "
+                             "output folder is written (and with --force replaced) as a whole: "
+                             "choose a folder that does not contain it")
+
+
+def write_folder(out: str | os.PathLike[str], files: Mapping[str, Content], force: bool = False,
+                 keep: Mapping[str, str | os.PathLike[str]] | None = None,
+                 option: str = "output folder") -> Path:
     """Write ``files`` (name -> bytes, text, or a writer taking the target path) into ``out``.
 
-    An existing ``out`` is refused unless ``force``; then it is replaced as a whole.
+    An existing ``out`` is refused unless ``force``; then it is replaced as a whole. A folder
+    that is, or holds, one of the files of ``keep`` (what -> path) is refused either way.
     """
+    check_path(option, out, FOLDER_RESERVE)
+    check_keeps(option, out, keep or {})
     dest = Path(out)
     if dest.exists() and not force:
         raise UsageError(f"{dest}: already exists; choose another folder or pass --force to "
@@ -120,4 +186,4 @@ def write_program(res: CompileResult, path: str | os.PathLike[str], *,
     folder is replaced only with ``force``)."""
     from imccompile.program import files
 
-    return write_folder(path, files(res), force=force)
+    return write_folder(path, files(res), force=force, option="program folder")
