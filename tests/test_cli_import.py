@@ -8,7 +8,6 @@ problem on stderr, and never a Python traceback.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -23,15 +22,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import onnx_builders as ob  # noqa: E402
 
 from imccompile.frontend import import_model  # noqa: E402
+from cli_helpers import cli  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 
 
-def cli(*args: str | os.PathLike[str], cwd: Path | None = None) -> subprocess.CompletedProcess:
-    env = dict(os.environ, COLUMNS="200", NO_COLOR="1", PYTHONWARNINGS="ignore")
-    return subprocess.run([sys.executable, "-m", "imccompile.cli", *map(str, args)],
-                          capture_output=True, text=True, timeout=120, cwd=cwd, env=env)
 
 
 def assert_user_error(res: subprocess.CompletedProcess, *fragments: str) -> None:

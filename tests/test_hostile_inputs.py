@@ -18,6 +18,7 @@ import pytest
 
 from imccompile.errors import ImcCompileError, UsageError
 from imccompile.outputs.output import write_folder
+from cli_helpers import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -25,10 +26,6 @@ CNN = EXAMPLES / "digits_cnn.onnx"
 CNN_DATA = EXAMPLES / "digits_cnn.npz"
 
 
-def cli(*args: str | os.PathLike[str], cwd: Path | None = None) -> subprocess.CompletedProcess:
-    env = dict(os.environ, COLUMNS="200", NO_COLOR="1", PYTHONWARNINGS="ignore")
-    return subprocess.run([sys.executable, "-m", "imccompile.cli", *map(str, args)],
-                          capture_output=True, text=True, timeout=120, cwd=cwd, env=env)
 
 
 def assert_user_error(res: subprocess.CompletedProcess, *fragments: str) -> None:

@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Callable
 
 from imccompile.spec.schema import Target
 
@@ -25,24 +26,30 @@ def render_schema() -> str:
     return json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m imccompile.spec.gen_schema",
-                                     description=__doc__.splitlines()[0])
+def schema_cli(prog: str, path: Path, render: Callable[[], str], description: str,
+               argv: list[str] | None = None) -> int:
+    """Command line of a schema generator: write ``render()`` to ``path``, or with ``--check``
+    exit 1 when the shipped file differs (the target and the report schema share it)."""
+    parser = argparse.ArgumentParser(prog=f"python -m {prog}", description=description)
     parser.add_argument("--check", action="store_true",
                         help="do not write; exit 1 if the shipped schema differs")
     args = parser.parse_args(argv)
-    text = render_schema()
+    text = render()
     if args.check:
-        current = SCHEMA_PATH.read_text(encoding="utf-8") if SCHEMA_PATH.exists() else ""
+        current = path.read_text(encoding="utf-8") if path.exists() else ""
         if current != text:
-            print(f"{SCHEMA_PATH} is stale: run python -m imccompile.spec.gen_schema",
-                  file=sys.stderr)
+            print(f"{path} is stale: run python -m {prog}", file=sys.stderr)
             return 1
         return 0
-    SCHEMA_PATH.parent.mkdir(parents=True, exist_ok=True)
-    SCHEMA_PATH.write_text(text, encoding="utf-8")
-    print(f"wrote {SCHEMA_PATH}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    print(f"wrote {path}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return schema_cli("imccompile.spec.gen_schema", SCHEMA_PATH, render_schema,
+                      (__doc__ or "").splitlines()[0], argv)
 
 
 if __name__ == "__main__":
