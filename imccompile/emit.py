@@ -238,13 +238,9 @@ def _emit_matrix(b: _Builder, op: MatrixOp, sim: OpSim | None) -> None:
 Tile = tuple[tuple[int, int, int], ...]
 
 
-def _tile_mask(op: MatrixOp, tile: Tile) -> np.ndarray:
-    """(K, N) mask of the weights one ADC row group sums: each listed group's rows lo..hi."""
-    mask = np.zeros((op.rows, op.cols), bool)
-    npg = op.cols_per_group
-    for g, lo, hi in tile:
-        mask[lo:hi, g * npg:(g + 1) * npg] = True
-    return mask
+def whole_tile(op: MatrixOp) -> Tile:
+    """One ADC row group of every row of every group (no split by the layout)."""
+    return tuple((g, 0, op.rows) for g in range(op.groups))
 
 
 def _tile_weight(op: MatrixOp, w: np.ndarray, tile: Tile) -> np.ndarray:
@@ -280,9 +276,7 @@ def _tile_range(tile: Tile) -> tuple[int, int]:
 
 
 def _op_tiles(op: MatrixOp, sim: OpSim) -> tuple[Tile, ...]:
-    if sim.tiles:
-        return sim.tiles
-    return (tuple((g, 0, op.rows) for g in range(op.groups)),)
+    return sim.tiles or (whole_tile(op),)
 
 
 def _stackable(b: _Builder, op: MatrixOp) -> bool:
@@ -475,10 +469,9 @@ def _emit_bitwise(b: _Builder, op: MatrixOp, sim: OpSim) -> None:
         n_tiles = 0  # done
     k = 0
     for t in range(n_tiles):
-        in_tile = _tile_mask(op, tiles[t])
         for plane, pw in planes:
             for si, dig in enumerate(slices):
-                wt = np.where(in_tile, dig, 0).astype(np.float32)
+                wt = _tile_weight(op, dig, tiles[t])
                 name = probe_name(op.name, t, k) if sim.probe else b.fresh(op.name + "_part")
                 k += 1
                 y = _emit_product(b, op, plane, wt, name, with_bias=False)
@@ -490,7 +483,8 @@ def _emit_bitwise(b: _Builder, op: MatrixOp, sim: OpSim) -> None:
                 w = pw * float(sim.slice_base) ** si
                 terms.append(b.node("Mul", [y, b.const(b.fresh("w"), np.float32(w))]))
             if sim.offset:  # the offset scheme's reference, subtracted digitally (exact)
-                ref = np.where(in_tile, -float(sim.offset), 0).astype(np.float32)
+                ref = _tile_weight(op, np.full(dig.shape, -float(sim.offset), np.float32),
+                                   tiles[t])
                 if cshape is None:
                     ref = ref * scale[None, :].astype(np.float32)
                 y = _emit_product(b, op, plane, ref, b.fresh(op.name + "_ref"), with_bias=False)

@@ -114,6 +114,12 @@ def dac_step(value_range: float, hi: int) -> float:
     return value_range / hi if value_range > 0 else 1.0
 
 
+def dac_quantizer(bits: int, value_range: float, unsigned: bool) -> tuple[float, int, int]:
+    """(step, lowest code, highest code) of a b-bit DAC whose highest code is ``value_range``."""
+    lo, hi = dac_codes(bits, unsigned)
+    return dac_step(value_range, hi), lo, hi
+
+
 def adc_levels(bits: int) -> int:
     """Largest |code| of a signed b-bit ADC."""
     return 2 ** (bits - 1) - 1 if bits > 1 else 1
@@ -195,10 +201,15 @@ class LayerLayout:
         """Rows summed by one read (``array.parallel_rows``, at most the array's rows)."""
         return min(self.parallel_rows or self.array_rows, self.array_rows)
 
+    @property
+    def shared_reads(self) -> bool:
+        """Packed group blocks that fit one read share reads with the other blocks of their
+        array (reads aligned to the blocks)."""
+        return self.packed and self.rows_used <= self.read_rows
+
     def block_reads(self, b: Block) -> int:
-        """Reads that sum a block's rows: ceil(rows / parallel rows), except packed blocks that
-        fit one read, which share reads with the other blocks of their array."""
-        if self.packed and self.rows_used <= self.read_rows:
+        """Reads that sum a block's rows: ceil(rows / parallel rows), or 1 with shared reads."""
+        if self.shared_reads:
             return 1
         return -(-b.n_rows // self.read_rows)
 
@@ -208,14 +219,11 @@ class LayerLayout:
         time; packed group blocks that fit a read share it (floor(parallel rows / block rows)
         blocks per read, reads aligned to the blocks)."""
         reads = [0] * self.arrays
-        if self.packed and self.rows_used <= self.read_rows:
-            per_read = max(1, self.read_rows // self.rows_used)
-            count = [0] * self.arrays
-            for b in self.blocks:
-                count[b.array] += 1
-            return tuple(-(-c // per_read) for c in count)
-        for b in self.blocks:
+        for b in self.blocks:  # with shared reads, the blocks of each array first
             reads[b.array] += self.block_reads(b)
+        if self.shared_reads:
+            per_read = max(1, self.read_rows // self.rows_used)
+            return tuple(-(-c // per_read) for c in reads)
         return tuple(reads)
 
     # -- derived counts (one copy) ----------------------------------------------------------

@@ -39,8 +39,6 @@ OverflowPolicy = Literal["chips", "reload", "error"]
 LOW_UTILIZATION = 0.25  # layers below this share of used cells are named in a warning
 POOL = "reload pool"  # the schedule's resource name for the arrays layers take turns on
 
-LayerMapping = LayerLayout  # the mapper's per-layer result is the layer's layout
-
 
 @dataclass(frozen=True)
 class ArraySlot:
@@ -164,9 +162,17 @@ def balance_replicas(layers: list[LayerLayout], spare: int) -> list[LayerLayout]
         out[i] = dataclasses.replace(lm, replicas=lm.replicas + 1)
 
 
+def same_weight(a: MatrixOp, b: MatrixOp) -> bool:
+    """Whether two matrix ops read one stored weight tensor: the same ``weight_id``, the same
+    logical shape and groups, identical values."""
+    return (a.weight_id is not None and a.weight_id == b.weight_id
+            and a.weight.shape == b.weight.shape and a.groups == b.groups
+            and (a.weight is b.weight or bool(np.array_equal(a.weight, b.weight))))
+
+
 def _same_storage(a: MatrixOp, b: MatrixOp, la: LayerLayout, lb: LayerLayout) -> bool:
     """Whether two uses of one weight tensor would program the same cells."""
-    if a.weight.shape != b.weight.shape or a.groups != b.groups or la.weight_bits != lb.weight_bits:
+    if la.weight_bits != lb.weight_bits:
         return False
     ma, mb = a.compression.mask, b.compression.mask
     if ma is None or mb is None:
@@ -174,7 +180,7 @@ def _same_storage(a: MatrixOp, b: MatrixOp, la: LayerLayout, lb: LayerLayout) ->
             return False
     elif not np.array_equal(ma, mb):
         return False
-    return a.weight is b.weight or bool(np.array_equal(a.weight, b.weight))
+    return same_weight(a, b)
 
 
 def _share(ops: tuple[MatrixOp, ...], layers: list[LayerLayout], warnings: list[str]) -> None:

@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping
 import numpy as np
 
 from imccompile import metrics
-from imccompile.emit import Emitted, OpSim, emit_parts, probe_tile, tile_colsum_max
+from imccompile.emit import Emitted, OpSim, emit_parts, probe_tile, tile_colsum_max, whole_tile
 from imccompile.errors import DataError, ModelImportError
 from imccompile.ir import Graph, MatrixOp
-from imccompile.layout import LayerLayout, adc_levels, dac_codes, dac_step, layer_bits, layer_layout
+from imccompile.layout import LayerLayout, adc_levels, dac_quantizer, layer_bits, layer_layout
 from imccompile.noise import noisy_codes, noisy_slices, quantize_columns, slice_digits
 
 if TYPE_CHECKING:
@@ -370,7 +370,7 @@ def layouts(graph: Graph, target, mapping: "ChipMapping | None" = None) -> dict[
 
 def adc_tiles(op: MatrixOp, lm: LayerLayout) -> tuple[tuple[tuple[int, int, int], ...], ...]:
     """The layout's ADC row groups; one tile of all rows when nothing is placed (all pruned)."""
-    return lm.tiles() or (tuple((g, 0, op.rows) for g in range(op.groups)),)
+    return lm.tiles() or (whole_tile(op),)
 
 
 def quantized_weight(op: MatrixOp, target, opts: SimOptions) -> tuple[np.ndarray, np.ndarray]:
@@ -432,8 +432,7 @@ def calibrate(graph: Graph, target, data: Dataset, opts: SimOptions,
         unsigned = xmin >= 0.0
         if op.compression.act_range is not None:
             rng, unsigned = op.compression.act_range, not op.compression.act_signed
-        lo, hi = dac_codes(ib, unsigned)
-        act[op.name] = (dac_step(rng, hi), lo, hi)
+        act[op.name] = dac_quantizer(ib, rng, unsigned)
     adc: dict[str, tuple[float, ...]] = {}
     levels = adc_levels(target.adc.bits)
     if opts.adc and target.adc.type != "digital":

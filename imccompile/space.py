@@ -188,15 +188,14 @@ def tied_layers(graph: Graph) -> dict[str, tuple[str, ...]]:
 
     Layers with the same ``weight_id`` and identical weights are placed once by the mapper; a
     search gives them one set of knobs, so a trial never splits them onto separate arrays."""
-    import numpy as np
+    from imccompile.mapper import same_weight
 
     groups: dict[str, list[str]] = {}
     firsts: dict[str, list[MatrixOp]] = {}
     for op in graph.matrix_ops:
         if op.weight_id is not None:
             for first in firsts.setdefault(op.weight_id, []):
-                if first.weight.shape == op.weight.shape and first.groups == op.groups and \
-                        (first.weight is op.weight or np.array_equal(first.weight, op.weight)):
+                if same_weight(first, op):
                     groups[first.name].append(op.name)
                     break
             else:

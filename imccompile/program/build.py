@@ -20,7 +20,7 @@ import numpy as np
 from imccompile._version import __version__
 from imccompile.errors import MappingError
 from imccompile.ir import DigitalOp, MatrixOp
-from imccompile.layout import Block, LayerLayout, dac_codes, dac_step, layer_bits, qmax
+from imccompile.layout import Block, LayerLayout, dac_quantizer, layer_bits, qmax
 from imccompile.mapper import Mapping, slot
 from imccompile.program.image import CROSSBAR_DOMAIN, CROSSBAR_OP, FORMAT
 
@@ -180,8 +180,8 @@ def _dac(result, op: MatrixOp, target) -> tuple[float, int, int] | None:
         step, lo, hi = cal.act[op.name]
     elif op.compression.act_range is not None:
         _, ib = layer_bits(op, target)
-        lo, hi = dac_codes(ib, unsigned=not op.compression.act_signed)
-        step = dac_step(op.compression.act_range, hi)
+        step, lo, hi = dac_quantizer(ib, op.compression.act_range,
+                                     unsigned=not op.compression.act_signed)
     else:
         return None
     return float(np.float32(step)), int(lo), int(hi)
