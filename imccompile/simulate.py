@@ -482,22 +482,29 @@ def calibrate(graph: Graph, target, data: Dataset, opts: SimOptions,
     return Calibration(act, adc, reference)
 
 
+def _converters(op: MatrixOp, target, opts: SimOptions, act, adc, lm: LayerLayout,
+                probe: bool = False) -> dict[str, Any]:
+    """The layer's own DAC and ADC fields of its OpSim (not its weights)."""
+    a_step, lo, hi = act[op.name] if opts.dac else (None, 0, 0)
+    return {"act_step": a_step, "act_lo": lo, "act_hi": hi, "tiles": adc_tiles(op, lm),
+            "adc_steps": adc.get(op.name) if adc else None,
+            "adc_levels": adc_levels(target.adc.bits), "probe": probe,
+            "in_bits": _bits(op, target)[1]}
+
+
 def _opsim(op: MatrixOp, target, opts: SimOptions, act, adc, rng: np.random.Generator | None,
            lm: LayerLayout, probe: bool = False) -> OpSim:
-    a_step, lo, hi = act[op.name] if opts.dac else (None, 0, 0)
-    tiles = adc.get(op.name) if adc else None
+    io = _converters(op, target, opts, act, adc, lm, probe)
     q, step = quantized_weight(op, target, opts) if opts.weights else (None, None)
     if opts.bit_accurate:
         assert q is not None and step is not None  # SimOptions: bit-accurate needs weights
-        wb, ib = _bits(op, target)
+        wb, _ = _bits(op, target)
         digits, base, offset = (noisy_slices(q, wb, target, rng, opts.t_inference_s)
                                 if opts.noise and rng is not None else slice_digits(q, wb, target))
         serial = target.dac.mode == "bit_serial"
-        return OpSim(act_step=a_step, act_lo=lo, act_hi=hi, tiles=adc_tiles(op, lm),
-                     adc_steps=tiles, adc_levels=adc_levels(target.adc.bits), probe=probe,
-                     slices=tuple(np.asarray(d, np.float32) for d in digits), slice_base=base,
+        return OpSim(slices=tuple(np.asarray(d, np.float32) for d in digits), slice_base=base,
                      offset=offset, col_scale=step, plane_bits=target.dac.bits if serial else None,
-                     in_bits=ib)
+                     **io)
     if not opts.weights:  # the float weights as they are (no copy without a mask)
         w = np.asarray(op.weight if op.compression.mask is None
                        else op.weight * op.compression.mask, np.float32)
@@ -507,8 +514,7 @@ def _opsim(op: MatrixOp, target, opts: SimOptions, act, adc, rng: np.random.Gene
             wb, _ = _bits(op, target)
             q = noisy_codes(q, wb, target, rng, opts.t_inference_s)
         w = (q * step[None, :]).astype(np.float32)
-    return OpSim(weight=w, act_step=a_step, act_lo=lo, act_hi=hi, tiles=adc_tiles(op, lm),
-                 adc_steps=tiles, adc_levels=adc_levels(target.adc.bits), probe=probe)
+    return OpSim(weight=w, **io)
 
 
 def simulation_model(graph: Graph, target, cal: Calibration, opts: SimOptions, seed: int,
@@ -533,10 +539,9 @@ def simulation_parts(graph: Graph, target, cal: Calibration, opts: SimOptions, s
     def make(name: str) -> OpSim:
         op = ops[name]
         owner = lay[name].shares
-        if owner is not None and owner in made:
-            base = made[owner]
-            own = _opsim(op, target, opts, cal.act, adc, None, lay[name])
-            sim = dataclasses.replace(own, weight=base.weight, slices=base.slices)
+        if owner is not None and owner in made:  # the owner's devices, this layer's converters
+            sim = dataclasses.replace(made[owner],
+                                      **_converters(op, target, opts, cal.act, adc, lay[name]))
         else:
             sim = _opsim(op, target, opts, cal.act, adc, rng, lay[name])
         if name in owners:
