@@ -24,6 +24,7 @@ import dataclasses
 import fnmatch
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Literal, Mapping as TMapping
 
 import numpy as np
@@ -102,11 +103,12 @@ class Mapping:
         used = sum(lm.used_cells * lm.replicas for lm in self.layers if not lm.shares)
         return used / (self.arrays * self.rows * self.cols) if self.arrays else 0.0
 
+    @cached_property
+    def _by_name(self) -> dict[str, LayerLayout]:
+        return {lm.name: lm for lm in self.layers}
+
     def layer(self, name: str) -> LayerLayout:
-        for lm in self.layers:
-            if lm.name == name:
-                return lm
-        raise KeyError(name)
+        return self._by_name[name]
 
     def owner(self, lm: LayerLayout) -> LayerLayout:
         """The layer whose arrays ``lm`` reads (itself unless it shares a weight)."""
