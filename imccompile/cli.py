@@ -234,6 +234,8 @@ def run(argv: Sequence[str]) -> int:
     shapes = dict(parse_input_shape(s) for s in args.input_shape)
     dims = dict(parse_dim(s) for s in args.dim)
     console = display.Console(quiet=args.quiet)
+    if args.json == "-":  # stdout carries the JSON report: anything else printed goes to stderr
+        console.to_stderr()
     if args.print_ir:
         sys.stdout.write(print_graph(import_model(args.model, shapes, dims=dims)))
         return 0
@@ -265,12 +267,11 @@ def run(argv: Sequence[str]) -> int:
     options = compile_options(args, shapes, dims)
     if args.emit and not args.data:
         raise UsageError("--emit needs --data (the simulation model is calibrated on it)")
-    if args.out and Path(args.out).exists() and not args.force:  # refuse before the work
-        raise UsageError(f"{args.out}: already exists; choose another folder or pass --force "
-                         "to replace it")
-    if args.program and Path(args.program).exists() and not args.force:
-        raise UsageError(f"{args.program}: already exists; choose another folder or pass "
-                         "--force to replace it")
+    from imccompile.outputs.output import check_replaceable
+
+    for flag, folder in (("-o", args.out), ("--program", args.program)):
+        if folder:  # refuse before the work
+            check_replaceable(flag, folder, args.force)
     from imccompile.outputs import report as reports
 
     search_result = None

@@ -152,7 +152,7 @@ def progress_callback(console, trials: int):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     bar = Progress(TextColumn("search"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   TextColumn("{task.description}"), console=console.err, transient=True)
+                   TextColumn("{task.description}", markup=False), console=console.err, transient=True)
     task = bar.add_task("", total=trials)
     bar.start()
 

@@ -50,6 +50,9 @@ OBJECTIVES = {  # name -> (direction, report key, unit)
     "area": ("minimize", "area_mm2", "mm²"),
 }
 SAMPLERS = ("nsga2", "tpe", "random")
+# Optuna's samplers take seeds in 0..2**32-1 (numpy); workers add their index (< MAX_JOBS).
+MAX_JOBS = 256  # assumption: far beyond the cores of one host; each worker is a process
+MAX_SEARCH_SEED = 2**32 - 1 - MAX_JOBS
 
 
 @dataclass(frozen=True)
@@ -154,6 +157,10 @@ class SearchConfig:
                         ("--max-arrays", self.max_arrays)):
             if v is not None and (not math.isfinite(v) or v < 0):
                 raise UsageError(f"{name} must be a finite number >= 0, got {v}")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)
+                                      or not 0 <= self.seed <= MAX_SEARCH_SEED):
+            raise UsageError(f"--search-seed {self.seed}: expected an integer in "
+                             f"0..{MAX_SEARCH_SEED}")
         self.compile_options()  # the compile fields are checked as for a single compile
 
 
@@ -750,10 +757,10 @@ def search(cfg: SearchConfig, trials: int, *, storage: str | None = None, study_
            n_jobs: int = 1, progress: Callable[[int, int, str], None] | None = None) -> SearchResult:
     """Run (or resume) a study until it holds ``trials`` completed trials; summarize it."""
     cfg.validate()
-    if trials < 1:
-        raise UsageError(f"--search needs a number of trials >= 1, got {trials}")
-    if n_jobs < 1:
-        raise UsageError(f"--n-jobs must be >= 1, got {n_jobs}")
+    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+        raise UsageError(f"--search needs a number of trials >= 1, got {trials!r}")
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or not 1 <= n_jobs <= MAX_JOBS:
+        raise UsageError(f"--n-jobs {n_jobs!r}: expected an integer in 1..{MAX_JOBS}")
     tmpdir = None
     if n_jobs > 1 and storage is None:
         tmpdir = tempfile.mkdtemp(prefix="imccompile-study-")

@@ -27,8 +27,11 @@ def count(n: float) -> str:
 class Console:
     def __init__(self, quiet: bool = False) -> None:
         self.quiet = quiet
-        self.out = RichConsole(file=sys.stdout, soft_wrap=False, width=160 if not sys.stdout.isatty() else None)
-        self.err = RichConsole(file=sys.stderr)
+        # markup off: every table cell and line holds names from the user or the model (layer,
+        # study, pass, spec names), printed as written, never parsed as rich markup ("[/x]")
+        self.out = RichConsole(file=sys.stdout, soft_wrap=False, markup=False,
+                               width=160 if not sys.stdout.isatty() else None)
+        self.err = RichConsole(file=sys.stderr, markup=False)
 
     def progress(self, what: str, total: int):
         """A callback(done, total) that shows progress on stderr for long work (total > 1)."""
@@ -62,8 +65,14 @@ class Console:
 
         return update
 
+    def to_stderr(self) -> None:
+        """Print the tables on stderr (stdout carries a JSON report: ``--json -``)."""
+        self.out = RichConsole(file=sys.stderr, soft_wrap=False, markup=False)
+
     def warn(self, msg: str) -> None:
-        self.err.print(f"[yellow]warning:[/] {msg}", highlight=False)
+        from rich.text import Text
+
+        self.err.print(Text("warning:", style="yellow"), msg, highlight=False)
 
     def graph_table(self, report: dict[str, Any], verbose: bool = False) -> None:
         if self.quiet:

@@ -144,12 +144,9 @@ def _read(name_or_path: str | os.PathLike[str]) -> tuple[str, Any]:
                 _fail(f"{label}: no such file (bundled targets: {names})")
             _fail(f"unknown target {json.dumps(label)}: not a bundled target ({names}) and "
                   "no file of that name")
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            _fail(f"{label}: cannot read: not UTF-8 text")
-        except OSError as e:
-            _fail(f"{label}: cannot read: {e.strerror or e}")
+        from imccompile.userfile import read_text
+
+        text = read_text(path, label, SpecError)  # bounded: /dev/zero is refused, not read
     try:
         data = json.loads(text, parse_constant=_no_constant, object_pairs_hook=_no_duplicates)
     except json.JSONDecodeError as e:
