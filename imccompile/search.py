@@ -19,9 +19,9 @@ import logging
 import math
 import multiprocessing as mp
 import os
+import pickle
 import signal
 import socket
-import tempfile
 import threading
 import time
 import uuid
@@ -112,9 +112,23 @@ class SearchConfig:
     def settings(self) -> dict[str, Any]:
         """The part of the config that must match on resume (not the sampler or seed), as JSON
         values."""
+        from imccompile.identity import canonical_overrides, file_identity
+
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
              if f.name not in ("sampler", "seed")}
         d["sim"] = dataclasses.asdict(self.sim)
+        # the canonical content (imccompile.identity): resolved paths, content hashes, the
+        # overrides as the values they leave, knob pins and ranges by name
+        d["model"], d["model_sha256"] = file_identity(self.model or None, "model")
+        from imccompile.spec import bundled_targets
+
+        d["target"], d["target_sha256"] = (  # a bundled name is the bundled spec (load_target)
+            (self.target, None) if self.target in bundled_targets()
+            else file_identity(self.target or None, "--target"))
+        d["data"], d["data_sha256"] = file_identity(self.data, "--data")
+        d["overrides"] = canonical_overrides(self.overrides)
+        d["fix"] = sorted(self.fix, key=lambda kv: str(kv[0]))
+        d["space"] = sorted(self.space, key=lambda kv: str(kv[0]))
         return json.loads(json.dumps(d, default=str))
 
     def key(self) -> str:
@@ -143,6 +157,16 @@ class SearchConfig:
         return out
 
     def validate(self) -> None:
+        for name, value, optional in (("model", self.model, False), ("target", self.target, False),
+                                      ("data", self.data, True)):
+            if not (optional and value is None) and (not isinstance(value, str) or not value):
+                raise UsageError(f"search {name} {value!r}: expected a path"
+                                 + (" (or a bundled target name)" if name == "target" else "")
+                                 + (" or None" if optional else ""))
+        if not isinstance(self.objectives, tuple) or \
+                not all(isinstance(o, str) for o in self.objectives):
+            raise UsageError(f"--objectives {self.objectives!r}: expected a tuple of names from "
+                             f"{', '.join(OBJECTIVES)}")
         bad = [o for o in self.objectives if o not in OBJECTIVES]
         if bad or not self.objectives or len(set(self.objectives)) != len(self.objectives):
             raise UsageError(f"--objectives {','.join(self.objectives)}: expected distinct names "
@@ -181,6 +205,9 @@ def _flag_text(name: str, value: Any) -> str:
         return flag
     if name == "model":
         return f"model {value}"
+    if name.endswith("_sha256"):
+        what = name[:-len("_sha256")]
+        return f"{'model' if what == 'model' else '--' + what} content sha256 {str(value)[:12]}"
     if name == "objectives":
         return f"{flag} {','.join(map(str, value))}"
     if name in ("fix", "replicate", "input_shapes", "dims", "space") and isinstance(value, list):
@@ -762,28 +789,34 @@ def search(cfg: SearchConfig, trials: int, *, storage: str | None = None, study_
     if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or not 1 <= n_jobs <= MAX_JOBS:
         raise UsageError(f"--n-jobs {n_jobs!r}: expected an integer in 1..{MAX_JOBS}")
     tmpdir = None
-    if n_jobs > 1 and storage is None:
-        tmpdir = tempfile.mkdtemp(prefix="imccompile-study-")
-        storage = f"journal:{os.path.join(tmpdir, 'study.log')}"
-    study_name = study_name or f"imccompile-{Path(cfg.model).stem}"
-    check_stored_settings(cfg, storage, study_name)  # before the import and the data
-    ev = Evaluator(cfg)
-    study = open_study(cfg, storage, study_name, cfg.seed)
-    if not study.trials:  # the target's own settings are always a point of the front
-        study.enqueue_trial(default_point(ev), skip_if_exists=True)
-    start = completed(study)
-
-    def on_trial(st, ft) -> None:
-        if progress:
-            progress(completed(st), trials, _best_text(st, cfg))
-
     procs = []
-    try:
+    try:  # the temporary store is removed however the search ends
+        if n_jobs > 1 and storage is None:
+            from imccompile.workers import make_store_dir
+
+            tmpdir = make_store_dir()
+            storage = f"journal:{os.path.join(tmpdir, 'study.log')}"
+        study_name = study_name or f"imccompile-{Path(cfg.model).stem}"
+        check_stored_settings(cfg, storage, study_name)  # before the import and the data
+        ev = Evaluator(cfg)
+        study = open_study(cfg, storage, study_name, cfg.seed)
+        if not study.trials:  # the target's own settings are always a point of the front
+            study.enqueue_trial(default_point(ev), skip_if_exists=True)
+        start = completed(study)
+
+        def on_trial(st, ft) -> None:
+            if progress:
+                progress(completed(st), trials, _best_text(st, cfg))
+
         if n_jobs > 1:
+            from imccompile.workers import worker_main
+
             ctx = mp.get_context("spawn")
             for i in range(1, n_jobs):
                 seed = None if cfg.seed is None else cfg.seed + i
-                p = ctx.Process(target=_worker_entry, args=(cfg, storage, study_name, trials, seed),
+                payload = pickle.dumps((_worker_entry, (cfg, storage, study_name, trials, seed)))
+                # tied to this process: never outlives the search (imccompile.workers)
+                p = ctx.Process(target=worker_main, args=(os.getpid(), tmpdir, payload),
                                 daemon=True)
                 p.start()
                 procs.append(p)

@@ -14,6 +14,7 @@ Steps (all on the user's data):
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass
 from collections.abc import Mapping as MappingABC
@@ -47,6 +48,22 @@ class SimOptions:
     bit_accurate: bool = False  # split by input cycle and weight slice, ADC on each partial
 
     def __post_init__(self) -> None:
+        from imccompile.errors import UsageError
+
+        for name in ("noise", "adc", "dac", "weights", "bit_accurate"):
+            if not isinstance(getattr(self, name), bool):
+                raise UsageError(f"SimOptions.{name} {getattr(self, name)!r}: expected True or "
+                                 "False")
+        if self.adc_range not in ("calibrated", "full_scale"):
+            raise UsageError(f"SimOptions.adc_range {self.adc_range!r} (--adc-range): expected "
+                             "calibrated or full_scale")
+        for name, low in (("act_percentile", 0.0), ("t_inference_s", 0.0)):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
+                                  or not math.isfinite(v) or v < low
+                                  or (name == "act_percentile" and not 0 < v <= 100)):
+                raise UsageError(f"SimOptions.{name} {v!r}: expected None or a finite number "
+                                 + ("in (0, 100]" if name == "act_percentile" else ">= 0"))
         if self.bit_accurate and not (self.dac and self.weights):
             raise DataError("bit-accurate simulation needs quantized inputs and weights "
                             "(it works on their integer codes): keep dac and weights on")

@@ -18,6 +18,7 @@ No compiler IR here: only numpy, onnx, onnxruntime and the image.
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -333,14 +334,35 @@ def run(image: Image | str | Path, inputs: Mapping[str, np.ndarray], *,
     ``inputs``: arrays by graph input name (placement.json ``inputs``); ``dac=False`` drives the
     rows with the unquantized inputs. Returns the graph outputs by name.
     """
+    if not isinstance(image, (Image, str, os.PathLike)):
+        raise ProgramError(f"image {type(image).__name__}: expected a program Image or the path "
+                           "of a program folder")
     img = image if isinstance(image, Image) else load(image)
+    if not isinstance(inputs, Mapping):
+        raise ProgramError(f"inputs {type(inputs).__name__}: expected a dict of arrays by input "
+                           "name")
     values: dict[str, np.ndarray] = {}
+    known = [s["name"] for s in img.placement["inputs"]]
+    extra = [k for k in inputs if k not in known]
+    if extra:
+        raise ProgramError(f"inputs {', '.join(map(repr, extra))}: not an input of the image "
+                           f"(its inputs: {', '.join(known)})")
     for spec in img.placement["inputs"]:
         name = spec["name"]
         if name not in inputs:
             raise ProgramError(f"no array for input {name!r} (the image's inputs: "
-                               f"{', '.join(s['name'] for s in img.placement['inputs'])})")
-        arr = np.asarray(inputs[name], dtype=spec["dtype"])
+                               f"{', '.join(known)})")
+        given = np.asarray(inputs[name])
+        if given.dtype.kind not in "biuf":
+            raise ProgramError(f"input {name!r}: expected numbers ({spec['dtype']}), got an "
+                               f"array of {given.dtype}")
+        if given.dtype.kind == "f" and not np.isfinite(given).all():
+            raise ProgramError(f"input {name!r}: holds NaN or infinite values")
+        if np.dtype(spec["dtype"]).kind in "iu" and given.dtype.kind == "f" and \
+                not np.array_equal(given, np.round(given)):
+            raise ProgramError(f"input {name!r}: the image expects integers ({spec['dtype']}), "
+                               "got fractional values")
+        arr = given.astype(spec["dtype"])
         if list(arr.shape) != spec["shape"]:
             raise ProgramError(f"input {name!r} has shape {list(arr.shape)}; the image expects "
                                f"{spec['shape']}")

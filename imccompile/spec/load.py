@@ -68,9 +68,17 @@ def load_target(
     Raises:
         SpecError: unknown name, unreadable file, bad JSON, or a field that fails validation.
     """
+    if not isinstance(overrides, (Sequence, Mapping)) or isinstance(overrides, bytes):
+        _fail(f"overrides {_fmt(overrides)}: expected a list of PATH=VALUE texts or a "
+              "dict of PATH -> value")
     items = _parse_overrides(overrides)
     if isinstance(name_or_path, Target):
         return _replace_items(name_or_path, items)
+    if isinstance(name_or_path, Mapping):
+        return _build(copy.deepcopy(dict(name_or_path)), "<dict>", items)
+    if not isinstance(name_or_path, (str, os.PathLike)) or name_or_path == "":
+        _fail(f"target {name_or_path!r}: expected a bundled target name "
+              f"({', '.join(bundled_targets())}), a spec JSON path, a dict or a Target")
     label, data = _read(name_or_path)
     return _build(data, label, items)
 
