@@ -154,14 +154,21 @@ def progress_callback(console, trials: int):
     bar = Progress(TextColumn("search"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    TextColumn("{task.description}", markup=False), console=console.err, transient=True)
     task = bar.add_task("", total=trials)
-    bar.start()
+    started = []  # the bar shows from the first trial on: an error before it prints alone
 
     def update(done: int, total: int, best: str) -> None:
+        if not started:
+            bar.start()
+            started.append(True)
         bar.update(task, completed=done, description=best)
         if done >= total:
             bar.stop()
 
-    update.stop = bar.stop  # type: ignore[attr-defined]
+    def stop() -> None:
+        if started:
+            bar.stop()
+
+    update.stop = stop  # type: ignore[attr-defined]
     return update
 
 
