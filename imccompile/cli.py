@@ -361,7 +361,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code = run(argv)
     except ImcCompileError as e:
-        print(f"imccompile: error: {e}", file=sys.stderr)
+        from imccompile.outputs.display import printable
+
+        print(f"imccompile: error: {printable(str(e))}", file=sys.stderr)
         code = 1
     except KeyboardInterrupt:
         print("imccompile: interrupted", file=sys.stderr)

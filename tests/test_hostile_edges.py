@@ -241,3 +241,20 @@ def test_n_jobs_out_of_range(capsys, small, jobs):
     err = user_error(capsys, CNN, "-t", "pcm", "--data", small, "--search", "2",
                      "--n-jobs", jobs)
     assert f"--n-jobs {jobs}: expected an integer in 1..256" in err
+
+
+def test_control_characters_of_user_strings_are_shown_escaped(capsys, tmp_path):
+    """An ESC or carriage return in a file name (or a study, layer, spec name) cannot drive the
+    terminal: the error line and the tables show it escaped."""
+    err = user_error(capsys, tmp_path / "a\x1b[2Jb\rc.onnx", "-t", "pcm")
+    assert "a\\x1b[2Jb\\rc.onnx: no such file" in err and "\x1b" not in err
+    from rich.table import Table
+
+    from imccompile.outputs.display import Console
+
+    t = Table(title="study \x1b[31m[/x]")
+    t.add_column("knobs")
+    t.add_row("layer\r[bold]")
+    Console().out.print(t)
+    out = capsys.readouterr().out
+    assert "\\x1b[31m[/x]" in out and "layer\\r[bold]" in out and "\x1b" not in out

@@ -9,6 +9,26 @@ from rich.console import Console as RichConsole
 from rich.table import Table
 
 
+def printable(text: str) -> str:
+    """``text`` with its control characters shown escaped (``\\x1b``, ``\\r``): a name from
+    the user or the model cannot drive the terminal; line breaks are kept."""
+    if text.isprintable():
+        return text
+    return "\n".join("".join(c if c.isprintable() else repr(c)[1:-1] for c in line)
+                     for line in text.split("\n"))
+
+
+class _Terminal(RichConsole):
+    """A rich console that prints every string as written: markup off (``[/x]`` is text) and
+    control characters escaped (`printable`), for table cells and titles as for lines."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(markup=False, **kwargs)
+
+    def render_str(self, text: str, **kwargs: Any):  # type: ignore[override]
+        return super().render_str(printable(text), **kwargs)
+
+
 def si(value: float, unit: str) -> str:
     """Engineering notation: 1.23 µJ, 45.6 ns."""
     if value == 0:
@@ -29,9 +49,9 @@ class Console:
         self.quiet = quiet
         # markup off: every table cell and line holds names from the user or the model (layer,
         # study, pass, spec names), printed as written, never parsed as rich markup ("[/x]")
-        self.out = RichConsole(file=sys.stdout, soft_wrap=False, markup=False,
-                               width=160 if not sys.stdout.isatty() else None)
-        self.err = RichConsole(file=sys.stderr, markup=False)
+        self.out = _Terminal(file=sys.stdout, soft_wrap=False,
+                             width=160 if not sys.stdout.isatty() else None)
+        self.err = _Terminal(file=sys.stderr)
 
     def progress(self, what: str, total: int):
         """A callback(done, total) that shows progress on stderr for long work (total > 1)."""
@@ -67,7 +87,7 @@ class Console:
 
     def to_stderr(self) -> None:
         """Print the tables on stderr (stdout carries a JSON report: ``--json -``)."""
-        self.out = RichConsole(file=sys.stderr, soft_wrap=False, markup=False)
+        self.out = _Terminal(file=sys.stderr, soft_wrap=False)
 
     def warn(self, msg: str) -> None:
         from rich.text import Text
