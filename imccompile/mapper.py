@@ -280,6 +280,11 @@ def map_graph(graph: Graph, target: Target, *, overflow: OverflowPolicy = "chips
         more = f"; and {len(shared) - 3} more weights" if len(shared) > 3 else ""
         warnings.append(f"weights read by several layers are placed once (the readers take turns "
                         f"on the arrays): the weight of {shown}{more}")
+    empty = [lm.name for lm in placed if not lm.arrays and not lm.shares]
+    if empty:  # e.g. prune{ratio=1.0}: defined, but worth saying
+        shown = ", ".join(empty[:4]) + (f" and {len(empty) - 4} more" if len(empty) > 4 else "")
+        warnings.append(f"{len(empty)} layers hold no nonzero weight and take no arrays: {shown} "
+                        "(each outputs its bias only)")
     low = sorted((lm.utilization(a.rows, a.cols), lm.name) for lm in placed
                  if lm.arrays and not lm.shares and lm.utilization(a.rows, a.cols) < LOW_UTILIZATION)
     if low:

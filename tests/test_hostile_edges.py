@@ -258,3 +258,22 @@ def test_control_characters_of_user_strings_are_shown_escaped(capsys, tmp_path):
     Console().out.print(t)
     out = capsys.readouterr().out
     assert "\\x1b[31m[/x]" in out and "layer\\r[bold]" in out and "\x1b" not in out
+
+
+def test_pruning_everything_is_a_defined_result(capsys):
+    """prune{ratio=1.0}: every weight zero, no arrays, a warning; each layer outputs its bias, so
+    the logits are the last layer's bias and top1 is the share of labels equal to its argmax."""
+    code, out, err = run(capsys, CNN, "-t", "pcm", "--passes", "prune{ratio=1.0}", "--data",
+                         CNN_DATA, "--samples", "50", "--json", "-", "-q")
+    assert code == 0, err
+    rep = json.loads(out)
+    assert rep["totals"]["arrays"] == 0
+    assert any("hold no nonzero weight" in w for w in rep["warnings"]), rep["warnings"]
+    model = onnx.load(CNN)
+    last = [n for n in model.graph.node if n.op_type == "Gemm"][-1]
+    bias = next(numpy_helper.to_array(i) for i in model.graph.initializer if i.name == last.input[2])
+    labels = np.load(CNN_DATA)["labels"][:50]
+    assert rep["accuracy"]["metric"] == "top1"
+    expected = np.mean(labels == np.argmax(bias))
+    assert expected == pytest.approx(0.1)  # 5 of the first 50 digits are 9s, the bias's argmax
+    assert rep["accuracy"]["mean"] == pytest.approx(expected)
