@@ -154,7 +154,7 @@ def progress_callback(console, trials: int):
     bar = Progress(TextColumn("search"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    TextColumn("{task.description}", markup=False), console=console.err, transient=True)
     task = bar.add_task("", total=trials)
-    started = []  # the bar shows from the first trial on: an error before it prints alone
+    started: list[bool] = []  # the bar shows from the first trial on: an error before it prints alone
 
     def update(done: int, total: int, best: str) -> None:
         if not started:

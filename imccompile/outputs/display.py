@@ -25,7 +25,7 @@ class _Terminal(RichConsole):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(markup=False, **kwargs)
 
-    def render_str(self, text: str, **kwargs: Any):  # type: ignore[override]
+    def render_str(self, text: str, **kwargs: Any):
         return super().render_str(printable(text), **kwargs)
 
 
