@@ -118,6 +118,14 @@ def compile_graph(graph: Graph, target: Target, *, model_name: str | None = None
     from imccompile.mapper import map_graph
     from imccompile.schedule import schedule
 
+    from imccompile.spec.schema import Target
+
+    if not isinstance(graph, Graph):
+        raise UsageError(f"compile_graph: graph {type(graph).__name__}: expected an imported "
+                         "Graph (imccompile.import_model)")
+    if not isinstance(target, Target):
+        raise UsageError(f"compile_graph: target {type(target).__name__}: expected a Target "
+                         "(imccompile.load_target)")
     if options is None:
         options = CompileOptions.make(overflow=overflow, replicate=replicate,
                                       auto_replicate=auto_replicate, passes=pipeline)

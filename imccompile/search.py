@@ -179,8 +179,13 @@ class SearchConfig:
             raise UsageError(f"--sampler {self.sampler}: expected one of {', '.join(SAMPLERS)}")
         for name, v in (("--max-accuracy-drop", self.max_accuracy_drop), ("--max-area", self.max_area),
                         ("--max-arrays", self.max_arrays)):
-            if v is not None and (not math.isfinite(v) or v < 0):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
+                                  or not math.isfinite(v) or v < 0):
                 raise UsageError(f"{name} must be a finite number >= 0, got {v}")
+        for name, pairs in (("--fix", self.fix), ("--space", self.space)):
+            if not isinstance(pairs, tuple) or not all(
+                    isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], str) for p in pairs):
+                raise UsageError(f"{name} {pairs!r}: expected a tuple of (knob name, value) pairs")
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)
                                       or not 0 <= self.seed <= MAX_SEARCH_SEED):
             raise UsageError(f"--search-seed {self.seed}: expected an integer in "

@@ -176,3 +176,30 @@ def test_program_run_image_type(image):
         program.run(1, {})
     out = program.run(image, {"input": np.zeros((1, 1, 8, 8), np.float32)})
     assert next(iter(out.values())).shape == (1, 10)
+
+
+def test_lower_level_entry_points():
+    g = imccompile.import_model(CNN)
+    with pytest.raises(UsageError, match=r"^input_shapes 'x': expected a dict"):
+        imccompile.import_model(CNN, input_shapes="x")
+    with pytest.raises(UsageError, match=r"^--dim a=0: the size must be a positive integer"):
+        imccompile.import_model(CNN, dims={"a": 0})
+    with pytest.raises(UsageError, match=r"^compile_graph: graph NoneType: expected an imported"):
+        imccompile.compile_graph(None, imccompile.load_target("pcm"))
+    with pytest.raises(UsageError, match=r"^compile_graph: target str: expected a Target"):
+        imccompile.compile_graph(g, "pcm")
+
+
+@pytest.mark.parametrize("field,value,pattern", [
+    ("max_area", "x", r"^--max-area must be a finite number >= 0, got x"),
+    ("max_arrays", True, r"^--max-arrays must be a finite number >= 0, got True"),
+    ("fix", {"a": 1}, r"^--fix \{'a': 1\}: expected a tuple of \(knob name, value\) pairs"),
+    ("space", (("adc.bits",),), r"^--space .*: expected a tuple of \(knob name, value\) pairs"),
+    ("objectives", "accuracy", r"^--objectives 'accuracy': expected a tuple of names"),
+])
+def test_search_config_fields(field, value, pattern):
+    from imccompile.search import SearchConfig, search
+
+    cfg = SearchConfig(model=CNN, target="pcm", data=DATA, **{field: value})
+    with pytest.raises(UsageError, match=pattern):
+        search(cfg, 2)
