@@ -241,6 +241,11 @@ def map_graph(graph: Graph, target: Target, *, overflow: OverflowPolicy = "chips
     a, h = target.array, target.hierarchy
     chip_arrays = h.arrays_per_core * h.cores_per_tile * h.tiles_per_chip
     ops = graph.matrix_ops
+    for pat, r in (replicate or {}).items():  # a pattern that matches nothing is a typo
+        if not any(op.name == pat or fnmatch.fnmatchcase(op.name, pat) for op in ops):
+            names = ", ".join(op.name for op in ops[:6]) + (", ..." if len(ops) > 6 else "")
+            raise MappingError(f"--replicate {pat}={r}: matches no matrix layer (layers: "
+                               f"{names or 'none'}; a name or a glob such as '*Conv*')")
     layers = [layer_layout(op, target, _replicas_for(op.name, replicate or {})) for op in ops]
     warnings: list[str] = []
     _share(ops, layers, warnings)
