@@ -12,7 +12,8 @@ duration scales with 2^input_bits):
 * buffer = (input bytes read + output bytes written) x buffer energy per byte, every byte at
   its activation precision (imccompile.memory: inputs at the layer's input bits, outputs at the
   bits their readers take; digital ops at ``periphery.digital_bits`` or their activations' bits)
-* noc    = output bytes x one hop (assumption: a layer's consumer sits one hop away)
+* noc    = output bytes x hops x hop energy: from the layer's last tile to its readers' first
+  tiles under ``noc.topology``, at least one hop (imccompile.memory.layer_hops)
 * dram   = bytes moved off-chip x ``dram.energy_per_byte_j``: the part of a layer's working set
   beyond the chip's buffers, and under ``--overflow reload`` the weights a pooled layer reloads
   (imccompile.memory)
@@ -58,6 +59,7 @@ from imccompile.memory import (
     capacity_bytes,
     cores_spanned,
     digital_bytes,
+    layer_hops,
     reload_bytes,
     spill_bytes,
     tensor_bytes,
@@ -191,7 +193,8 @@ def _write_time_s(target: Target, lm: LayerLayout, plan: ReloadPlan) -> float:
 
 
 def matrix_traffic(op: MatrixOp, lm: LayerLayout, graph: Graph, bits: dict[str, int],
-                   capacity: float, target: Target, mapping: Mapping | None = None) -> Traffic:
+                   capacity: float, target: Target, mapping: Mapping | None = None,
+                   hops: int = 1) -> Traffic:
     """Bytes a matrix layer moves (at their precision: `imccompile.memory`) and their time."""
     in_bytes = lm.vectors * lm.input_rows * lm.input_bits / 8.0
     out_bytes = lm.vectors * lm.cols_logical * bits.get(op.outputs[0], lm.input_bits) / 8.0
@@ -200,13 +203,13 @@ def matrix_traffic(op: MatrixOp, lm: LayerLayout, graph: Graph, bits: dict[str, 
     if mapping is not None and mapping.reload is not None and mapping.pooled(lm.name):
         dram += reload_bytes(lm)
     return traffic(in_bytes + out_bytes, out_bytes, dram, cores_spanned(lm.total_arrays, target),
-                   target, hop=lm.arrays > 0)
+                   target, hops=hops if lm.arrays > 0 else 0)
 
 
 def _movement_energy(tr: Traffic, target: Target) -> dict[str, float]:
     dram = target.dram.energy_per_byte_j
     return {"buffer": tr.buffer_bytes * target.buffers.energy_per_byte_j,
-            "noc": tr.noc_bytes * target.noc.hop_energy_per_byte_j,
+            "noc": tr.noc_bytes * tr.noc_hops * target.noc.hop_energy_per_byte_j,
             "dram": tr.dram_bytes * (dram or 0.0)}
 
 
@@ -253,7 +256,7 @@ def digital_traffic(op: DigitalOp, graph: Graph, bits: dict[str, int], capacity:
                     target: Target) -> Traffic:
     """A digital op's bytes at its width (`imccompile.memory.digital_bytes`), on one core."""
     nbytes = digital_bytes(op, graph, bits, target)
-    return traffic(nbytes, 0.0, spill_bytes(nbytes, capacity), 1, target, hop=False)
+    return traffic(nbytes, 0.0, spill_bytes(nbytes, capacity), 1, target, hops=0)
 
 
 def digital_layer_cost(op: DigitalOp, target, tr: Traffic | None = None) -> LayerCost:
@@ -305,11 +308,12 @@ def cost_graph(graph: Graph, mapping: Mapping, target: Target) -> Cost:
     by_name = {lm.name: lm for lm in mapping.layers}
     bits = activation_bits(graph, mapping, target)
     capacity = capacity_bytes(mapping, target)
+    hops = layer_hops(graph, mapping, target)
     layers: list[LayerCost] = []
     for op in graph.ops:
         if isinstance(op, MatrixOp):
             lm = by_name[op.name]
-            tr = matrix_traffic(op, lm, graph, bits, capacity, target, mapping)
+            tr = matrix_traffic(op, lm, graph, bits, capacity, target, mapping, hops[op.name])
             layers.append(matrix_layer_cost(op, lm, target, mapping, tr))
         else:
             tr = digital_traffic(op, graph, bits, capacity, target)

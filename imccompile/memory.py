@@ -8,9 +8,19 @@
   reads and writes every element of its tensors (constants too) at ``periphery.digital_bits``
   when the spec declares it, else at the largest activation bits of its tensors — never at the
   ONNX dtype's 4 bytes (`activation_bits`, `digital_bytes`).
+* **NoC hops** (`layer_hops`). A matrix layer sends its output from its last placed tile to the
+  first tile of each matrix layer that reads it (downstream through digital ops; layers are
+  placed in graph order, so this is the link of the placement chain), at least one hop (the
+  output leaves its core; a layer no matrix layer reads sends one hop). Tiles sit on the chip by
+  ``noc.topology``: ``mesh``: a ceil(sqrt(tiles)) wide grid, row-major, Manhattan distance;
+  ``bus``: one shared bus, one transfer = one hop; ``tree``: tiles are the leaves of a binary
+  tree, up to the common ancestor and down, 2 × bit_length(a XOR b) hops. Chips are taken to
+  link at the same tile position (the tile distance is used across chips too). Energy: output
+  bytes × hops × ``noc.hop_energy_per_byte_j`` (to its farthest reader).
 * **Time.** A layer's data movement takes: its buffer bytes / (``buffers.bytes_per_cycle`` ×
   ``technology.clock_hz`` × the cores it spans: each core's buffer serves its own arrays), plus
-  for a matrix layer one NoC hop and its output bytes / ``noc.bytes_per_s``, plus its DRAM bytes
+  for a matrix layer its hops × ``noc.hop_latency_s`` and its output bytes / ``noc.bytes_per_s``
+  (wormhole: the bytes stream behind the head), plus its DRAM bytes
   / ``dram.bytes_per_s`` and one ``dram.latency_s``. It is added to the compute time, not
   overlapped with it (NeuroSim likewise sums buffer and interconnect latency into a layer's
   latency): an upper bound for a design that double-buffers.
@@ -45,7 +55,7 @@ class Traffic:
 
     Attributes:
         buffer_bytes: bytes read from and written to the on-chip buffers.
-        noc_bytes: bytes sent over one NoC hop (a matrix layer's output).
+        noc_bytes: bytes sent over the NoC (a matrix layer's output), ``noc_hops`` hops.
         dram_bytes: bytes moved off-chip (spilled activations, reloaded weights).
         buffer_s, noc_s, dram_s: their times.
     """
@@ -56,6 +66,7 @@ class Traffic:
     buffer_s: float = 0.0
     noc_s: float = 0.0
     dram_s: float = 0.0
+    noc_hops: int = 0
 
     @property
     def time_s(self) -> float:
@@ -146,11 +157,60 @@ def dram_time_s(nbytes: float, target: Target) -> float:
 
 
 def traffic(buffer_bytes: float, noc_bytes: float, dram_bytes: float, cores: int,
-            target: Target, *, hop: bool) -> Traffic:
-    """The times of a layer's bytes; ``hop``: its output goes one NoC hop (matrix layers)."""
-    noc_s = target.noc.hop_latency_s + noc_bytes / target.noc.bytes_per_s if hop else 0.0
-    return Traffic(buffer_bytes, noc_bytes, dram_bytes, buffer_time_s(buffer_bytes, cores, target),
-                   noc_s, dram_time_s(dram_bytes, target))
+            target: Target, *, hops: int) -> Traffic:
+    """The times of a layer's bytes; ``hops``: NoC hops of its output (0: none sent)."""
+    noc_s = hops * target.noc.hop_latency_s + noc_bytes / target.noc.bytes_per_s if hops else 0.0
+    return Traffic(buffer_bytes, noc_bytes if hops else 0.0, dram_bytes,
+                   buffer_time_s(buffer_bytes, cores, target), noc_s,
+                   dram_time_s(dram_bytes, target), hops)
+
+
+def tile_hops(a: int, b: int, target: Target) -> int:
+    """NoC hops between tiles ``a`` and ``b`` of a chip under ``noc.topology``."""
+    if a == b:
+        return 0
+    topology = target.noc.topology
+    if topology == "bus":
+        return 1
+    if topology == "tree":
+        return 2 * (a ^ b).bit_length()
+    width = math.ceil(math.sqrt(target.hierarchy.tiles_per_chip))
+    (ra, ca), (rb, cb) = divmod(a, width), divmod(b, width)
+    return abs(ra - rb) + abs(ca - cb)
+
+
+def layer_hops(graph: Graph, mapping: Mapping, target: Target) -> dict[str, int]:
+    """NoC hops of every matrix layer's output (see the module docstring)."""
+    from imccompile.mapper import slot
+
+    readers: dict[str, set[str]] = {}
+    for op in reversed(graph.ops):
+        if isinstance(op, MatrixOp):
+            for t in op.inputs:
+                readers.setdefault(t, set()).add(op.name)
+        else:
+            down = set().union(*(readers.get(o, set()) for o in op.outputs))
+            for t in op.inputs:
+                if t:
+                    readers.setdefault(t, set()).update(down)
+
+    def tile(lm: LayerLayout, last: bool) -> int | None:
+        owner = mapping.owner(lm)
+        if not owner.arrays:
+            return None
+        local, replica = (owner.arrays - 1, lm.replicas - 1) if last else (0, 0)
+        return slot(mapping.location(lm, local, replica)[0], target).tile
+
+    out: dict[str, int] = {}
+    for op in graph.matrix_ops:
+        src = tile(mapping.layer(op.name), last=True)
+        far = 0
+        for name in readers.get(op.outputs[0], ()):
+            dst = tile(mapping.layer(name), last=False)
+            if src is not None and dst is not None:
+                far = max(far, tile_hops(src, dst, target))
+        out[op.name] = max(1, far)
+    return out
 
 
 def unpriced_warning(dram_bytes: float, target: Target) -> tuple[str, ...]:

@@ -160,3 +160,21 @@ def test_node_scales_digital_energy_and_area_by_classical_scaling():
     # figures given at the node: no scaling
     same = t.replace_paths({"technology.node_nm": 7, "technology.figures_node_nm": 7})
     assert compile_graph(fc_relu_fc(), same).cost.energy_j == pytest.approx(base.cost.energy_j)
+
+
+@pytest.mark.parametrize("topology,hops", [("mesh", 8), ("tree", 8), ("bus", 1)])
+def test_noc_hops_follow_the_topology(topology, hops):
+    # pcm: one array per tile, 64 tiles on an 8-wide mesh. fc1 (256 x 2048: 8 column tiles)
+    # sits on tiles 0..7; fc2 starts on tile 8. Its last tile 7 = (0, 7) to (1, 0): mesh
+    # 1 + 7 = 8 hops; tree: 7 XOR 8 = 0b1111, 2 x 4 = 8; bus: 1.
+    t = load_target("pcm", [f"noc.topology={topology}"])
+    fc1, fc2 = _gemm("fc1", 256, 2048, "x", "h"), _gemm("fc2", 2048, 10, "h", "y")
+    g = Graph("g", (fc1, fc2), {"x": TensorInfo("x", (1, 256)), "h": TensorInfo("h", (1, 2048)),
+                                "y": TensorInfo("y", (1, 10))}, ("x",), ("y",))
+    res = compile_graph(g, t)
+    assert res.mapping.layer("fc2").first_array == 8
+    lc = res.cost.layer("fc1")
+    assert lc.traffic.noc_hops == hops
+    assert lc.energy["noc"] == pytest.approx(2048 * hops * 1e-12)
+    assert lc.traffic.noc_s == pytest.approx(hops * 2e-9 + 2048 / 16e9)
+    assert res.cost.layer("fc2").traffic.noc_hops == 1  # read by no matrix layer: one hop out
