@@ -41,7 +41,8 @@ Cycle time = max(array read time, serialized conversions per ADC x ADC latency) 
 sample-and-hold pipelining ISAAC assumes — per read; an array whose rows are read
 ``array.parallel_rows`` at a time takes one read per group of rows per input cycle (its
 conversions are counted per read in the layout). Digital ops (attention, softmax, norms, pooling...) are
-priced by the digital unit: ops x energy per op, bytes x buffer energy, ops / throughput.
+priced by the digital unit: ops x energy per op, bytes (at their width: imccompile.memory) x
+buffer energy, ops / throughput plus the bytes' buffer time.
 """
 
 from __future__ import annotations
@@ -200,9 +201,11 @@ def matrix_traffic(op: MatrixOp, lm: LayerLayout, graph: Graph, bits: dict[str, 
     out_bytes = lm.vectors * lm.cols_logical * bits.get(op.outputs[0], lm.input_bits) / 8.0
     working = tensor_bytes(graph, op.inputs[0], bits) + tensor_bytes(graph, op.outputs[0], bits)
     dram = spill_bytes(working, capacity)
+    arrays = lm.total_arrays
     if mapping is not None and mapping.reload is not None and mapping.pooled(lm.name):
         dram += reload_bytes(lm)
-    return traffic(in_bytes + out_bytes, out_bytes, dram, cores_spanned(lm.total_arrays, target),
+        arrays = min(arrays, mapping.reload.pool_arrays)  # its rounds run on the pool
+    return traffic(in_bytes + out_bytes, out_bytes, dram, cores_spanned(arrays, target),
                    target, hops=hops if lm.arrays > 0 else 0)
 
 
