@@ -8,9 +8,10 @@ import io
 from typing import TYPE_CHECKING, Any
 
 from imccompile.errors import UsageError
-from imccompile.search import OBJECTIVES, SearchConfig, SearchResult
+from imccompile.objectives import OBJECTIVES, SAMPLERS
 
 if TYPE_CHECKING:
+    from imccompile.search import SearchConfig, SearchResult
     from imccompile.options import CompileOptions
     from imccompile.result import CompileResult
 
@@ -26,7 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="constraint: accuracy at most this many percentage points below float")
     g.add_argument("--max-area", type=float, metavar="MM2", help="constraint: area used, mm²")
     g.add_argument("--max-arrays", type=int, metavar="N", help="constraint: arrays used")
-    g.add_argument("--sampler", default="nsga2", choices=["nsga2", "tpe", "random"],
+    g.add_argument("--sampler", default="nsga2", choices=list(SAMPLERS),
                    help="Optuna sampler (default nsga2)")
     g.add_argument("--search-seed", type=int, default=0, metavar="N",
                    help="sampler seed (default 0; workers add their index)")
@@ -49,6 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace, options: CompileOptions) -> SearchConfig:
     """The study's settings: the search flags, and the compile options every trial uses."""
+    from imccompile.search import SearchConfig
     from imccompile.space import load_space_file
 
     fix = []

@@ -34,6 +34,7 @@ import numpy as np
 
 from imccompile.errors import ImcCompileError, UsageError
 from imccompile.ir import Graph
+from imccompile.objectives import OBJECTIVES, SAMPLERS
 from imccompile.options import CompileOptions, OverflowPolicy
 from imccompile.result import CompileResult
 from imccompile.simulate import SimOptions
@@ -42,14 +43,6 @@ from imccompile.space import Space, build_space, point_to_compile
 if TYPE_CHECKING:
     from imccompile.compiler import Prepared
     from imccompile.spec.schema import Target
-
-OBJECTIVES = {  # name -> (direction, report key, unit)
-    "accuracy": ("maximize", "accuracy", ""),
-    "energy": ("minimize", "energy_j", "J"),
-    "latency": ("minimize", "latency_s", "s"),
-    "area": ("minimize", "area_mm2", "mm²"),
-}
-SAMPLERS = ("nsga2", "tpe", "random")
 
 
 @dataclass(frozen=True)
