@@ -72,7 +72,8 @@ def pareto_csv(result) -> str:
     buf = io.StringIO()
     objs = list(result.cfg.objectives)
     w = csv.writer(buf)
-    w.writerow(["trial", *objs, "arrays", "chosen", "pipeline", "overrides"])
+    w.writerow(["trial", *[OBJECTIVES[o][1] for o in objs], "arrays", "chosen", "pipeline",
+                "overrides"])  # machine units: energy_j, latency_s, area_mm2
     chosen = result.chosen["trial"] if result.chosen else None
     for p in result.pareto:
         w.writerow([p["trial"], *[repr(p["values"][o]) for o in objs], int(p["values"]["arrays"]),
@@ -108,7 +109,8 @@ def print_front(console, result) -> None:
     console.out.print(t)
     if result.baseline:
         b = result.baseline["values"]
-        parts = [f"{o} {b[o]:.4g}" for o in objs if o in b]
+        parts = [f"{o} {si(b[o], OBJECTIVES[o][2]) if OBJECTIVES[o][2] else format(b[o], '.4f')}"
+                 for o in objs if o in b]
         console.out.print("baseline (target defaults, no passes): " + ", ".join(parts), highlight=False)
     if result.chosen:
         console.out.print(f"chosen: trial {result.chosen['trial']} (*) — re-create with: "

@@ -8,36 +8,9 @@ from typing import Any
 from rich.console import Console as RichConsole
 from rich.table import Table
 
+from imccompile.units import PREFIXES, si, unit_of
 
-PREFIXES = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, ""), (1e-3, "m"),
-             (1e-6, "µ"), (1e-9, "n"), (1e-12, "p"), (1e-15, "f"), (1e-18, "a"))
-UNITS = (("_mm2", "mm²"), ("_j", "J"), ("_per_s", "/s"), ("_s", "s"), ("_w", "W"))  # key suffixes
-
-
-def si(value: float, unit: str) -> str:
-    """The one formatter of quantities people read (terminal and HTML): 3 significant digits and
-    an SI prefix — 1.23 µJ, 45.6 ns, 116 k inferences/s (a unit that is a word stands apart from
-    its prefix). Areas stay in mm² (4.41 mm², 0.0441 mm²): the unit every figure is given in."""
-    value = float(value)
-    if value == 0 or value != value or value in (float("inf"), float("-inf")):
-        return f"{value:g} {unit}".strip() if value else f"0 {unit}".strip()
-    if unit == "mm²":
-        return f"{value:.3g} mm²"
-    factor, prefix = PREFIXES[-1]
-    for factor, prefix in PREFIXES:
-        if abs(value) >= factor * 0.9995:  # 999.7 nJ prints as 1 µJ, not 1e+03 nJ
-            break
-    word = len(unit.split("/")[0]) > 3
-    return f"{value / factor:.3g} {prefix}{' ' if word and prefix else ''}{unit}".strip()
-
-
-def unit_of(key: str) -> str:
-    """The unit of a machine key (``energy_j`` -> J, ``inferences_per_s`` -> inferences/s)."""
-    if key == "inferences_per_s":
-        return "inferences/s"
-    if key.startswith("tops"):  # TOPS, TOPS/W, TOPS/mm²: figures of merit, no prefix
-        return ""
-    return next((unit for suffix, unit in UNITS if key.endswith(suffix)), "")
+__all__ = ["PREFIXES", "Console", "count", "metric_text", "quantity", "si", "unit_of"]
 
 
 def quantity(key: str, value: float) -> str:
@@ -157,7 +130,7 @@ class Console:
             ("energy per inference", si(tot["energy_j"], "J")),
             ("latency (critical path)", si(tot["latency_s"], "s")),
             ("throughput (pipelined)", si(tot["inferences_per_s"], "inferences/s")),
-            ("area used / chip area", f"{tot['area_mm2']:.4g} mm² / {tot['chip_area_mm2']:.4g} mm²"),
+            ("area used / chip area", f"{si(tot['area_mm2'], 'mm²')} / {si(tot['chip_area_mm2'], 'mm²')}"),
             ("TOPS: one inference / pipelined",
              f"{tot['tops']:.4g} / {tot.get('pipelined_tops', 0.0):.4g}"),
             ("TOPS/mm²: one inference / pipelined",

@@ -22,6 +22,7 @@ from typing import Any
 
 from imccompile.outputs.display import PREFIXES as _PREFIXES
 from imccompile.outputs.display import si as display_si
+from imccompile.outputs.display import unit_of
 
 __all__ = ["render_html"]
 
@@ -107,10 +108,7 @@ def _viridis(u: float) -> str:
 
 
 def _unit_of(name: str) -> str:
-    for suffix, unit in (("_mm2", "mm²"), ("_j", "J"), ("_s", "s"), ("_w", "W")):
-        if name.endswith(suffix):
-            return unit
-    return ""
+    return unit_of(name)
 
 
 # ---------------------------------------------------------------- axes
@@ -687,9 +685,9 @@ def _fmt_total(v: Any, unit: str) -> str:
     if unit == "%":
         return _pct(v)
     if unit == "mm2":
-        return f"{_f(v):.4g} mm²"
+        return si(v, "mm²")
     if unit == "/s":
-        return f"{_num(round(_f(v)) if _f(v) >= 100 else _f(v))} inferences/s"
+        return si(v, "inferences/s")
     if unit:
         return si(v, unit)
     return _num(v)

@@ -7,6 +7,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from imccompile.outputs.display import count, metric_text, si
+from imccompile.outputs.html_report import _e
 from imccompile.outputs.plots import line_chart, page, section, table
 
 if TYPE_CHECKING:
@@ -49,17 +50,23 @@ def sweep_table(sweep: Sweep) -> Table:
     for c in cols:
         t.add_column(f"{TITLES[c]} ({sweep.metric})" if c == "accuracy" else TITLES[c],
                      justify="right")
+    spread = any(p.value("accuracy_std") for p in sweep.points)  # more than one noise seed
     for p in sweep.points:
         cells = []
         for c in cols:
             v = p.value(c)
             text = figure(c, v, sweep.metric) if v is not None else ""
             std = p.value("accuracy_std")
-            if c == "accuracy" and std:
+            if c == "accuracy" and spread and std is not None:
                 text += f" ± {figure('accuracy_std', std, sweep.metric)}"
             cells.append(text)
         t.add_row(*[_setting(v) for _, v in p.settings], *cells)
     return t
+
+
+def _constant(values: list[float | None]) -> bool:
+    vs = [v for v in values if v is not None]
+    return bool(vs) and max(vs) - min(vs) <= 1e-9 * max(abs(v) for v in vs)
 
 
 def render_sweep_html(sweep: Sweep, version: str) -> str:
@@ -75,7 +82,12 @@ def render_sweep_html(sweep: Sweep, version: str) -> str:
         groups.setdefault(key, {})[json.dumps(p.settings[0][1])] = p
     parts = []
     cols = [c for c in sweep.columns if c not in ("accuracy_std", "accuracy_float")]
-    for c in cols:
+    same = [c for c in cols if _constant([p.value(c) for p in sweep.points])]
+    if same:
+        parts.append("<section><h2>Unchanged across the sweep</h2><p>" + "; ".join(
+            _e(f"{TITLES[c]} {figure(c, sweep.points[0].value(c) or 0.0, sweep.metric)}")
+            for c in same) + "</p></section>")
+    for c in (c for c in cols if c not in same):
         series = []
         for key, by_x in groups.items():
             label = ", ".join(f"{k.field}={_setting(v)}" for k, v in zip(rest, key))
