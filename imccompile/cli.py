@@ -37,9 +37,9 @@ _RUNNERS = {  # command -> (module, function): imported only when the command ru
     "compare": ("imccompile.cli_compare", "run"),
 }
 
+COMMAND_LIST = "commands (imccompile COMMAND --help for each):\n" + "".join(
+    f"  {name:<9} {what}\n" for name, what in COMMANDS.items())
 COMPILE_EXAMPLES = """\
-commands (imccompile COMMAND --help for each):
-""" + "".join(f"  {name:<9} {what}\n" for name, what in COMMANDS.items()) + """
 examples:
   imccompile model.onnx                                  # the imported IR only
   imccompile model.onnx --target pcm --data calib.npz --seeds 5 -o out
@@ -83,7 +83,7 @@ def _parser(prog: str = "imccompile") -> argparse.ArgumentParser:
         usage=f"{prog} [compile] MODEL [options]\n       imccompile {{{','.join(list(COMMANDS)[1:])}}} ..."
               if prog == "imccompile" else None,
         description="Compile an ONNX model onto in-memory-computing crossbar hardware: mapping, "
-                    "energy/latency/area and accuracy under device noise.",
+                    "energy/latency/area and accuracy under device noise.\n\n" + COMMAND_LIST,
         epilog=COMPILE_EXAMPLES)
     add_compile_arguments(p)
     return p

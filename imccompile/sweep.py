@@ -140,7 +140,11 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(model: str, options: CompileOptions, data: str | None) -> None:
+    import signal
+
     from imccompile.compiler import prepare
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the parent, which stops us
 
     _WORKER["prepared"] = prepare(model, options, data)
 
@@ -213,8 +217,7 @@ def run_sweep(model: str, target: str, options: CompileOptions, knobs: Sequence[
                     if progress is not None:
                         progress(done, len(cells))
             except BaseException:
-                for f in futures:
-                    f.cancel()
+                pool.shutdown(wait=False, cancel_futures=True)  # points not started never run
                 raise
     points = tuple(SweepPoint(s, r[0]) for s, r in zip(cells, results) if r is not None)
     metric = next((r[1] for r in results if r is not None), None)

@@ -145,3 +145,21 @@ def test_sweep_needs_a_target_and_a_vary() -> None:
     for argv in (["sweep", CNN, "--vary", "adc.bits=4..5"], ["sweep", CNN, "-t", "pcm"]):
         res = run_module(*argv)
         assert res.returncode == 1 and "required" in res.stderr
+
+
+def test_ctrl_c_stops_a_parallel_sweep_with_one_line_and_no_workers_left() -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    p = subprocess.Popen([sys.executable, "-m", "imccompile", "sweep", str(CNN), "-t", "pcm",
+                          "--vary", "adc.bits=4..10", "--vary", "array.rows=128,256",
+                          "--data", str(DATA), "--jobs", "2"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    time.sleep(4)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130
+    assert err.strip().splitlines()[-1] == "imccompile: interrupted" and "Traceback" not in err
