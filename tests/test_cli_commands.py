@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -141,18 +140,22 @@ def test_a_replicate_pattern_matching_no_layer_is_an_error() -> None:
 
 
 def _best_of_3(*argv: str) -> float:
+    """The least CPU time (user + sys, as `time` reports it) of three runs of the command: the
+    work it does, whatever else the machine is doing (7 test runs share 2 cores here)."""
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     best = float("inf")
     for _ in range(3):
-        t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "imccompile", *argv], capture_output=True,
-                       check=True, env=env, timeout=60)
-        best = min(best, time.perf_counter() - t0)
+        p = subprocess.Popen([sys.executable, "-m", "imccompile", *argv], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _, status, usage = os.wait4(p.pid, 0)
+        p.returncode = os.waitstatus_to_exitcode(status)
+        assert p.returncode == 0
+        best = min(best, usage.ru_utime + usage.ru_stime)
     return best
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["--version"], ["sweep", "--help"],
-                                  ["compare", "--help"]])
+                                  ["compare", "--help"], ["targets", "--help"]])
 def test_help_and_version_answer_in_under_0_3_s(argv: list[str]) -> None:
     assert _best_of_3(*argv) < 0.3
 
