@@ -8,9 +8,10 @@ import io
 from typing import TYPE_CHECKING, Any
 
 from imccompile.errors import UsageError
-from imccompile.search import OBJECTIVES, SearchConfig, SearchResult
+from imccompile.objectives import OBJECTIVES, SAMPLERS
 
 if TYPE_CHECKING:
+    from imccompile.search import SearchConfig, SearchResult
     from imccompile.options import CompileOptions
     from imccompile.result import CompileResult
 
@@ -26,7 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="constraint: accuracy at most this many percentage points below float")
     g.add_argument("--max-area", type=float, metavar="MM2", help="constraint: area used, mm²")
     g.add_argument("--max-arrays", type=int, metavar="N", help="constraint: arrays used")
-    g.add_argument("--sampler", default="nsga2", choices=["nsga2", "tpe", "random"],
+    g.add_argument("--sampler", default="nsga2", choices=list(SAMPLERS),
                    help="Optuna sampler (default nsga2)")
     g.add_argument("--search-seed", type=int, default=0, metavar="N",
                    help="sampler seed (default 0; workers add their index)")
@@ -49,6 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace, options: CompileOptions) -> SearchConfig:
     """The study's settings: the search flags, and the compile options every trial uses."""
+    from imccompile.search import SearchConfig
     from imccompile.space import load_space_file
 
     fix = []
@@ -70,7 +72,8 @@ def pareto_csv(result) -> str:
     buf = io.StringIO()
     objs = list(result.cfg.objectives)
     w = csv.writer(buf)
-    w.writerow(["trial", *objs, "arrays", "chosen", "pipeline", "overrides"])
+    w.writerow(["trial", *[OBJECTIVES[o][1] for o in objs], "arrays", "chosen", "pipeline",
+                "overrides"])  # machine units: energy_j, latency_s, area_mm2
     chosen = result.chosen["trial"] if result.chosen else None
     for p in result.pareto:
         w.writerow([p["trial"], *[repr(p["values"][o]) for o in objs], int(p["values"]["arrays"]),
@@ -106,7 +109,8 @@ def print_front(console, result) -> None:
     console.out.print(t)
     if result.baseline:
         b = result.baseline["values"]
-        parts = [f"{o} {b[o]:.4g}" for o in objs if o in b]
+        parts = [f"{o} {si(b[o], OBJECTIVES[o][2]) if OBJECTIVES[o][2] else format(b[o], '.4f')}"
+                 for o in objs if o in b]
         console.out.print("baseline (target defaults, no passes): " + ", ".join(parts), highlight=False)
     if result.chosen:
         console.out.print(f"chosen: trial {result.chosen['trial']} (*) — re-create with: "

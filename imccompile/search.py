@@ -34,22 +34,16 @@ import numpy as np
 
 from imccompile.errors import ImcCompileError, UsageError
 from imccompile.ir import Graph
+from imccompile.objectives import OBJECTIVES, SAMPLERS
 from imccompile.options import CompileOptions, OverflowPolicy
 from imccompile.result import CompileResult
 from imccompile.simulate import SimOptions
 from imccompile.space import Space, build_space, point_to_compile
+from imccompile.units import si
 
 if TYPE_CHECKING:
     from imccompile.compiler import Prepared
     from imccompile.spec.schema import Target
-
-OBJECTIVES = {  # name -> (direction, report key, unit)
-    "accuracy": ("maximize", "accuracy", ""),
-    "energy": ("minimize", "energy_j", "J"),
-    "latency": ("minimize", "latency_s", "s"),
-    "area": ("minimize", "area_mm2", "mm²"),
-}
-SAMPLERS = ("nsga2", "tpe", "random")
 
 
 @dataclass(frozen=True)
@@ -823,7 +817,7 @@ def _best_text(study, cfg: SearchConfig) -> str:
     parts = []
     for o in cfg.objectives:
         unit = OBJECTIVES[o][2]
-        parts.append(f"{o} {v[o]:.4g}{' ' + unit if unit else ''}")
+        parts.append(f"{o} {si(v[o], unit) if unit else format(v[o], '.4g')}")
     return f"front {len(res.pareto)} | chosen #{res.chosen['trial']}: " + ", ".join(parts)
 
 
