@@ -42,7 +42,7 @@ class SimOptions:
     adc: bool = True
     dac: bool = True
     weights: bool = True
-    adc_range: Literal["calibrated", "full_scale"] = "calibrated"
+    adc_range: Literal["calibrated", "full_scale"] = "calibrated"  # unless adc.out_bound fixes it
     act_percentile: float | None = None  # None: max
     t_inference_s: float | None = None
     bit_accurate: bool = False  # split by input cycle and weight slice, ADC on each partial
@@ -512,6 +512,10 @@ def _check_readout(graph: Graph, target, opts: SimOptions) -> None:
                     f"layer {op.name!r} ({op.kind}): dac.input_scaling 'abs_max' scales each "
                     "input vector, which the simulation builds for Gemm/MatMul layers only (a "
                     "conv's vectors are its patches); use --set dac.input_scaling=calibrated")
+    if opts.adc and opts.adc_range == "full_scale" and target.adc.out_bound is not None:
+        raise DataError(f"--adc-range full_scale: the target fixes the ADC's range "
+                        f"(adc.out_bound = {target.adc.out_bound:g}); drop the option or unset "
+                        "adc.out_bound (--set adc.out_bound=null)")
     if opts.bit_accurate and opts.adc and target.adc.out_bound is not None:
         raise DataError("adc.out_bound (a range in device units) is not simulated bit-accurately "
                         "(partial sums are in digit units there): drop --bit-accurate or unset "

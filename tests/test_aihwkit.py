@@ -118,8 +118,14 @@ def test_output_bound_clips_partial_sums(unit, bound):
     np.testing.assert_allclose(y[0], [bound, round(2.56 / step) * step], rtol=1e-5)
 
 
-def test_output_bound_is_refused_bit_accurate():
+def test_output_bound_is_refused_bit_accurate_and_with_a_worst_case_range():
     w = np.full((16, 4), 0.5, np.float32)
+    with pytest.raises(DataError, match=r"--adc-range full_scale: the target fixes the ADC's "
+                                        r"range \(adc\.out_bound = 12\)"):
+        _run(gemm_model([1, 16], w), np.ones((1, 16), np.float32), IDEAL_DEVICES,
+             SimOptions(adc_range="full_scale"))
+    assert _run(gemm_model([1, 16], w), np.ones((1, 16), np.float32),
+                IDEAL_DEVICES + ["adc.out_bound=null"], SimOptions(adc_range="full_scale")).any()
     with pytest.raises(DataError, match=r"adc\.out_bound .* not simulated bit-accurately"):
         _run(gemm_model([1, 16], w), np.ones((1, 16), np.float32), IDEAL_DEVICES,
              SimOptions(bit_accurate=True))
@@ -186,6 +192,16 @@ def test_times_below_t0_are_accepted_without_drift():
 
 
 # -- the preset --------------------------------------------------------------------------------
+
+def test_a_digital_adc_has_no_read_out_chain():
+    from imccompile.errors import SpecError
+
+    with pytest.raises(SpecError, match=r"adc\.read_noise: expected no value \(null\) with type "
+                                        r"'digital'"):
+        load_target("sram", ["adc.read_noise=0.01"])
+    with pytest.raises(SpecError, match=r"adc\.out_bound: expected no value"):
+        load_target("aihwkit-pcm", ["adc.type=digital", "adc.read_noise=null"])
+
 
 def test_preset_is_listed_and_carries_aihwkit_defaults():
     t = load_target("aihwkit-pcm")

@@ -8,7 +8,7 @@ The meaning of every field is documented in ``docs/spec-format.md``.
 
 Cross-field rules (raised as :class:`SpecProblems`, which the loader turns into messages naming the
 field): ``g_min_us < g_max_us``; ADC tables monotone and all-zero or all-positive, and present (one point at least) for a type whose law is relative; every search list
-contains the spec's own value; every numeric field of the hardware sections has an entry in
+contains the spec's own value; no ``adc.out_bound`` / ``adc.read_noise`` with a digital ADC; every numeric field of the hardware sections has an entry in
 ``sources``; every key of ``sources`` names a field.
 """
 
@@ -357,6 +357,12 @@ class AdcSpec(_Frozen):
                     problems.append(((name, b1), (f"expected a number >= {v0:g} (the value at "
                                      "fewer bits): tables must not decrease with bits"), v1))
                     break
+        if self.type == "digital":  # an exact adder tree has no analog range or read-out
+            for name in ("out_bound", "read_noise"):
+                if getattr(self, name) is not None:
+                    problems.append(((name,), ("expected no value (null) with type 'digital': "
+                                     "an exact adder tree has no analog read-out"),
+                                     getattr(self, name), [("type",)]))
         if problems:
             raise SpecProblems(problems)
         return self
