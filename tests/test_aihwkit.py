@@ -118,6 +118,27 @@ def test_output_bound_clips_partial_sums(unit, bound):
     np.testing.assert_allclose(y[0], [bound, round(2.56 / step) * step], rtol=1e-5)
 
 
+def test_each_row_tile_has_its_own_bounded_adc():
+    """K = 512 rows on 256-row arrays: two ADC reads per output, each rounded to the step and
+    clipped at the bound (12 raw) before the digital sum, on abs_max-scaled 7-bit inputs."""
+    rng = np.random.default_rng(8)
+    w = rng.uniform(-0.2, 0.2, (512, 16)).astype(np.float32)
+    w[:256, 0] = 0.3  # column 0's first tile sums past the bound for positive inputs
+    x = np.abs(rng.standard_normal((4, 512))).astype(np.float32)
+    y = _run(gemm_model([4, 512], w), x, IDEAL_DEVICES + ["adc.read_noise=0"],
+             SimOptions(weights=False))
+    step = 12.0 / LEVELS
+    s = x.max(axis=1, keepdims=True)
+    xq = np.rint(x / s * 127) / 127  # x >= 0: the unsigned 7-bit range 0..127
+
+    def adc(v):
+        return np.clip(np.rint(v / step), -LEVELS, LEVELS) * step
+
+    want = s * (adc(xq[:, :256] @ w[:256]) + adc(xq[:, 256:] @ w[256:]))
+    assert (xq[:, :256] @ w[:256])[:, 0].min() > 12  # the clip is exercised
+    np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
 def test_output_bound_is_refused_bit_accurate_and_with_a_worst_case_range():
     w = np.full((16, 4), 0.5, np.float32)
     with pytest.raises(DataError, match=r"--adc-range full_scale: the target fixes the ADC's "
