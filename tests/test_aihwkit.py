@@ -22,7 +22,7 @@ from imccompile.errors import DataError
 from imccompile.frontend import import_model
 from imccompile.simulate import Dataset, SimOptions, evaluate, simulation_parts
 from imccompile.spec import load_target
-from onnx_builders import conv_model, gemm_model
+from onnx_builders import conv_model, gemm_model, matmul_left_model, matmul_right_model
 from cli_helpers import cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,6 +94,35 @@ def test_abs_max_scales_every_input_vector_before_the_7_bit_dac():
     layer = _run(gemm_model([4, 32], w), x, IDEAL_DEVICES + ["dac.input_scaling=calibrated"],
                  SimOptions(noise=False, adc=False, weights=False))
     assert not np.allclose(layer[2], want[2], rtol=1e-2)
+
+
+@pytest.mark.parametrize("kind", ["gemm_trans_a", "matmul_3d", "matmul_left"])
+def test_abs_max_vectors_follow_the_layer_kind(kind):
+    """The vectors scaled are the crossbar's input vectors: Gemm(transA) columns of A, the last
+    axis of a MatMul input, the columns of the right operand of W @ X."""
+    rng = np.random.default_rng(0)
+    w = rng.uniform(-1, 1, (32, 8)).astype(np.float32)
+    opts = SimOptions(noise=False, adc=False, weights=False)
+    if kind == "gemm_trans_a":
+        x = rng.standard_normal((32, 4)).astype(np.float32)
+        x[:, 0] *= 50
+        y = _run(gemm_model([32, 4], w, transA=1), x, IDEAL_DEVICES, opts)
+        s = np.abs(x.T).max(axis=1, keepdims=True)
+        want = s / 63 * (np.rint(x.T / s * 63) @ w)
+    elif kind == "matmul_3d":
+        x = rng.standard_normal((2, 4, 32)).astype(np.float32)
+        x[0, 1] *= 30
+        y = _run(matmul_right_model([2, 4, 32], w), x, IDEAL_DEVICES, opts, name="x")
+        s = np.abs(x).max(axis=-1, keepdims=True)
+        want = s / 63 * (np.rint(x / s * 63) @ w)
+    else:
+        a = w.T.copy()  # (8, 32) @ x (32, 5)
+        x = rng.standard_normal((32, 5)).astype(np.float32)
+        x[:, 2] *= 40
+        y = _run(matmul_left_model(a, [32, 5]), x, IDEAL_DEVICES, opts, name="x")
+        s = np.abs(x).max(axis=0, keepdims=True)
+        want = a @ (np.rint(x / s * 63) * s / 63)
+    np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
 
 
 def test_abs_max_refuses_conv_layers():
