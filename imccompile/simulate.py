@@ -445,7 +445,7 @@ def calibrate(graph: Graph, target, data: Dataset, opts: SimOptions,
         for op in mats:  # the hardware's fixed range: out_bound x (one device at g_max, full input)
             q, wstep = quantized_weight(op, target, opts)
             step, lo, hi = act[op.name]
-            x_full = max(abs(lo), abs(hi)) * step if opts.dac else stats[op.inputs[0]][0]
+            x_full = max(abs(lo), abs(hi)) * step  # the DAC's full-scale input
             w_max = float(np.abs(q * wstep[None, :]).max()) if q.size else 0.0
             if target.adc.out_bound_unit == "weight":  # aihwkit's raw units: w = 1 at x = 1
                 w_max, x_full = 1.0, 1.0
@@ -560,14 +560,14 @@ def _opsim(op: MatrixOp, target, opts: SimOptions, act, adc, rng: np.random.Gene
             wb, _ = _bits(op, target)
             code0, q = device_codes(q, wb, target, rng, opts.t_inference_s)
             if target.noise.drift_compensation and target.noise.model != "none":
-                io["gain"] = _drift_gain(op, target, opts, act, io, code0 * step[None, :],
-                                         q * step[None, :], rng)
+                io["gain"] = _drift_gain(op, act, io, code0 * step[None, :], q * step[None, :],
+                                         rng)
         w = (q * step[None, :]).astype(np.float32)
     return OpSim(weight=w, **io)
 
 
-def _drift_gain(op: MatrixOp, target, opts: SimOptions, act, io: dict[str, Any], w0: np.ndarray,
-                w_t: np.ndarray, rng: np.random.Generator) -> float:
+def _drift_gain(op: MatrixOp, act, io: dict[str, Any], w0: np.ndarray, w_t: np.ndarray,
+                rng: np.random.Generator) -> float:
     """Global drift compensation of a layer: its one-hot reference read at the DAC's full-scale
     input through the layer's ADCs and read-out noise (`imccompile.readout.drift_gain`)."""
     step, lo, hi = act[op.name]
