@@ -212,15 +212,17 @@ def _emit_matrix(b: _Builder, op: MatrixOp, sim: OpSim | None) -> None:
     if sim is None or not (sim.input_scaling or sim.adc_noise or sim.gain != 1.0):
         _emit_analog(b, op, sim)
         return
-    x, scale = op.inputs[0], None
+    x, scale, analog = op.inputs[0], None, op
     if sim.input_scaling:
-        x, scale = readout.input_scale_nodes(b, op, x)
+        if op.kind == "conv":  # the vectors are patches: a 1x1 conv over the unfolded input
+            x, analog = readout.unfold_conv(b, op, x)
+        x, scale = readout.input_scale_nodes(b, analog, x)
     inner = b.fresh(op.name + "_analog")
     if op.outputs[0] in b.shapes:
         b.shapes[inner] = b.shapes[op.outputs[0]]
     b.adc_noise = (sim.adc_noise, sim.noise_seed) if sim.adc_noise else None
-    _emit_analog(b, op.replace(inputs=(x,) + tuple(op.inputs[1:]), outputs=(inner,), bias=None),
-                 sim)
+    _emit_analog(b, analog.replace(inputs=(x,) + tuple(op.inputs[1:]), outputs=(inner,),
+                                   bias=None), sim)
     b.adc_noise = None
     y = inner
     if scale is not None:

@@ -35,8 +35,14 @@ if TYPE_CHECKING:
 
 Tile = tuple[tuple[int, int, int], ...]
 
-#: the matrix kinds whose input vectors are one axis of the input tensor (abs_max scaling)
-VECTOR_AXIS = {"gemm": -1, "matmul": -1, "matmul_left": -2}
+#: the axis of a layer's (lowered) input that holds its input vectors, by kind (abs_max
+#: scaling); a conv's vectors are its patches, unfolded onto the channel axis (`unfold_conv`)
+VECTOR_AXIS = {"gemm": -1, "matmul": -1, "matmul_left": -2, "conv": 1}
+
+
+def scales_vectors(op: "MatrixOp") -> bool:
+    """Per-vector input scaling can be built for this layer (a conv of one group)."""
+    return op.kind in VECTOR_AXIS and (op.kind != "conv" or op.groups == 1)
 
 
 def bound_steps(out_bound: float, w_max: float, x_full: float, levels: int,
@@ -88,6 +94,30 @@ def drift_gain(op: "MatrixOp", w0: np.ndarray, w_t: np.ndarray, tiles: tuple[Til
 
 
 # -- ONNX nodes (built by imccompile.emit) ------------------------------------------------------
+
+def unfold_conv(b: "_Builder", op: "MatrixOp", x: str) -> tuple[str, "MatrixOp"]:
+    """The patches of a (one-group) conv's input and the layer as a 1x1 conv over them.
+
+    A depthwise ONNX Conv with one-hot kernels (its weights: C kk values) puts input channel c
+    at kernel offset j on channel c kk + j, row c kk + j of W (the frontend's (C, k...) row
+    order); its geometry (pads, strides, dilations, auto_pad) is the layer's, so channel r of
+    the patch map at an output position is crossbar row r of that output's input vector."""
+    ks = [int(k) for k in op.attrs["kernel_shape"]]
+    kk = int(np.prod(ks))
+    c = op.rows // kk
+    eye = np.zeros((c * kk, 1, *ks), np.float32)
+    for j, idx in enumerate(np.ndindex(*ks)):
+        eye[(slice(j, None, kk), 0) + idx] = 1.0
+    geometry = {k: v for k, v in op.attrs.items()
+                if k in ("auto_pad", "dilations", "pads", "strides")}
+    patches = b.node("Conv", [x, b.const(b.fresh(op.name + "_unfold"), eye)], group=c,
+                     kernel_shape=ks, **geometry)
+    nd = len(ks)
+    attrs = {k: v for k, v in op.attrs.items() if k not in ("auto_pad", "group")}
+    attrs.update(kernel_shape=[1] * nd, strides=[1] * nd, dilations=[1] * nd, pads=[0] * (2 * nd),
+                 in_channels=c * kk)
+    return patches, op.replace(inputs=(patches,) + tuple(op.inputs[1:]), attrs=attrs)
+
 
 def input_scale_nodes(b: "_Builder", op: "MatrixOp", x: str) -> tuple[str, str]:
     """(x / s, s) with s = max |x| over each input vector (1 where the vector is all zero),

@@ -27,7 +27,7 @@ from imccompile.errors import DataError, ModelImportError
 from imccompile.ir import Graph, MatrixOp
 from imccompile.layout import LayerLayout, adc_levels, dac_quantizer, layer_bits, layer_layout
 from imccompile.noise import device_codes, noisy_slices, quantize_columns, slice_digits
-from imccompile.readout import VECTOR_AXIS, bound_steps, drift_gain
+from imccompile.readout import bound_steps, drift_gain, scales_vectors
 
 if TYPE_CHECKING:
     from imccompile.mapper import Mapping as ChipMapping
@@ -507,11 +507,12 @@ def _check_readout(graph: Graph, target, opts: SimOptions) -> None:
     """Read-out features the simulation cannot build for this graph are refused up front."""
     if _scales_inputs(target, opts):
         for op in graph.matrix_ops:
-            if op.kind not in VECTOR_AXIS:
+            if not scales_vectors(op):
                 raise DataError(
-                    f"layer {op.name!r} ({op.kind}): dac.input_scaling 'abs_max' scales each "
-                    "input vector, which the simulation builds for Gemm/MatMul layers only (a "
-                    "conv's vectors are its patches); use --set dac.input_scaling=calibrated")
+                    f"layer {op.name!r} ({op.kind}, {op.groups} group(s)): dac.input_scaling "
+                    "'abs_max' scales each input vector, which the simulation builds for "
+                    "Gemm/MatMul layers and convs of one group only; use --set "
+                    "dac.input_scaling=calibrated")
     if opts.adc and opts.adc_range == "full_scale" and target.adc.out_bound is not None:
         raise DataError(f"--adc-range full_scale: the target fixes the ADC's range "
                         f"(adc.out_bound = {target.adc.out_bound:g}); drop the option or unset "

@@ -125,12 +125,37 @@ def test_abs_max_vectors_follow_the_layer_kind(kind):
     np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
 
 
-def test_abs_max_refuses_conv_layers():
+@pytest.mark.parametrize("attrs, shape", [({"pads": [1, 1, 1, 1]}, (2, 3, 6, 7)),
+                                          ({"strides": [2, 1], "dilations": [1, 2]}, (1, 3, 7, 8))])
+def test_abs_max_scales_every_conv_patch(attrs, shape):
+    """A conv's input vectors are its patches (zero padding included): each is divided by its
+    own max |x| before the 7-bit DAC; the hand calculation cuts the patches out one by one."""
+    rng = np.random.default_rng(0)
+    w = rng.uniform(-1, 1, (4, 3, 3, 2)).astype(np.float32)
+    x = rng.standard_normal(shape).astype(np.float32)
+    x[0, :, 0, 0] *= 50
+    y = _run(conv_model(list(shape), w, **attrs), x, IDEAL_DEVICES,
+             SimOptions(noise=False, adc=False, weights=False), name="x")
+    p = attrs.get("pads", [0, 0, 0, 0])
+    st, dl = attrs.get("strides", [1, 1]), attrs.get("dilations", [1, 1])
+    xp = np.pad(x, [(0, 0), (0, 0), (p[0], p[2]), (p[1], p[3])])
+    h = (xp.shape[2] - dl[0] * 2 - 1) // st[0] + 1
+    v = (xp.shape[3] - dl[1] - 1) // st[1] + 1
+    want = np.zeros((shape[0], 4, h, v))
+    for n, i, j in np.ndindex(shape[0], h, v):
+        patch = xp[n, :, i * st[0]:i * st[0] + 2 * dl[0] + 1:dl[0],
+                   j * st[1]:j * st[1] + dl[1] + 1:dl[1]]
+        s = np.abs(patch).max() or 1.0
+        want[n, :, i, j] = (w * (np.rint(patch / s * 63) / 63 * s)[None]).reshape(4, -1).sum(1)
+    np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+
+
+def test_abs_max_refuses_grouped_convs():
     w = np.ones((2, 1, 3, 3), np.float32)
-    model = conv_model([1, 1, 5, 5], w)
-    with pytest.raises(DataError, match=r"layer '.*' \(conv\): dac\.input_scaling 'abs_max' .* "
-                                        r"Gemm/MatMul layers only"):
-        _run(model, np.ones((1, 1, 5, 5), np.float32), IDEAL_DEVICES, SimOptions(), name="x")
+    model = conv_model([1, 2, 5, 5], w, group=2)
+    with pytest.raises(DataError, match=r"layer '.*' \(conv, 2 group\(s\)\): dac\.input_scaling "
+                                        r"'abs_max' .* convs of one group only"):
+        _run(model, np.ones((1, 2, 5, 5), np.float32), IDEAL_DEVICES, SimOptions(), name="x")
 
 
 # -- output bound ------------------------------------------------------------------------------

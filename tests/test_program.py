@@ -87,8 +87,9 @@ def compiled(model_files, tmp_path_factory):
 
 
 MAIN = [pytest.param(m, t, id=f"{m}-{t}") for m in EXAMPLES + TORCH for t in ("pcm", "rram")]
-# aihwkit-pcm scales every input vector by its max |x| (dac.input_scaling abs_max): Gemm/MatMul
-PER_VECTOR = [pytest.param("digits_transformer", "aihwkit-pcm", id="digits_transformer-aihwkit")]
+# aihwkit-pcm scales every input vector (conv: patch) by its max |x| (dac.input_scaling abs_max)
+PER_VECTOR = [pytest.param(m, "aihwkit-pcm", id=f"{m}-aihwkit")
+              for m in ("digits_transformer", "digits_cnn")]
 
 
 # -- independent references ------------------------------------------------------------------
