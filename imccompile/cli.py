@@ -151,7 +151,7 @@ def add_compile_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--samples", type=int, metavar="N", help="use only the first N samples of --data")
     p.add_argument("--adc-range", choices=["calibrated", "full_scale"], default="calibrated",
                    help="ADC input range per row tile: calibrated on the data (default) or the "
-                        "worst case")
+                        "worst case; a target with adc.out_bound fixes it")
     p.add_argument("--ideal", action="store_true",
                    help="simulate without device noise, ADC, DAC and weight quantization (checks "
                         "the emitted model against the source)")
