@@ -45,6 +45,10 @@ def _adc_bound(t) -> dict[str, Any]:
     return {"adc.columns_per_adc": t.array.cols, "adc.latency_s": 1e-8}
 
 
+def _converting(t) -> dict[str, Any]:
+    return {"adc.type": "sar"} if t.adc.type == "digital" else {}
+
+
 #: path -> (target -> overrides applied before and after the turn, overflow policy), each with
 #: the reason the field only shows in that setting.
 CONTEXT: dict[str, tuple[Any, str]] = {
@@ -80,6 +84,16 @@ CONTEXT: dict[str, tuple[Any, str]] = {
     "adc.bits": (lambda t: {"adc.type": "sar"} if t.adc.type == "digital" else {}, "chips"),
     # with 8-bit inputs on an 8-bit DAC a PWM pulse and a bit-serial step are one read alike
     "dac.mode": (lambda t: {"precision.input_bits": min(t.search.input_bits)}, "chips"),
+    # the read-out chain's figures exist only for a converting ADC (a digital adder tree has no
+    # range to bound and no analog read-out to add noise to: the schema refuses them there);
+    # the bound's unit matters once a bound is set
+    "adc.read_noise": (lambda t: _converting(t), "chips"),
+    # with both tables given, the type's law shows in the conversion time away from its
+    # anchor bits, once the conversions set the pace (aihwkit-pcm: 9 bits, anchored at 8)
+    "adc.type": (lambda t: _adc_bound(t) if t.adc.latency_bits not in (None, t.adc.bits) else {},
+                 "chips"),
+    "adc.out_bound": (lambda t: _converting(t), "chips"),
+    "adc.out_bound_unit": (lambda t: {**_converting(t), "adc.out_bound": 2.0}, "chips"),
 }
 
 #: Fields constrained to their search list: a turned value joins the list.
@@ -91,7 +105,7 @@ KNOB_LISTS = {"array.bits_per_cell": "search.bits_per_cell", "adc.bits": "search
 #: Values for fields a bundled spec leaves absent (None).
 WHEN_ABSENT: dict[str, Any] = {
     "array.leakage_w": 1e-3, "adc.leakage_w": 1e-3, "periphery.leakage_w_per_array": 1e-3,
-    "buffers.bytes_per_cycle": 1.0,
+    "buffers.bytes_per_cycle": 1.0, "adc.read_noise": 0.05, "adc.out_bound": 2.0,
 }
 
 
