@@ -13,6 +13,9 @@ duration scales with 2^input_bits):
 * noc    = output bytes x one hop (assumption: a layer's consumer sits one hop away)
 * write  = under ``--overflow reload``, every cell of a layer on the reload pool, every
   inference (its latency adds the rounds' write times: see `matrix_layer_cost`)
+* array and dac scale with the layer's input bit activity (imccompile.activity: the spec
+  figures are those of a '1' input bit; the activity is given, measured on the data, the spec's
+  ``dac.input_activity``, or 1.0); the other components fire on every read
 * leakage = static power of every placed array (cells, ADCs, periphery: `static_power_w`) x the
   layer's latency, for matrix and digital layers alike: the arrays hold the weights and stay
   powered while any layer runs, so the total is static power x the serial latency (sum of the
@@ -27,7 +30,8 @@ Every count (used cells, driven rows, conversions, partial sums) is read from th
 (imccompile.layout); none is re-derived here.
 
 Cycle time = max(array read time, serialized conversions per ADC x ADC latency) — the
-sample-and-hold pipelining ISAAC assumes — per read; an array whose rows are read
+sample-and-hold pipelining ISAAC assumes — plus ``periphery.accumulate_latency_s`` where the
+spec says the accumulation is not hidden (NeuroSim's synchronous mode), per read; an array whose rows are read
 ``array.parallel_rows`` at a time takes one read per group of rows per input cycle (its
 conversions are counted per read in the layout). Digital ops (attention, softmax, norms, pooling...) are
 priced by the digital unit: ops x energy per op, bytes x buffer energy, ops / throughput.
@@ -39,6 +43,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
+from imccompile.activity import Activity, resolve, scaled_by_activity
 from imccompile.ir import DigitalOp, Graph, MatrixOp
 from imccompile.layout import LayerLayout, column_devices, n_slices
 from imccompile.mapper import Mapping, ReloadPlan
@@ -70,6 +75,7 @@ class Cost:
     area_mm2: float
     chip_area_mm2: float
     area_breakdown_mm2: dict[str, float] = field(default_factory=dict)
+    activity: Activity = field(default_factory=Activity)  # per matrix layer, with its source
 
     @property
     def energy_j(self) -> float:
@@ -118,7 +124,8 @@ def adcs_per_array(target) -> int:
 
 def cycle_time_s(target, input_bits: int, conversions_per_array: float) -> float:
     serial = math.ceil(conversions_per_array / adcs_per_array(target) - 1e-9)
-    return max(read_time_s(target, input_bits), serial * target.adc.latency())
+    unhidden = target.periphery.accumulate_latency_s or 0.0
+    return max(read_time_s(target, input_bits), serial * target.adc.latency()) + unhidden
 
 
 def adc_energy(target) -> float:
@@ -160,8 +167,9 @@ def _write_time_s(target: Target, lm: LayerLayout, plan: ReloadPlan) -> float:
 
 
 def matrix_layer_cost(op: MatrixOp, lm: LayerLayout, target: Target,
-                      mapping: Mapping | None = None) -> LayerCost:
-    """Energy and latency of one matrix layer on its layout (``lm``).
+                      mapping: Mapping | None = None, activity: float = 1.0) -> LayerCost:
+    """Energy and latency of one matrix layer on its layout (``lm``), at input bit
+    ``activity`` (fraction of 1 bits; `imccompile.activity`).
 
     Under ``--overflow reload``, a pooled layer (``mapping.pooled``) computes in rounds of the
     pool's size, each round writing its arrays first: every one of its cells is written every
@@ -196,7 +204,7 @@ def matrix_layer_cost(op: MatrixOp, lm: LayerLayout, target: Target,
         else:
             latency = compute
         latency += target.noc.hop_latency_s + out_bytes / target.noc.bytes_per_s
-    return LayerCost(op.name, op.kind, e, latency, ops=2 * op.macs)
+    return LayerCost(op.name, op.kind, scaled_by_activity(e, activity), latency, ops=2 * op.macs)
 
 
 def digital_layer_cost(op: DigitalOp, target) -> LayerCost:
@@ -238,13 +246,18 @@ def area(mapping: Mapping, target) -> tuple[float, float, dict[str, float]]:
     return float(sum(used.values())), float(chip * mapping.chips), used
 
 
-def cost_graph(graph: Graph, mapping: Mapping, target: Target) -> Cost:
-    """Energy, latency and area of every op of the graph on the mapped target."""
+def cost_graph(graph: Graph, mapping: Mapping, target: Target,
+               activity: Activity | None = None) -> Cost:
+    """Energy, latency and area of every op of the graph on the mapped target; ``activity``
+    per matrix layer (default: the spec's ``dac.input_activity``, else 1.0)."""
     by_name = {lm.name: lm for lm in mapping.layers}
+    if activity is None:
+        activity = resolve([op.name for op in graph.matrix_ops], target)
     layers: list[LayerCost] = []
     for op in graph.ops:
         if isinstance(op, MatrixOp):
-            layers.append(matrix_layer_cost(op, by_name[op.name], target, mapping))
+            layers.append(matrix_layer_cost(op, by_name[op.name], target, mapping,
+                                            activity.of(op.name)))
         else:
             layers.append(digital_layer_cost(op, target))
     watts = static_power_w(mapping, target)
@@ -252,7 +265,7 @@ def cost_graph(graph: Graph, mapping: Mapping, target: Target) -> Cost:
         layers = [replace(lc, energy={**lc.energy, "leakage": watts * lc.latency_s})
                   for lc in layers]
     used, chip, breakdown = area(mapping, target)
-    return Cost(tuple(layers), used, chip, breakdown)
+    return Cost(tuple(layers), used, chip, breakdown, activity)
 
 
 def array_cycle_energy(target, rows: int | None = None, cols: int | None = None) -> dict[str, float]:

@@ -227,6 +227,13 @@ class DacSpec(_Frozen):
     energy_per_conversion_j: NonNeg = Field(
         description="Energy of one DAC (one row) for one read, J.")
     area_mm2: NonNeg = Field(description="Area of one DAC (one per row), mm².")
+    input_activity: Annotated[float, Strict(), Ge(0), Le(1)] | None = Field(
+        default=None, description=(
+            "Default input bit activity, 0..1: the fraction of input bits that are 1 "
+            "(bit-serial) or the mean pulse length over the longest (PWM), used for the array "
+            "and DAC energy when no per-layer activity is given or measured on --data "
+            "(imccompile.activity); absent = 1.0, every input bit 1 (worst case, the report "
+            "says so)."))
 
 
 def _table_value(table: dict[int, float], bits: int) -> float:
@@ -360,6 +367,10 @@ class PeripherySpec(_Frozen):
     leakage_w_per_array: NonNeg | None = Field(default=None, description=(
         "Static power of one array's periphery (DACs, S&H, shift-add, ...) while powered, W; "
         "absent = not modelled (0)."))
+    accumulate_latency_s: NonNeg | None = Field(default=None, description=(
+        "Time per read of the shift-and-add / accumulation that the read-out does not hide "
+        "(NeuroSim's synchronous readLatencyAccum), added to every read cycle, s; absent = 0 "
+        "(hidden behind the conversions)."))
 
 
 class BufferSpec(_Frozen):
