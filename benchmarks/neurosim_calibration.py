@@ -76,7 +76,7 @@ def calibrate() -> dict[str, float]:
         "periphery.area_mm2_per_array": (AREA_MM2["chip"] - AREA_MM2["arrays"]
                                          - AREA_MM2["adc"]) / n_ns,
         "periphery.leakage_w_per_array": LEAKAGE_UJ * 1e-6 / sum_latency / n_ns,
-        "periphery.accumulate_latency_s": RUN_LATENCY_NS["L1"] * 1e-9 / l1_reads
+        "periphery.read_overhead_s": RUN_LATENCY_NS["L1"] * 1e-9 / l1_reads
         - COLS_PER_SA * PERIOD_S,
         "activity_part_of_run": act_total / (sum(RUN_ENERGY_PJ.values()) * 1e-12),
     }

@@ -30,8 +30,9 @@ Every count (used cells, driven rows, conversions, partial sums) is read from th
 (imccompile.layout); none is re-derived here.
 
 Cycle time = max(array read time, serialized conversions per ADC x ADC latency) — the
-sample-and-hold pipelining ISAAC assumes — plus ``periphery.accumulate_latency_s`` where the
-spec says the accumulation is not hidden (NeuroSim's synchronous mode), per read; an array whose rows are read
+sample-and-hold pipelining ISAAC assumes — plus ``periphery.read_overhead_s``, the work the
+spec says does not overlap the conversions (NeuroSim's unhidden accumulation, MNSIM's
+sequential DAC/crossbar/digital steps), per read; an array whose rows are read
 ``array.parallel_rows`` at a time takes one read per group of rows per input cycle (its
 conversions are counted per read in the layout). Digital ops (attention, softmax, norms, pooling...) are
 priced by the digital unit: ops x energy per op, bytes x buffer energy, ops / throughput.
@@ -124,7 +125,7 @@ def adcs_per_array(target) -> int:
 
 def cycle_time_s(target, input_bits: int, conversions_per_array: float) -> float:
     serial = math.ceil(conversions_per_array / adcs_per_array(target) - 1e-9)
-    unhidden = target.periphery.accumulate_latency_s or 0.0
+    unhidden = target.periphery.read_overhead_s or 0.0
     return max(read_time_s(target, input_bits), serial * target.adc.latency()) + unhidden
 
 

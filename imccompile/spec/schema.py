@@ -367,10 +367,10 @@ class PeripherySpec(_Frozen):
     leakage_w_per_array: NonNeg | None = Field(default=None, description=(
         "Static power of one array's periphery (DACs, S&H, shift-add, ...) while powered, W; "
         "absent = not modelled (0)."))
-    accumulate_latency_s: NonNeg | None = Field(default=None, description=(
-        "Time per read of the shift-and-add / accumulation that the read-out does not hide "
-        "(NeuroSim's synchronous readLatencyAccum), added to every read cycle, s; absent = 0 "
-        "(hidden behind the conversions)."))
+    read_overhead_s: NonNeg | None = Field(default=None, description=(
+        "Time added to every read cycle for work that does not overlap the conversions, s: "
+        "NeuroSim's unhidden accumulation (synchronous mode), MNSIM's DAC, crossbar and "
+        "digital steps around each ADC pass; absent = 0 (all hidden behind the conversions)."))
 
 
 class BufferSpec(_Frozen):
