@@ -119,3 +119,16 @@ def test_spec_activity_out_of_range_names_the_field() -> None:
 
 def test_activity_default_object() -> None:
     assert Activity().of("x") == 1.0 and Activity().source("x") == "worst_case"
+
+
+def test_search_trials_keep_the_given_activity() -> None:
+    from imccompile.options import CompileOptions
+    from imccompile.search import SearchConfig
+
+    opts = CompileOptions.make(activity={"gemm": 0.2})
+    cfg = SearchConfig.from_options("m.onnx", "neurosim-sram22", None, opts,
+                                    objectives=("energy",))
+    assert cfg.compile_options("", ["adc.bits=4"]).activity == (("gemm", 0.2),)
+    other = SearchConfig.from_options("m.onnx", "neurosim-sram22", None, CompileOptions(),
+                                      objectives=("energy",))
+    assert other.differences(cfg.key()) == [("activity [['gemm', 0.2]]", "no activity")]
