@@ -132,3 +132,14 @@ def test_search_trials_keep_the_given_activity() -> None:
     other = SearchConfig.from_options("m.onnx", "neurosim-sram22", None, CompileOptions(),
                                       objectives=("energy",))
     assert other.differences(cfg.key()) == [("activity [['gemm', 0.2]]", "no activity")]
+
+
+def test_terminal_totals_say_where_the_activity_came_from() -> None:
+    from imccompile.outputs.display import activity_text
+
+    rep = build_report(compile_model(gemm(), "neurosim-sram22"))
+    assert activity_text(rep["layers"]) == "0.294 (spec default dac.input_activity)"
+    rep = build_report(compile_model(gemm(), "rram"))
+    assert activity_text(rep["layers"]) == "1 (worst case: the spec states no dac.input_activity)"
+    rep = build_report(compile_model(gemm(), "rram", activity={"gemm": 0.25}))
+    assert activity_text(rep["layers"]) == "0.25 (given)"
