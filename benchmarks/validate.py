@@ -257,6 +257,9 @@ def render() -> str:
       "0.1: the preset states it as `dac.input_activity`. MNSIM keeps each DAC powered for "
       "both column passes and regardless of the input; the tool prices one DAC step per read "
       "at the activity (DACs are 0.01 % of the energy).")
+    w("- Latency: MNSIM overlaps consecutive layers within one image (a layer starts on the "
+      "rows of its input map that are ready, `Model_latency.py`); the tool's latency is the "
+      "critical path of whole layers, one after another, so it should come out longer.")
     w("- ADC latency: the tool's sar law scales the 8 ns linearly in bits (5.33 ns at 4 bits); "
       "MNSIM uses (bits + 2) / sample rate (6 ns). The per-read overhead (DAC, crossbar, "
       "registers around each ADC pass) is that of the stock 2 column passes and does not "

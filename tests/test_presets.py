@@ -196,3 +196,10 @@ def test_targets_lists_the_presets(capsys) -> None:
     assert main(["targets"]) == 0
     out = capsys.readouterr().out
     assert "neurosim-sram22:" in out and "mnsim-rram130:" in out
+
+
+def test_validation_document_is_current() -> None:
+    """docs/validation.md is what benchmarks/validate.py writes (rerun it after a cost change)."""
+    from validate import main
+
+    assert main(["--check"]) == 0, "run: python benchmarks/validate.py"
