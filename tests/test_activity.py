@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from imccompile.activity import Activity, resolve
 from imccompile.compiler import compile as compile_model
@@ -143,3 +145,11 @@ def test_terminal_totals_say_where_the_activity_came_from() -> None:
     assert activity_text(rep["layers"]) == "1 (worst case: the spec states no dac.input_activity)"
     rep = build_report(compile_model(gemm(), "rram", activity={"gemm": 0.25}))
     assert activity_text(rep["layers"]) == "0.25 (given)"
+
+
+@settings(max_examples=25, deadline=None)
+@given(a=st.floats(0.0, 1.0), b=st.floats(0.0, 1.0))
+def test_more_activity_never_lowers_energy(a: float, b: float) -> None:
+    lo, hi = sorted((a, b))
+    e_lo, e_hi = (sum(layer_energy({"gemm": x}).values()) for x in (lo, hi))
+    assert e_hi >= e_lo
