@@ -34,14 +34,16 @@ COLS_PER_SA = 8
 INPUT_BITS = 8
 
 
-def event_counts(target: str = "neurosim-sram22") -> dict[str, tuple[int, int]]:
-    """Per layer: (conversions, active-row reads at activity 1) per image, the tool's layout."""
+def event_counts(target: str = "neurosim-sram22") -> dict[str, tuple[int, int, int]]:
+    """Per layer, per image, the tool's layout: (conversions, active-row reads at activity 1,
+    array input cycles)."""
     import imccompile as ic
     from vgg8 import vgg8
 
     res = ic.compile(vgg8("neurosim"), target)
     return {lm.name: (lm.vectors * INPUT_BITS * lm.converted_cols,
-                      lm.vectors * INPUT_BITS * lm.driven_rows) for lm in res.mapping.layers}
+                      lm.vectors * INPUT_BITS * lm.driven_rows,
+                      lm.vectors * INPUT_BITS * lm.arrays) for lm in res.mapping.layers}
 
 
 def calibrate() -> dict[str, float]:
@@ -53,15 +55,19 @@ def calibrate() -> dict[str, float]:
     a_mat = np.array([[counts[n][0], DENSITY[n] * counts[n][1]] for n in names], float)
     y = np.array([RUN_ENERGY_PJ[n] * 1e-12 for n in names])
     (fixed, active), *_ = np.linalg.lstsq(a_mat / y[:, None], np.ones(len(y)), rcond=None)
-    conv = sum(c for c, _ in counts.values())
-    act_total = sum(DENSITY[n] * r * active for n, (_, r) in counts.items())
-    fixed_total = sum(RUN_ENERGY_PJ.values()) * 1e-12 - act_total
+    conv = sum(c[0] for c in counts.values())
+    cycles = sum(c[2] for c in counts.values())
+    total = sum(RUN_ENERGY_PJ.values()) * 1e-12
+    act_total = sum(DENSITY[n] * c[1] * active for n, c in counts.items())
     share = {k: v / sum(BUCKETS_UJ.values()) for k, v in BUCKETS_UJ.items()}
-    # the activity part sits in NeuroSim's ADC bucket (readDynamicEnergyArray); the rest of
-    # each bucket is per conversion: shift-add = accumulation, ADC = ADC bucket - activity part
-    # + other periphery (column mux and decoder, which fire with every conversion)
-    shift_add = share["accumulation"] * (fixed_total + act_total) / conv
-    adc = (fixed_total / conv) - shift_add
+    # the activity part sits in NeuroSim's ADC bucket (readDynamicEnergyArray, SubArray.cpp);
+    # the rest of that bucket is the sense amps and encoder, per conversion; accumulation
+    # (adders, shift-adders) per conversion; other periphery (column mux and decoder, fired
+    # once per subarray and input bit whatever numAdd and the sense amp's levels) per array
+    # input cycle
+    shift_add = share["accumulation"] * total / conv
+    adc = (share["adc"] * total - act_total) / conv
+    mux = share["other"] * total / cycles
     n_ns = 12_973_440 * 8 / UTILISATION / (128 * 128)  # NeuroSim's subarrays
     sum_latency = sum(RUN_LATENCY_NS.values()) * 1e-9
     l1_reads = 900 * INPUT_BITS
@@ -69,6 +75,7 @@ def calibrate() -> dict[str, float]:
         "fit_fixed_per_conversion_j": float(fixed), "fit_active_row_j": float(active),
         "dac.energy_per_conversion_j": float(active),
         "adc.energy_table_j[5]": float(adc),
+        "adc.mux_energy_per_read_j": float(mux),
         "periphery.shift_add_energy_j": float(shift_add),
         "neurosim_subarrays": n_ns,
         "array.area_mm2": AREA_MM2["arrays"] / n_ns,

@@ -164,11 +164,13 @@ def render() -> str:
           f"{ps:.2%} | {ts / ps:.3f} | {t * 1e9:.4g} | {RUN_LATENCY_NS[n]:.4g} |")
     w("")
     bd = base.breakdown
-    w("Breakdown (µJ): tool ADC-side (adc) {:.2f}, row drive scaled by activity (dac + array) "
-      "{:.2f}, accumulation (shift_add + accumulate) {:.2f}, leakage {:.3f}; NeuroSim: ADC 26.42 "
-      "(sense amps and the array's bit/word-line energy), accumulation 3.82, other periphery "
-      "7.52, leakage 0.298. The activity-driven row energy sits in NeuroSim's ADC and 'other' "
-      "buckets; the tool keeps it apart because it is the part that moves with the data."
+    w("Breakdown (µJ): tool read-out (adc: sense amps, encoder, column mux) {:.2f}, row "
+      "drive scaled by activity (dac + array) {:.2f}, accumulation (shift_add + accumulate) "
+      "{:.2f}, leakage {:.3f}; NeuroSim: ADC 26.42 (sense amps and the array's bit/word-line "
+      "energy), accumulation 3.82, other periphery (mux, decoder, word-line switches) 7.52, "
+      "leakage 0.298. The activity-driven row energy sits in NeuroSim's ADC bucket "
+      "(readDynamicEnergyArray); the tool keeps it apart because it is the part that moves "
+      "with the data."
       .format(bd["adc"] * 1e6, (bd["dac"] + bd["array"]) * 1e6,
               (bd["shift_add"] + bd["accumulate"]) * 1e6, bd["leakage"] * 1e6))
     w("")
@@ -185,12 +187,13 @@ def render() -> str:
           f"{_r(f.period_s, base.period_s)}x | {peer} |")
     w("")
     w("Why they move so: with 64 rows per read every 128-row tile takes two reads per input "
-      "bit, each sensed and added (NeuroSim's `numAdd`): twice the conversions and shift-adds, "
-      "while a 4-bit sense amp fires 15 instead of 31 comparators (sense_amp law, "
-      "NeuroSim's MultilevelSenseAmp); the two nearly cancel and the added accumulation tips it "
-      "up. Halving the input density halves only the activity-driven row energy (word lines "
-      "and bit lines charge only for '1' inputs, `SubArray.cpp`), a quarter of the total in "
-      "the calibration run.")
+      "bit, each sensed and added (NeuroSim's `numAdd`): twice the sense-amp conversions and "
+      "their adds (shift_add here, one per conversion), while a 4-bit sense amp fires 15 "
+      "instead of 31 comparators (sense_amp law, NeuroSim's MultilevelSenseAmp); the column "
+      "mux and the rows' charge do not change, so the sense-amp part nearly cancels and the "
+      "added accumulation tips the total up. Halving the input density halves only the activity-driven row "
+      "energy (word lines and bit lines charge only for '1' inputs, `SubArray.cpp`), a quarter "
+      "of the total in the calibration run.")
     w("")
     w("**Known differences.**")
     w("")
@@ -209,9 +212,10 @@ def render() -> str:
     w("- Latency per layer: NeuroSim duplicates weights (speed-up degree 8) and its deeper "
       "layers pay adder-tree and bus time the tool prices as one overhead per read; only the "
       "slowest stage (L1 = L2 here, without replication) sets the pipeline cycle.")
-    w("- NeuroSim's column mux and decoder fire with every conversion and are in the ADC "
-      "energy per conversion here, so the ADC-bits law scales them too (4-bit ADC: the tool "
-      "under-prices that part).")
+    w("- NeuroSim's 'other periphery' (column mux and decoder, once per subarray and input "
+      "bit) is `adc.mux_energy_per_read_j`, priced in the tool's adc component; NeuroSim's "
+      "buffers and interconnect, which it spreads into its per-layer figures, ride on it "
+      "(assumption).")
     w("- Area: per-array shares of the run's totals (arrays, sense amps, everything else); "
       "with parallel_rows < rows NeuroSim adds adder and DFF area, the tool none.")
     w("")

@@ -6,7 +6,9 @@ duration scales with 2^input_bits):
 
 * array  = vectors x cycles x used cells x read energy per cell
 * dac    = vectors x cycles x driven rows x DAC energy per conversion
-* adc    = vectors x cycles x converted columns x ADC energy at adc.bits
+* adc    = vectors x cycles x converted columns x ADC energy at adc.bits, plus every array's
+  column mux and decoder once per input cycle (``adc.mux_energy_per_read_j``: neither the ADC
+  bits nor the rows read at once change it)
 * shift_add = one shift-add per ADC conversion; accumulate = one add per partial sum: every
   kept output column of every ADC row group
 * buffer = (input bytes read + output bytes written) x buffer energy per byte
@@ -182,7 +184,8 @@ def matrix_layer_cost(op: MatrixOp, lm: LayerLayout, target: Target,
     e = dict.fromkeys(COMPONENTS, 0.0)
     e["array"] = reads * lm.used_cells * target.array.read_energy_per_cell_j * pulse
     e["dac"] = reads * lm.driven_rows * target.dac.energy_per_conversion_j * pulse
-    e["adc"] = reads * lm.converted_cols * adc_energy(target)
+    e["adc"] = (reads * lm.converted_cols * adc_energy(target)
+                + reads * lm.arrays * (target.adc.mux_energy_per_read_j or 0.0))
     e["shift_add"] = reads * lm.converted_cols * p.shift_add_energy_j
     e["accumulate"] = lm.vectors * lm.partial_sums * p.accumulate_energy_j
     in_bytes = lm.vectors * lm.input_rows * lm.input_bits / 8.0
@@ -279,7 +282,7 @@ def array_cycle_energy(target, rows: int | None = None, cols: int | None = None)
     return {
         "array": rows * cols * a.read_energy_per_cell_j,
         "dac": rows * target.dac.energy_per_conversion_j,
-        "adc": converted * adc_energy(target),
+        "adc": converted * adc_energy(target) + (target.adc.mux_energy_per_read_j or 0.0),
         "shift_add": converted * target.periphery.shift_add_energy_j,
     }
 

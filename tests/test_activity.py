@@ -45,8 +45,10 @@ def test_hand_computed_energy_at_an_activity() -> None:
         assert e["array"] == pytest.approx(reads * cells * CELL_J * a, rel=1e-12, abs=1e-30)
         assert e["dac"] == pytest.approx(reads * K * t.dac.energy_per_conversion_j * a,
                                          rel=1e-12, abs=1e-30)
-        # the sense amps, shift-adders fire on every read whatever the input
-        assert e["adc"] == pytest.approx(reads * conversions * t.adc.energy_j(), rel=1e-12)
+        # the sense amps, the array's column mux, shift-adders fire on every read whatever
+        # the input
+        assert e["adc"] == pytest.approx(reads * conversions * t.adc.energy_j()
+                                         + reads * 1 * t.adc.mux_energy_per_read_j, rel=1e-12)
         assert e["shift_add"] == pytest.approx(
             reads * conversions * t.periphery.shift_add_energy_j, rel=1e-12)
 

@@ -90,6 +90,7 @@ def test_spec_constants_are_the_calibration_scripts() -> None:
     t = load_target("neurosim-sram22")
     spec = {"dac.energy_per_conversion_j": t.dac.energy_per_conversion_j,
             "adc.energy_table_j[5]": t.adc.energy_table_j[5],
+            "adc.mux_energy_per_read_j": t.adc.mux_energy_per_read_j,
             "periphery.shift_add_energy_j": t.periphery.shift_add_energy_j,
             "array.area_mm2": t.array.area_mm2,
             "adc.area_table_mm2[5]": t.adc.area_table_mm2[5],
@@ -129,6 +130,23 @@ def test_neurosim_4bit_adc_64_parallel_rows_raises_energy(base) -> None:
     assert turned.cost.energy_j > base.cost.energy_j
     assert turned.schedule.period_s > base.schedule.period_s
     assert neurosim(["adc.bits=4"]).cost.energy_j < base.cost.energy_j
+
+def test_column_mux_fires_once_per_input_bit_by_hand() -> None:
+    """NeuroSim's column mux and decoder fire once per subarray and input bit: neither the ADC
+    bits nor two reads of 64 rows change them (one 128-row array, 8 input bits)."""
+    import numpy as np
+
+    from tests.onnx_builders import gemm_model
+
+    m = gemm_model((1, 128), np.ones((128, 4), np.float32))
+    energies = []
+    for ov in ([], ["adc.bits=4"], ["array.parallel_rows=64"]):
+        t = load_target("neurosim-sram22", ov)
+        res = ic.compile(m, t)
+        conv = res.mapping.layer("gemm").converted_cols
+        energies.append(res.cost.layer("gemm").energy["adc"] - 8 * conv * t.adc.energy_j())
+    assert energies == pytest.approx([8 * load_target("neurosim-sram22").adc
+                                      .mux_energy_per_read_j] * 3, rel=1e-9)
 
 
 def test_neurosim_lower_input_density_lowers_energy(base) -> None:

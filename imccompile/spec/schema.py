@@ -295,6 +295,10 @@ class AdcSpec(_Frozen):
         description="Columns multiplexed onto one ADC (conversions serialize), >= 1.")
     leakage_w: NonNeg | None = Field(default=None, description=(
         "Static power of one ADC while the arrays are powered, W; absent = not modelled (0)."))
+    mux_energy_per_read_j: NonNeg | None = Field(default=None, description=(
+        "Energy of one array's column multiplexers and their decoder for one input cycle "
+        "(one input bit), whatever the ADC bits and the rows read at once (NeuroSim's mux and "
+        "muxDecoder), priced in the adc component, J; absent = not modelled (0)."))
 
     def energy_j(self, bits: int | None = None, *, vdd_v: float | None = None) -> float:
         """Energy of one conversion at ``bits`` (default: this ADC's ``bits``), J. ``vdd_v``
