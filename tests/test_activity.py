@@ -117,7 +117,8 @@ def test_activity_for_an_unknown_layer_is_a_usage_error() -> None:
 def test_spec_activity_out_of_range_names_the_field() -> None:
     from imccompile.errors import SpecError
 
-    with pytest.raises(SpecError, match=r"dac\.input_activity"):
+    with pytest.raises(SpecError, match=r"dac\.input_activity: expected a number in 0\.\.1, "
+                                        r"or null, got 1\.2"):
         load_target("neurosim-sram22", ["dac.input_activity=1.2"])
 
 
