@@ -233,6 +233,13 @@ def render() -> str:
     parts = ", ".join(f"{k} {v / m.energy_j:.1%}" for k, v in m.breakdown.items() if v > 0)
     w(f"| energy shares | {parts} |")
     w("")
+    w("Per layer (tool prediction):")
+    w("")
+    w("| layer | energy, µJ | latency, µs |")
+    w("|---|---|---|")
+    for n, (e, t) in m.layers.items():
+        w(f"| {n} | {e * 1e6:.4g} | {t * 1e6:.4g} |")
+    w("")
     w("| knob | tool energy | tool area | tool latency | MNSIM energy |")
     w("|---|---|---|---|---|")
     w(f"| 128x128 crossbars, 4-bit ADC (ASPDAC3), 128 ADCs per crossbar | "
