@@ -6,7 +6,9 @@ duration scales with 2^input_bits):
 
 * array  = vectors x cycles x used cells x read energy per cell
 * dac    = vectors x cycles x driven rows x DAC energy per conversion
-* adc    = vectors x cycles x converted columns x ADC energy at adc.bits
+* adc    = vectors x cycles x converted columns x ADC energy at adc.bits, plus every array's
+  column mux and decoder once per input cycle (``adc.mux_energy_per_read_j``: neither the ADC
+  bits nor the rows read at once change it)
 * shift_add = one shift-add per ADC conversion; accumulate = one add per partial sum: every
   kept output column of every ADC row group
 * buffer = (input bytes read + output bytes written) x buffer energy per byte, every byte at
@@ -19,6 +21,9 @@ duration scales with 2^input_bits):
   (imccompile.memory)
 * write  = under ``--overflow reload``, every cell of a layer on the reload pool, every
   inference (its latency adds the rounds' write times: see `matrix_layer_cost`)
+* array and dac scale with the layer's input bit activity (imccompile.activity: the spec
+  figures are those of a '1' input bit; the activity is given, measured on the data, the spec's
+  ``dac.input_activity``, or 1.0); the other components fire on every read
 * leakage = static power of every placed array (cells, ADCs, periphery: `static_power_w`) x the
   layer's latency, for matrix and digital layers alike: the arrays hold the weights and stay
   powered while any layer runs, so the total is static power x the serial latency (sum of the
@@ -38,7 +43,9 @@ Every count (used cells, driven rows, conversions, partial sums) is read from th
 (imccompile.layout); none is re-derived here.
 
 Cycle time = max(array read time, serialized conversions per ADC x ADC latency) — the
-sample-and-hold pipelining ISAAC assumes — per read; an array whose rows are read
+sample-and-hold pipelining ISAAC assumes — plus ``periphery.read_overhead_s``, the work the
+spec says does not overlap the conversions (NeuroSim's unhidden accumulation, MNSIM's
+sequential DAC/crossbar/digital steps), per read; an array whose rows are read
 ``array.parallel_rows`` at a time takes one read per group of rows per input cycle (its
 conversions are counted per read in the layout). Digital ops (attention, softmax, norms, pooling...) are
 priced by the digital unit: ops x energy per op, bytes (at their width: imccompile.memory) x
@@ -51,6 +58,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
+from imccompile.activity import Activity, resolve, scaled_by_activity
 from imccompile.ir import DigitalOp, Graph, MatrixOp
 from imccompile.layout import LayerLayout, column_devices, n_slices
 from imccompile.mapper import Mapping, ReloadPlan
@@ -104,6 +112,7 @@ class Cost:
     chip_area_mm2: float
     area_breakdown_mm2: dict[str, float] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    activity: Activity = field(default_factory=Activity)  # per matrix layer, with its source
 
     @property
     def energy_j(self) -> float:
@@ -152,7 +161,8 @@ def adcs_per_array(target) -> int:
 
 def cycle_time_s(target, input_bits: int, conversions_per_array: float) -> float:
     serial = math.ceil(conversions_per_array / adcs_per_array(target) - 1e-9)
-    return max(read_time_s(target, input_bits), serial * target.adc.latency())
+    unhidden = target.periphery.read_overhead_s or 0.0
+    return max(read_time_s(target, input_bits), serial * target.adc.latency()) + unhidden
 
 
 def adc_energy(target) -> float:
@@ -217,9 +227,11 @@ def _movement_energy(tr: Traffic, target: Target) -> dict[str, float]:
 
 
 def matrix_layer_cost(op: MatrixOp, lm: LayerLayout, target: Target,
-                      mapping: Mapping | None = None, tr: Traffic | None = None) -> LayerCost:
+                      mapping: Mapping | None = None, tr: Traffic | None = None,
+                      activity: float = 1.0) -> LayerCost:
     """Energy and latency of one matrix layer on its layout (``lm``); ``tr``: its data
-    movement (`matrix_traffic`; None = none priced).
+    movement (`matrix_traffic`; None = none priced); ``activity``: its input bit activity
+    (fraction of 1 bits; `imccompile.activity`).
 
     Under ``--overflow reload``, a pooled layer (``mapping.pooled``) computes in rounds of the
     pool's size, each round writing its arrays first: every one of its cells is written every
@@ -231,7 +243,8 @@ def matrix_layer_cost(op: MatrixOp, lm: LayerLayout, target: Target,
     e = dict.fromkeys(COMPONENTS, 0.0)
     e["array"] = reads * lm.used_cells * target.array.read_energy_per_cell_j * pulse
     e["dac"] = reads * lm.driven_rows * target.dac.energy_per_conversion_j * pulse
-    e["adc"] = reads * lm.converted_cols * adc_energy(target)
+    e["adc"] = (reads * lm.converted_cols * adc_energy(target)
+                + reads * lm.arrays * (target.adc.mux_energy_per_read_j or 0.0))
     e["shift_add"] = reads * lm.converted_cols * p.shift_add_energy_j
     e["accumulate"] = lm.vectors * lm.partial_sums * p.accumulate_energy_j
     tr = Traffic() if tr is None else tr
@@ -251,8 +264,8 @@ def matrix_layer_cost(op: MatrixOp, lm: LayerLayout, target: Target,
             latency = plan.rounds(lm) * compute + _write_time_s(target, lm, plan)
         else:
             latency = compute
-    return LayerCost(op.name, op.kind, e, latency + tr.time_s, ops=2 * op.macs,
-                     compute_s=latency, traffic=tr)
+    return LayerCost(op.name, op.kind, scaled_by_activity(e, activity), latency + tr.time_s,
+                     ops=2 * op.macs, compute_s=latency, traffic=tr)
 
 
 def digital_traffic(op: DigitalOp, graph: Graph, bits: dict[str, int], capacity: float,
@@ -305,10 +318,14 @@ def area(mapping: Mapping, target) -> tuple[float, float, dict[str, float]]:
     return float(sum(used.values())), float(chip * mapping.chips), used
 
 
-def cost_graph(graph: Graph, mapping: Mapping, target: Target) -> Cost:
-    """Energy, latency and area of every op of the graph on the mapped target."""
+def cost_graph(graph: Graph, mapping: Mapping, target: Target,
+               activity: Activity | None = None) -> Cost:
+    """Energy, latency and area of every op of the graph on the mapped target; ``activity``
+    per matrix layer (default: the spec's ``dac.input_activity``, else 1.0)."""
     target = at_node(target)
     by_name = {lm.name: lm for lm in mapping.layers}
+    if activity is None:
+        activity = resolve([op.name for op in graph.matrix_ops], target)
     bits = activation_bits(graph, mapping, target)
     capacity = capacity_bytes(mapping, target)
     hops = layer_hops(graph, mapping, target)
@@ -317,7 +334,7 @@ def cost_graph(graph: Graph, mapping: Mapping, target: Target) -> Cost:
         if isinstance(op, MatrixOp):
             lm = by_name[op.name]
             tr = matrix_traffic(op, lm, graph, bits, capacity, target, mapping, hops[op.name])
-            layers.append(matrix_layer_cost(op, lm, target, mapping, tr))
+            layers.append(matrix_layer_cost(op, lm, target, mapping, tr, activity.of(op.name)))
         else:
             tr = digital_traffic(op, graph, bits, capacity, target)
             layers.append(digital_layer_cost(op, target, tr))
@@ -327,7 +344,7 @@ def cost_graph(graph: Graph, mapping: Mapping, target: Target) -> Cost:
                   for lc in layers]
     used, chip, breakdown = area(mapping, target)
     warnings = unpriced_warning(sum(lc.traffic.dram_bytes for lc in layers), target)
-    return Cost(tuple(layers), used, chip, breakdown, warnings)
+    return Cost(tuple(layers), used, chip, breakdown, warnings, activity)
 
 
 def array_cycle_energy(target, rows: int | None = None, cols: int | None = None) -> dict[str, float]:
@@ -341,7 +358,7 @@ def array_cycle_energy(target, rows: int | None = None, cols: int | None = None)
     return {
         "array": rows * cols * a.read_energy_per_cell_j,
         "dac": rows * target.dac.energy_per_conversion_j,
-        "adc": converted * adc_energy(target),
+        "adc": converted * adc_energy(target) + (target.adc.mux_energy_per_read_j or 0.0),
         "shift_add": converted * target.periphery.shift_add_energy_j,
     }
 

@@ -42,6 +42,9 @@ class CompileOptions:
         metric: the headline accuracy metric (`imccompile.metrics`): "auto" (top1 with labels,
             agreement for class-score outputs, else cosine), top1, agreement, cosine, relerr,
             snr. Every output is scored with the metrics that fit it in any case.
+        activity: (matrix layer name, input bit activity 0..1) pairs: the fraction of 1 bits
+            at the layer's DAC inputs, used for its array and DAC energy before any value
+            measured on the data or the spec's default (`imccompile.activity`).
     """
 
     overrides: tuple[str, ...] = ()
@@ -55,6 +58,7 @@ class CompileOptions:
     seeds: int = 1
     sim: SimOptions = field(default_factory=SimOptions)
     metric: str = "auto"
+    activity: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
         from imccompile.metrics import check_metric
@@ -76,6 +80,9 @@ class CompileOptions:
         for layer, copies in self.replicate:
             if isinstance(copies, bool) or not isinstance(copies, int) or copies < 1:
                 raise UsageError(f"--replicate {layer}={copies}: expected a number of copies >= 1")
+        from imccompile.activity import check_activity
+
+        check_activity(dict(self.activity))
 
     @classmethod
     def make(cls, *, overrides: Sequence[str] | Mapping[str, Any] = (), passes: str | None = None,
@@ -83,7 +90,8 @@ class CompileOptions:
              dims: Mapping[str, int] | None = None,
              overflow: OverflowPolicy = "chips", replicate: Mapping[str, int] | None = None,
              auto_replicate: bool = False, samples: int | None = None, seeds: int = 1,
-             sim: SimOptions | None = None, metric: str = "auto") -> CompileOptions:
+             sim: SimOptions | None = None, metric: str = "auto",
+             activity: Mapping[str, float] | None = None) -> CompileOptions:
         """Build options from the loose forms the Python API and the CLI accept."""
         return cls(overrides=parse_overrides(overrides), passes=passes or "",
                    input_shapes=tuple((str(k), tuple(int(d) for d in v))
@@ -92,7 +100,8 @@ class CompileOptions:
                    overflow=overflow,
                    replicate=tuple((str(k), v) for k, v in (replicate or {}).items()),
                    auto_replicate=bool(auto_replicate), samples=samples, seeds=seeds,
-                   sim=sim if sim is not None else SimOptions(), metric=metric)
+                   sim=sim if sim is not None else SimOptions(), metric=metric,
+                   activity=tuple((str(k), v) for k, v in (activity or {}).items()))
 
     def replace(self, **changes: Any) -> CompileOptions:
         return replace(self, **changes)

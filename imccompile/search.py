@@ -75,6 +75,7 @@ class SearchConfig:
     auto_replicate: bool = False
     sim: SimOptions = field(default_factory=SimOptions)
     metric: str = "auto"
+    activity: tuple[tuple[str, float], ...] = ()  # input bit activity per layer (given)
 
     @classmethod
     def from_options(cls, model: str, target: str, data: str | None, options: CompileOptions,
@@ -85,7 +86,7 @@ class SearchConfig:
                    dims=options.dims,
                    overflow=options.overflow, replicate=options.replicate,
                    auto_replicate=options.auto_replicate, sim=options.sim,
-                   metric=options.metric, **search)
+                   metric=options.metric, activity=options.activity, **search)
 
     def compile_options(self, passes: str = "", overrides: Sequence[str] = (),
                         auto_replicate: bool = False) -> CompileOptions:
@@ -98,7 +99,7 @@ class SearchConfig:
                               replicate=self.replicate,
                               auto_replicate=self.auto_replicate or auto_replicate,
                               samples=self.samples, seeds=self.seeds, sim=self.sim,
-                              metric=self.metric)
+                              metric=self.metric, activity=self.activity)
 
     def settings(self) -> dict[str, Any]:
         """The part of the config that must match on resume (not the sampler or seed), as JSON

@@ -137,6 +137,9 @@ class Console:
              f"{tot['tops_per_mm2']:.4g} / {tot.get('pipelined_tops_per_mm2', 0.0):.4g}"),
             ("TOPS/W", f"{tot['tops_per_w']:.4g}"),
         ]
+        activity = activity_text(report["layers"])
+        if activity:
+            rows.insert(3, ("input bit activity", activity))
         if report.get("pipeline"):
             rows.insert(0, ("pipeline", report["pipeline"]))
         for k, v in rows:
@@ -178,6 +181,25 @@ class Console:
             t.add_row(o["name"], "x".join(map(str, o["shape"])) or "scalar",
                       "class scores" if o["kind"] == "class_scores" else "values", *cells)
         self.out.print(t)
+
+
+_ACTIVITY_SOURCES = {"given": "given", "data": "measured on the data",
+                     "spec": "spec default dac.input_activity",
+                     "worst_case": "worst case: the spec states no dac.input_activity"}
+
+
+def activity_text(layers: list[dict[str, Any]]) -> str:
+    """The input bit activities the array and DAC energies were priced at, and their sources."""
+    by_source: dict[str, list[float]] = {}
+    for row in layers:
+        if "activity_source" in row:
+            by_source.setdefault(row["activity_source"], []).append(row["input_activity"])
+    parts = []
+    for src, values in by_source.items():
+        lo, hi = min(values), max(values)
+        span = f"{lo:.3g}" if lo == hi else f"{lo:.3g}-{hi:.3g}"
+        parts.append(f"{span} ({_ACTIVITY_SOURCES.get(src, src)})")
+    return "; ".join(parts)
 
 
 def metric_text(metric: str):

@@ -70,7 +70,8 @@ def build_report(res: CompileResult, *, search: dict[str, Any] | None = None,
                        utilization=lm.utilization(m.rows, m.cols), replicas=lm.replicas,
                        slices=lm.slices, row_tiles=lm.row_tiles, col_tiles=lm.col_tiles,
                        packed=lm.packed, weight_bits=lm.weight_bits, input_bits=lm.input_bits,
-                       first_array=lm.first_array)
+                       first_array=lm.first_array, input_activity=c.activity.of(op.name),
+                       activity_source=c.activity.source(op.name))
         else:
             row.update(op_type=op.op_type, attention=op.attention, ops=op.ops, bytes=op.bytes)
         layers.append(row)

@@ -103,6 +103,12 @@ class Layer(TypedDict):
     weight_bits: NotRequired[Count]
     input_bits: NotRequired[Count]
     first_array: NotRequired[Count]
+    input_activity: NotRequired[Annotated[Fraction, _desc(
+        "Input bit activity the array and DAC energy were priced at: fraction of 1 bits "
+        "(bit-serial) or mean relative pulse length (PWM).")]]
+    activity_source: NotRequired[Annotated[Literal["given", "data", "spec", "worst_case"], _desc(
+        "Where input_activity came from: given per layer, measured on the data, the spec's "
+        "dac.input_activity, or worst_case (the spec states none: 1.0, every input bit 1).")]]
     arrays_read: NotRequired[Annotated[Count, _desc(
         "Arrays the layer computes on (its own, or those of the layer it shares).")]]
     shares: NotRequired[Annotated[str | None, _desc(

@@ -241,6 +241,13 @@ class DacSpec(_Frozen):
         "(max |x| or a percentile); 'abs_max' = every input vector scaled by its own max |x| "
         "before the DAC and the output scaled back digitally after the ADC (aihwkit "
         "noise_management abs_max)."))
+    input_activity: Annotated[float, Strict(), Ge(0), Le(1)] | None = Field(
+        default=None, description=(
+            "Default input bit activity, 0..1: the fraction of input bits that are 1 "
+            "(bit-serial) or the mean pulse length over the longest (PWM), used for the array "
+            "and DAC energy when no per-layer activity is given or measured on --data "
+            "(imccompile.activity); absent = 1.0, every input bit 1 (worst case, the report "
+            "says so)."))
 
 
 def _table_value(table: dict[int, float], bits: int) -> float:
@@ -314,6 +321,10 @@ class AdcSpec(_Frozen):
     read_noise: NonNeg | None = Field(default=None, description=(
         "Read-out noise of the converter chain: std of an additive Gaussian at every ADC read, "
         "relative to the ADC's full-scale range (aihwkit out_noise / out_bound). Absent = none."))
+    mux_energy_per_read_j: NonNeg | None = Field(default=None, description=(
+        "Energy of one array's column multiplexers and their decoder for one input cycle "
+        "(one input bit), whatever the ADC bits and the rows read at once (NeuroSim's mux and "
+        "muxDecoder), priced in the adc component, J; absent = not modelled (0)."))
 
     def energy_j(self, bits: int | None = None, *, vdd_v: float | None = None) -> float:
         """Energy of one conversion at ``bits`` (default: this ADC's ``bits``), J. ``vdd_v``
@@ -395,6 +406,10 @@ class PeripherySpec(_Frozen):
     leakage_w_per_array: NonNeg | None = Field(default=None, description=(
         "Static power of one array's periphery (DACs, S&H, shift-add, ...) while powered, W; "
         "absent = not modelled (0)."))
+    read_overhead_s: NonNeg | None = Field(default=None, description=(
+        "Time added to every read cycle for work that does not overlap the conversions, s: "
+        "NeuroSim's unhidden accumulation (synchronous mode), MNSIM's DAC, crossbar and "
+        "digital steps around each ADC pass; absent = 0 (all hidden behind the conversions)."))
 
 
 class BufferSpec(_Frozen):
