@@ -35,7 +35,9 @@ LABELS = {"array.device"}
 
 _NOISY = {"noise.model": "gaussian", "noise.t_inference_s": 3600.0, "noise.t0_s": 20.0}
 _DRIFT = {**_NOISY, "noise.drift_nu": 0.005}
-_SPILL = {"buffers.size_bytes": 1}  # activations spill, so the DRAM figures are in use
+#: activations spill, so the DRAM figures are in use (one tile per chip: a chip of thousands of
+#: cores, mnsim-rram130's, would hold the small test model's activations even at 1 byte per core)
+_SPILL = {"buffers.size_bytes": 1, "hierarchy.tiles_per_chip": 1}
 _RELOAD = {"hierarchy.arrays_per_core": 1, "hierarchy.cores_per_tile": 1,
            "hierarchy.tiles_per_chip": 1}
 
@@ -43,6 +45,12 @@ _RELOAD = {"hierarchy.arrays_per_core": 1, "hierarchy.cores_per_tile": 1,
 def _adc_bound(t) -> dict[str, Any]:
     """One ADC per array and a 10 ns conversion: the conversions, not the read, set the pace."""
     return {"adc.columns_per_adc": t.array.cols, "adc.latency_s": 1e-8}
+
+
+def _dram(t) -> dict[str, Any]:
+    if t.dram.energy_per_byte_j is not None:
+        return {}
+    return {"dram.energy_per_byte_j": 1.6e-10, "dram.bytes_per_s": 1.71e10, "dram.latency_s": 1e-7}
 
 
 def _converting(t) -> dict[str, Any]:
@@ -66,9 +74,10 @@ CONTEXT: dict[str, tuple[Any, str]] = {
     "array.write_latency_per_row_s": (lambda t: _RELOAD, "reload"),
     # capacity and off-chip figures matter when activations do not fit
     "buffers.size_bytes": (lambda t: _SPILL, "chips"),
-    "dram.energy_per_byte_j": (lambda t: _SPILL, "chips"),
-    "dram.bytes_per_s": (lambda t: _SPILL, "chips"),
-    "dram.latency_s": (lambda t: _SPILL, "chips"),
+    # (a target without a dram section, as the peer presets that model none, gets one first)
+    "dram.energy_per_byte_j": (lambda t: {**_SPILL, **_dram(t)}, "chips"),
+    "dram.bytes_per_s": (lambda t: {**_SPILL, **_dram(t)}, "chips"),
+    "dram.latency_s": (lambda t: {**_SPILL, **_dram(t)}, "chips"),
     # vdd enters the one law written in fF·V² (energies are otherwise given directly)
     "technology.vdd_v": (lambda t: {"adc.type": "zigzag", "adc.energy_table_j": {}}, "chips"),
     # conversion time shows when conversions, not the read, set the pace; a digital adder
@@ -77,8 +86,16 @@ CONTEXT: dict[str, tuple[Any, str]] = {
     "adc.latency_bits": (lambda t: {**_adc_bound(t), "adc.type": "sar"}, "chips"),
     "adc.columns_per_adc": (lambda t: {"adc.latency_s": 1e-8}, "chips"),
     # hops differ by topology once consecutive layers sit in different tiles
-    "noc.topology": (lambda t: {"hierarchy.arrays_per_core": 1, "hierarchy.cores_per_tile": 1},
-                     "chips"),
+    # (and a hop costs something: mnsim-rram130 models no NoC, its hops are free)
+    "noc.topology": (lambda t: {"hierarchy.arrays_per_core": 1, "hierarchy.cores_per_tile": 1,
+                                **({} if t.noc.hop_energy_per_byte_j else
+                                   {"noc.hop_energy_per_byte_j": 1e-12})}, "chips"),
+    # the clock times the buffer ports: a target that states no port width gets one
+    "technology.clock_hz": (lambda t: {} if t.buffers.bytes_per_cycle else
+                            {"buffers.bytes_per_cycle": 1.0}, "chips"),
+    # the array's read time shows when it, not the conversions, sets the pace of a read
+    "array.read_latency_s": (lambda t: {"adc.latency_s": 1e-15, "periphery.read_overhead_s": 0.0},
+                             "chips"),
     # an exact digital adder tree converts nothing: its bits change nothing (docs: the
     # 'digital' law is constant); a converting ADC's bits do
     "adc.bits": (lambda t: {"adc.type": "sar"} if t.adc.type == "digital" else {}, "chips"),
@@ -106,6 +123,7 @@ KNOB_LISTS = {"array.bits_per_cell": "search.bits_per_cell", "adc.bits": "search
 WHEN_ABSENT: dict[str, Any] = {
     "array.leakage_w": 1e-3, "adc.leakage_w": 1e-3, "periphery.leakage_w_per_array": 1e-3,
     "buffers.bytes_per_cycle": 1.0, "adc.read_noise": 0.05, "adc.out_bound": 2.0,
+    "adc.mux_energy_per_read_j": 1e-12,
 }
 
 
