@@ -123,7 +123,8 @@ KNOB_LISTS = {"array.bits_per_cell": "search.bits_per_cell", "adc.bits": "search
 WHEN_ABSENT: dict[str, Any] = {
     "array.leakage_w": 1e-3, "adc.leakage_w": 1e-3, "periphery.leakage_w_per_array": 1e-3,
     "buffers.bytes_per_cycle": 1.0, "adc.read_noise": 0.05, "adc.out_bound": 2.0,
-    "adc.mux_energy_per_read_j": 1e-12,
+    "adc.mux_energy_per_read_j": 1e-12, "periphery.read_overhead_s": 1e-9,
+    "dac.input_activity": 0.5,
 }
 
 
