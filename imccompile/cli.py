@@ -74,6 +74,9 @@ def _parser() -> argparse.ArgumentParser:
                         "against labels; agreement for class scores; else cosine), top1, "
                         "agreement, cosine, relerr (minimized) or snr (dB); every output is "
                         "reported with the metrics that fit it")
+    p.add_argument("--sensitivity", action="store_true",
+                   help="with --data: every crossbar layer's accuracy drop when it alone is on "
+                        "the hardware, ranked (terminal, report.json, HTML)")
     p.add_argument("--emit", metavar="PATH",
                    help="write the simulation ONNX model (noise seed 0; needs --data)")
     p.add_argument("--json", metavar="PATH", help="write the report as JSON ('-' for stdout)")
@@ -286,11 +289,13 @@ def run(argv: Sequence[str]) -> int:
             search_result = cli_search.run_search(args, console, options)
             res = search_result.chosen_result
             search = cli_search.search_section(search_result, args.storage)
-            report = (reports.build_report(res, search=search) if res is not None
+            report = (reports.build_report(res, search=search,
+                                           command=search["recreate_command"])
+                      if res is not None
                       else reports.search_only_report(search_result.cfg.model, search))
         else:
             res, info = cli_search.run_from_trial(args, options)
-            report = reports.build_report(res, from_trial=info)
+            report = reports.build_report(res, from_trial=info, command=_command(argv))
         if res is None:  # no feasible point: only the search section is written
             _finish(args, console, None, report, search_result)
             return 0
@@ -300,7 +305,7 @@ def run(argv: Sequence[str]) -> int:
         res = compile_model(args.model, args.target, options, data=args.data,
                             progress=console.progress("accuracy", args.seeds) if args.data else None,
                             import_progress=console.lazy_progress("import"))
-        report = reports.build_report(res)
+        report = reports.build_report(res, command=_command(argv))
     if args.emit:
         from imccompile.simulate import simulation_parts_of
 
@@ -311,10 +316,19 @@ def run(argv: Sequence[str]) -> int:
     return 0
 
 
+def _command(argv: Sequence[str]) -> str:
+    """The command line as typed, on one line, shell-quoted (what reproduces the report)."""
+    import shlex
+
+    return shlex.join(["imccompile", *argv])
+
+
 def compile_options(args: argparse.Namespace, shapes: dict[str, tuple[int, ...]],
                     dims: dict[str, int] | None = None) -> CompileOptions:
     """The options of the compile (and of every search trial) the command line asks for."""
     from imccompile.options import CompileOptions, sim_options
+
+    from imccompile.cli_search import budget
 
     sim = sim_options(ideal=args.ideal, bit_accurate=args.bit_accurate, adc_range=args.adc_range)
     return CompileOptions.make(overrides=args.overrides, passes=args.passes, input_shapes=shapes,
@@ -322,7 +336,8 @@ def compile_options(args: argparse.Namespace, shapes: dict[str, tuple[int, ...]]
                                overflow=args.overflow,
                                replicate=_parse_pairs(args.replicate, "--replicate"),
                                auto_replicate=args.auto_replicate, samples=args.samples,
-                               seeds=args.seeds, sim=sim, metric=args.metric)
+                               seeds=args.seeds, sim=sim, metric=args.metric,
+                               sensitivity=args.sensitivity, max_accuracy_drop=budget(args))
 
 
 def _finish(args, console, res, report: dict, search_result) -> None:
@@ -343,12 +358,13 @@ def _finish(args, console, res, report: dict, search_result) -> None:
     if args.out:
         from imccompile.outputs.output import output_files, write_folder
 
-        pareto = None
+        pareto = trials = None
         if search_result is not None:
-            from imccompile.cli_search import pareto_csv
+            from imccompile.cli_search import pareto_csv, trials_csv
 
-            pareto = pareto_csv(search_result)
-        write_folder(args.out, output_files(res, report, program=program, pareto_csv=pareto),
+            pareto, trials = pareto_csv(search_result), trials_csv(search_result)
+        write_folder(args.out, output_files(res, report, program=program, pareto_csv=pareto,
+                                            trials_csv=trials),
                      force=args.force, option="-o")
     if args.json != "-" and res is not None:
         console.cost_tables(report, verbose=args.verbose)
