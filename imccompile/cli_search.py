@@ -123,7 +123,7 @@ def print_front(console, result) -> None:
             unit = OBJECTIVES[o][2]
             cells.append(f"{v[o]:.4f}" if not unit else si(v[o], unit))
         knobs = " ".join(p["overrides"]) or "spec defaults"
-        mark = ("*" if p["trial"] == chosen else "") + (" (baseline)" if p["trial"] == 0 else "")
+        mark = ("*" if p["trial"] == chosen else "") + (" (defaults)" if p["trial"] == 0 else "")
         t.add_row(f"{p['trial']}{mark}", *cells, str(int(v["arrays"])), knobs)
     console.out.print(t)
     if result.baseline:
@@ -131,7 +131,7 @@ def print_front(console, result) -> None:
         parts = [f"{o} {b[o]:.4g}" for o in objs if o in b]
         if result.float_accuracy is not None:
             parts.append(f"float model accuracy {result.float_accuracy:.4g}")
-        console.out.print("baseline (trial 0: target defaults, no passes): " + ", ".join(parts),
+        console.out.print("baseline (target defaults, no passes; trial 0 is the target's default point): " + ", ".join(parts),
                           highlight=False)
     if result.chosen:
         console.out.print(f"chosen: trial {result.chosen['trial']} (*), {result.rule}",
