@@ -289,8 +289,7 @@ def run(argv: Sequence[str]) -> int:
             search_result = cli_search.run_search(args, console, options)
             res = search_result.chosen_result
             search = cli_search.search_section(search_result, args.storage)
-            report = (reports.build_report(res, search=search,
-                                           command=search["recreate_command"])
+            report = (reports.build_report(res, search=search, command=_command(argv))
                       if res is not None
                       else reports.search_only_report(search_result.cfg.model, search))
         else:

@@ -696,12 +696,15 @@ def _pareto_chart(search: dict) -> tuple[str, str] | None:
 
     xlog, ylog = (not one) and is_log(xs, xu), is_log(ys, yu)
 
-    def rng(vs: list[float], log: bool) -> tuple[float, float]:
+    def rng(vs: list[float], log: bool, unit: str = "x") -> tuple[float, float]:
         lo, hi = min(vs), max(vs)
         if log:
             return lo, hi
         pad = max((hi - lo) * 0.06, abs(hi) * 1e-3, 1e-12)
-        return (max(lo - pad, 0.0) if lo >= 0 else lo - pad), hi + pad
+        top = hi + pad
+        if not unit and 0 <= lo and hi <= 1:  # a fraction (top-1, agreement, cosine): to 1 at most
+            top = max(min(top, 1.0), hi)
+        return (max(lo - pad, 0.0) if lo >= 0 else lo - pad), top
 
     ml, mr, pw, ph = 80, 20, PLOT_W - 100, 320
     legend: list[str] = []
@@ -712,8 +715,8 @@ def _pareto_chart(search: dict) -> tuple[str, str] | None:
     if chosen is not None:
         leg.append((f"chosen: trial {chosen}", "#d62728", "ring"))
     mt = _legend(legend, leg, ml, pw, 16) + 8
-    ax = _Axis(*rng(ys, ylog), mt + ph, mt, log=ylog, tight=True)
-    bx = _Axis(*rng(xs, xlog), ml, ml + pw, log=xlog, tight=True)
+    ax = _Axis(*rng(ys, ylog, yu), mt + ph, mt, log=ylog, tight=True)
+    bx = _Axis(*rng(xs, xlog, "x" if one else xu), ml, ml + pw, log=xlog, tight=True)
     w, h = ml + pw + mr, mt + ph + 48
 
     def lab(name: str, i: int) -> str:
