@@ -66,8 +66,10 @@ def trial_columns(objectives: Sequence[str], knobs: Iterable[str]) -> list[str]:
 
 def frame(rows: list[dict[str, Any]]):
     """A pandas DataFrame of ``rows`` (pandas is an extra: a clear error without it)."""
+    import importlib
+
     try:
-        import pandas as pd
+        pd = importlib.import_module("pandas")  # an extra: untyped, and maybe absent
     except ImportError:
         raise UsageError("DataFrames need pandas: pip install 'imccompile[pandas]' (or use "
                          "to_csv)") from None
