@@ -6,8 +6,8 @@ study for the trial rows; pandas' own CSV reader for to_csv.
 
 from __future__ import annotations
 
-import builtins
 import io
+import sys
 
 import pandas as pd
 import pytest
@@ -69,14 +69,7 @@ def test_trials_frame_has_every_trial(sres, tmp_path) -> None:
 
 
 def test_without_pandas_the_error_says_how_to_get_it(res, monkeypatch) -> None:
-    real = builtins.__import__
-
-    def no_pandas(name, *a, **k):
-        if name == "pandas" or name.startswith("pandas."):
-            raise ImportError("no pandas")
-        return real(name, *a, **k)
-
-    monkeypatch.setattr(builtins, "__import__", no_pandas)
+    monkeypatch.setitem(sys.modules, "pandas", None)  # import pandas raises ImportError
     with pytest.raises(UsageError, match=r"pip install 'imccompile\[pandas\]'"):
         res.layers_frame()
     assert res.to_csv().startswith("label,name,kind")  # CSV needs no pandas
