@@ -247,6 +247,7 @@ def run(argv: Sequence[str]) -> int:
             raise UsageError("--program needs a --target (the image is programmed into it)")
         for flag, given, why in (
                 ("--data", args.data, "accuracy is simulated on the hardware"),
+                ("--sensitivity", args.sensitivity, "it puts each layer on the hardware"),
                 ("--emit", args.emit, "the simulation model is of the hardware"),
                 ("-o", args.out, "the folder holds the hardware report"),
                 ("--search", args.search is not None, "it searches hardware knobs"),
@@ -268,6 +269,8 @@ def run(argv: Sequence[str]) -> int:
     options = compile_options(args, shapes, dims)
     if args.emit and not args.data:
         raise UsageError("--emit needs --data (the simulation model is calibrated on it)")
+    if args.sensitivity and not args.data:
+        raise UsageError("--sensitivity needs --data (it measures accuracy)")
     if args.out and Path(args.out).exists() and not args.force:  # refuse before the work
         raise UsageError(f"{args.out}: already exists; choose another folder or pass --force "
                          "to replace it")
@@ -299,11 +302,17 @@ def run(argv: Sequence[str]) -> int:
             _finish(args, console, None, report, search_result)
             return 0
     else:
-        from imccompile.compiler import compile as compile_model
+        import warnings
 
-        res = compile_model(args.model, args.target, options, data=args.data,
-                            progress=console.progress("accuracy", args.seeds) if args.data else None,
-                            import_progress=console.lazy_progress("import"))
+        from imccompile.compiler import compile as compile_model
+        from imccompile.guardrails import AccuracyWarning
+
+        with warnings.catch_warnings():  # the report's warnings print it (once, on stderr)
+            warnings.simplefilter("ignore", AccuracyWarning)
+            res = compile_model(args.model, args.target, options, data=args.data,
+                                progress=console.progress("accuracy", args.seeds)
+                                if args.data else None,
+                                import_progress=console.lazy_progress("import"))
         report = reports.build_report(res, command=_command(argv))
     if args.emit:
         from imccompile.simulate import simulation_parts_of

@@ -92,7 +92,7 @@ def accuracy_warning(accuracy: Mapping[str, Any] | None, budget: float | None,
         text += (f"biggest contributor: {top['name']} (alone on the hardware it costs "
                  f"{fmt_drop(metric, top['drop'])})")
     else:
-        text += "run with --sensitivity to see which layer costs it"
+        text += "run with --sensitivity (Python: sensitivity=True) to see which layer costs it"
     return text
 
 

@@ -102,3 +102,16 @@ def test_budget_without_data_is_refused() -> None:
     r = cli(CNN, "--target", "pcm", "--search", "2", "--objectives", "energy",
             "--max-accuracy-drop", "1")
     assert r.returncode == 1 and "--max-accuracy-drop needs --data" in r.stderr
+
+
+def test_cli_prints_the_warning_once_with_python_warnings_on(tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+    r = subprocess.run([sys.executable, "-m", "imccompile.cli", str(CNN), "--target", "pcm",
+                        "--data", str(DATA), "--samples", "60", "--passes", README_PASSES],
+                       capture_output=True, text=True, env=dict(env, COLUMNS="300"), timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count("below the float model") == 1 and "AccuracyWarning" not in r.stderr

@@ -104,3 +104,5 @@ def test_sensitivity_needs_data(tmp_path) -> None:
     r = cli(path, "--target", "pcm", "--sensitivity")
     assert r.returncode == 1 and "--sensitivity needs --data" in r.stderr
     assert "Traceback" not in r.stderr
+    r = cli(path, "--sensitivity")
+    assert r.returncode == 1 and "--sensitivity needs a --target" in r.stderr
