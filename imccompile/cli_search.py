@@ -131,7 +131,8 @@ def print_front(console, result) -> None:
         parts = [f"{o} {b[o]:.4g}" for o in objs if o in b]
         if result.float_accuracy is not None:
             parts.append(f"float model accuracy {result.float_accuracy:.4g}")
-        console.out.print("baseline (target defaults, no passes; trial 0 is the target's default point): " + ", ".join(parts),
+        console.out.print("baseline (target defaults, no passes; trial 0 is the target's "
+                          "default point): " + ", ".join(parts),
                           highlight=False)
     if result.chosen:
         console.out.print(f"chosen: trial {result.chosen['trial']} (*), {result.rule}",

@@ -54,8 +54,7 @@ def compile_flags(cfg: SearchConfig) -> list[str]:
         argv += ["--adc-range", sim.adc_range]
     if cfg.metric != "auto":
         argv += ["--metric", cfg.metric]
-    if cfg.max_accuracy_drop is None and cfg.data:
-        argv += ["--max-accuracy-drop", "none"]
-    elif cfg.max_accuracy_drop is not None and cfg.data and cfg.max_accuracy_drop != DEFAULT_MAX_ACCURACY_DROP:
-        argv += ["--max-accuracy-drop", f"{cfg.max_accuracy_drop:g}"]
+    budget = cfg.max_accuracy_drop  # the warning's budget of the re-created compile
+    if cfg.data and budget != DEFAULT_MAX_ACCURACY_DROP:
+        argv += ["--max-accuracy-drop", "none" if budget is None else f"{budget:g}"]
     return argv

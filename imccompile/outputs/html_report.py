@@ -1013,7 +1013,8 @@ def render_html(report: dict) -> str:
         if not svg:
             metric = acc.get("metric", "metric")
             parts.append("<section><h2>Accuracy</h2>"
-                         f"<p>{_e(metric)} under the hardware {_metric_num(str(metric), acc.get('mean'))}"
+                         f"<p>{_e(metric)} under the hardware "
+                         f"{_metric_num(str(metric), acc.get('mean'))}"
                          f", float model {_metric_num(str(metric), acc.get('float'))}, over one "
                          "noise seed (run with --seeds N for the spread over noise draws)."
                          f"</p>{_output_table(acc)}</section>")
