@@ -114,7 +114,8 @@ def print_front(console, result) -> None:
     for o in objs:
         t.add_column(o, justify="right")
     t.add_column("arrays", justify="right")
-    t.add_column("knobs")
+    t.add_column("per layer: weight bits/prune", overflow="fold")
+    t.add_column("knobs", overflow="fold")
     chosen = result.chosen["trial"] if result.chosen else None
     for p in result.pareto:
         v = p["values"]
@@ -124,7 +125,8 @@ def print_front(console, result) -> None:
             cells.append(f"{v[o]:.4f}" if not unit else si(v[o], unit))
         knobs = " ".join(p["overrides"]) or "spec defaults"
         mark = ("*" if p["trial"] == chosen else "") + (" (defaults)" if p["trial"] == 0 else "")
-        t.add_row(f"{p['trial']}{mark}", *cells, str(int(v["arrays"])), knobs)
+        t.add_row(f"{p['trial']}{mark}", *cells, str(int(v["arrays"])), per_layer(p["params"]),
+                  knobs)
     console.out.print(t)
     if result.baseline:
         b = result.baseline["values"]
@@ -143,6 +145,23 @@ def print_front(console, result) -> None:
                           soft_wrap=True, overflow="ignore", crop=False)
     else:
         console.out.print(f"no chosen point: {result.rule}", highlight=False)
+
+
+def per_layer(params: dict[str, Any]) -> str:
+    """A trial's per-layer knobs, compactly: ``L1 4b/0.25 L2 8b`` (layers in the order the
+    search suggests them: graph order; prune ratio shown when not 0)."""
+    layers: dict[str, dict[str, Any]] = {}
+    for key, value in params.items():
+        knob, sep, layer = key.partition(":")
+        if sep and knob in ("weight_bits", "prune"):
+            layers.setdefault(layer, {})[knob] = value
+    parts = []
+    for i, (_, k) in enumerate(layers.items()):
+        text = f"L{i + 1} " + (f"{k['weight_bits']}b" if "weight_bits" in k else "")
+        if k.get("prune"):
+            text += f"/{k['prune']:g}"
+        parts.append(text.strip())
+    return " ".join(parts)
 
 
 def progress_callback(console, trials: int):

@@ -105,3 +105,12 @@ def test_optuna_study_has_metric_names_and_user_attrs(searched) -> None:
     assert attrs["objectives"] == "accuracy,energy" and attrs["max_accuracy_drop"] == 1.0
     t = study.trials[0]
     assert {"pipeline", "overrides", "values"} <= set(t.user_attrs)
+
+
+def test_terminal_front_shows_the_per_layer_settings(searched) -> None:
+    from imccompile.cli_search import per_layer
+
+    r, _, _ = searched
+    assert "per layer: weight bits/prune" in r.stdout and "L1 4b" in r.stdout  # trial 0
+    assert per_layer({"weight_bits:/a": 4, "prune:/a": 0.25, "act_bits": 8,
+                      "weight_bits:/b": 8, "prune:/b": 0.0}) == "L1 4b/0.25 L2 8b"

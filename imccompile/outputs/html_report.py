@@ -597,7 +597,9 @@ def _accuracy_chart(acc: dict) -> str | None:
     ax = _Axis(lo - pad, hi + pad, mt + ph, mt, tight=True)
     w, h = ml + pw + mr, mt + ph + 44
     out = [_svg_open(w, h, "accuracy per seed")] + legend
-    _y_axis(out, ax, ml, ml + pw, [f"{t:.6g}" for t in ax.ticks], metric, mt, mt + ph)
+    ytitle = f"{metric} (dB)" if metric == "snr" else f"{metric} (fraction)" \
+        if metric in ("top1", "agreement", "cosine") else metric
+    _y_axis(out, ax, ml, ml + pw, [f"{t:.6g}" for t in ax.ticks], ytitle, mt, mt + ph)
     slot = pw / len(per)
     out.append(f'<rect x="{_n(ml)}" y="{_n(ax(mean + std))}" width="{_n(pw)}" '
                f'height="{_n(max(ax(mean - std) - ax(mean + std), 0.5))}" fill="#2c5d8f" '
