@@ -1045,7 +1045,8 @@ def render_html(report: dict) -> str:
         if pc:
             objs = [str(o) for o in search.get("objectives") or []]
             cap = (f"{len(search.get('trials') or [])} trials; Pareto-optimal points in blue, "
-                   "the chosen one circled in red."
+                   "the chosen one circled in red, the baseline (trial 0, the target's own settings) an "
+                   "orange square."
                    + (f" Plotted: {objs[0]} vs {objs[1]}; the table lists every objective."
                       if len(objs) > 2 else ""))
             extra = pc[1]
