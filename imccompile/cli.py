@@ -324,11 +324,28 @@ def run(argv: Sequence[str]) -> int:
     return 0
 
 
+_OUTPUT_OPTIONS = ("--json", "-o", "--out", "--program", "--emit")  # take a value
+_OUTPUT_FLAGS = ("--force", "-q", "--quiet", "-v", "--verbose", "--debug")
+
+
 def _command(argv: Sequence[str]) -> str:
-    """The command line as typed, on one line, shell-quoted (what reproduces the report)."""
+    """The command line that computes the report, on one line, shell-quoted: as typed, without
+    the options that only say where and how loudly to write it (so the report does not depend
+    on where it is written)."""
     import shlex
 
-    return shlex.join(["imccompile", *argv])
+    out: list[str] = []
+    skip = False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a in _OUTPUT_OPTIONS:
+            skip = True
+        elif a in _OUTPUT_FLAGS or a.startswith(tuple(f"{o}=" for o in _OUTPUT_OPTIONS)):
+            continue
+        else:
+            out.append(a)
+    return shlex.join(["imccompile", *out])
 
 
 def compile_options(args: argparse.Namespace, shapes: dict[str, tuple[int, ...]],

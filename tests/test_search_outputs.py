@@ -114,3 +114,15 @@ def test_terminal_front_shows_the_per_layer_settings(searched) -> None:
     assert "per layer: weight bits/prune" in r.stdout and "L1 4b" in r.stdout  # trial 0
     assert per_layer({"weight_bits:/a": 4, "prune:/a": 0.25, "act_bits": 8,
                       "weight_bits:/b": 8, "prune:/b": 0.0}) == "L1 4b/0.25 L2 8b"
+
+
+def test_report_command_leaves_out_where_the_report_is_written(tmp_path) -> None:
+    """The same compile written to two folders gives the same report (and its command)."""
+    reports = []
+    for name in ("a", "b"):
+        r = cli(CNN, "--target", "pcm", "-o", tmp_path / name, "--force", "-q")
+        assert r.returncode == 0, r.stderr
+        reports.append((tmp_path / name / "report.json").read_text())
+    assert reports[0] == reports[1]
+    command = json.loads(reports[0])["command"]
+    assert command == f"imccompile {shlex.quote(str(CNN))} --target pcm"

@@ -225,7 +225,8 @@ class Report(TypedDict):
         "none); a compile over it has a warning naming the biggest contributor.")]]
     sensitivity: NotRequired[SensitivitySection]
     command: NotRequired[Annotated[str, _desc(
-        "The command line that reproduces this report, shell-quoted, on one line.")]]
+        "The command line that computes this report, shell-quoted, on one line (output "
+        "options such as -o, --json, --force, -q left out).")]]
     search: NotRequired[Annotated[dict[str, Any], _desc(
         "Present after a search: objectives, Pareto front, chosen trial.")]]
     from_trial: NotRequired[FromTrial]
