@@ -6,9 +6,10 @@ import argparse
 from typing import TYPE_CHECKING, Any
 
 from imccompile.errors import UsageError
-from imccompile.search import OBJECTIVES, SearchConfig, SearchResult
+from imccompile.objectives import OBJECTIVES, SAMPLERS
 
 if TYPE_CHECKING:
+    from imccompile.search import SearchConfig, SearchResult
     from imccompile.options import CompileOptions
     from imccompile.result import CompileResult
 
@@ -27,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "the lowest-energy one within it); a compile over it warns")
     g.add_argument("--max-area", type=float, metavar="MM2", help="constraint: area used, mm²")
     g.add_argument("--max-arrays", type=int, metavar="N", help="constraint: arrays used")
-    g.add_argument("--sampler", default="nsga2", choices=["nsga2", "tpe", "random"],
+    g.add_argument("--sampler", default="nsga2", choices=list(SAMPLERS),
                    help="Optuna sampler (default nsga2)")
     g.add_argument("--search-seed", type=int, default=0, metavar="N",
                    help="sampler seed (default 0; workers add their index)")
@@ -52,13 +53,15 @@ def budget(args: argparse.Namespace) -> float | None:
     """``--max-accuracy-drop``: the default budget when not given, None for 'none'."""
     from imccompile.guardrails import DEFAULT_MAX_ACCURACY_DROP, parse_budget
 
-    if args.max_accuracy_drop is None:
+    text = getattr(args, "max_accuracy_drop", None)  # sweep and compare have no such flag
+    if text is None:
         return DEFAULT_MAX_ACCURACY_DROP
-    return parse_budget(args.max_accuracy_drop)
+    return parse_budget(text)
 
 
 def config_from_args(args: argparse.Namespace, options: CompileOptions) -> SearchConfig:
     """The study's settings: the search flags, and the compile options every trial uses."""
+    from imccompile.search import SearchConfig
     from imccompile.space import load_space_file
 
     fix = []
@@ -130,7 +133,8 @@ def print_front(console, result) -> None:
     console.out.print(t)
     if result.baseline:
         b = result.baseline["values"]
-        parts = [f"{o} {b[o]:.4g}" for o in objs if o in b]
+        parts = [f"{o} {si(b[o], OBJECTIVES[o][2]) if OBJECTIVES[o][2] else format(b[o], '.4f')}"
+                 for o in objs if o in b]
         if result.float_accuracy is not None:
             parts.append(f"float model accuracy {result.float_accuracy:.4g}")
         console.out.print("baseline (target defaults, no passes; trial 0 is the target's "

@@ -9,8 +9,14 @@ duration scales with 2^input_bits):
 * adc    = vectors x cycles x converted columns x ADC energy at adc.bits
 * shift_add = one shift-add per ADC conversion; accumulate = one add per partial sum: every
   kept output column of every ADC row group
-* buffer = (input bytes read + output bytes written) x buffer energy per byte
-* noc    = output bytes x one hop (assumption: a layer's consumer sits one hop away)
+* buffer = (input bytes read + output bytes written) x buffer energy per byte, every byte at
+  its activation precision (imccompile.memory: inputs at the layer's input bits, outputs at the
+  bits their readers take; digital ops at ``periphery.digital_bits`` or their activations' bits)
+* noc    = output bytes x hops x hop energy: from the layer's last tile to its readers' first
+  tiles under ``noc.topology``, at least one hop (imccompile.memory.layer_hops)
+* dram   = bytes moved off-chip x ``dram.energy_per_byte_j``: the part of a layer's working set
+  beyond the chip's buffers, and under ``--overflow reload`` the weights a pooled layer reloads
+  (imccompile.memory)
 * write  = under ``--overflow reload``, every cell of a layer on the reload pool, every
   inference (its latency adds the rounds' write times: see `matrix_layer_cost`)
 * leakage = static power of every placed array (cells, ADCs, periphery: `static_power_w`) x the
@@ -19,6 +25,11 @@ duration scales with 2^input_bits):
   layers' latencies: one inference at a time, no power gating). That is an upper bound for a
   schedule whose branches overlap or whose layers pipeline (there, per inference, the arrays
   leak for one pipeline period).
+
+A layer's latency is its compute time plus its data-movement time (buffer, NoC and DRAM bytes
+over their bandwidths, plus the hop and DRAM latencies: `imccompile.memory`), both kept in the
+LayerCost. Periphery, buffer and router figures are scaled to ``technology.node_nm`` first
+(`imccompile.technology.at_node`).
 
 ADC energy, area and conversion time at ``adc.bits`` come from the spec's tables or the law of
 ``adc.type`` (imccompile.spec.adc_laws), so changing the bits re-prices all three.
@@ -30,7 +41,8 @@ Cycle time = max(array read time, serialized conversions per ADC x ADC latency) 
 sample-and-hold pipelining ISAAC assumes — per read; an array whose rows are read
 ``array.parallel_rows`` at a time takes one read per group of rows per input cycle (its
 conversions are counted per read in the layout). Digital ops (attention, softmax, norms, pooling...) are
-priced by the digital unit: ops x energy per op, bytes x buffer energy, ops / throughput.
+priced by the digital unit: ops x energy per op, bytes (at their width: imccompile.memory) x
+buffer energy, ops / throughput plus the bytes' buffer time.
 """
 
 from __future__ import annotations
@@ -42,12 +54,26 @@ from typing import TYPE_CHECKING
 from imccompile.ir import DigitalOp, Graph, MatrixOp
 from imccompile.layout import LayerLayout, column_devices, n_slices
 from imccompile.mapper import Mapping, ReloadPlan
+from imccompile.memory import (
+    Traffic,
+    activation_bits,
+    capacity_bytes,
+    cores_spanned,
+    digital_bytes,
+    layer_hops,
+    reload_bytes,
+    spill_bytes,
+    tensor_bytes,
+    traffic,
+    unpriced_warning,
+)
+from imccompile.technology import at_node
 
 if TYPE_CHECKING:
     from imccompile.spec import Target
 
-COMPONENTS = ("array", "dac", "adc", "shift_add", "accumulate", "digital", "buffer", "noc", "write",
-              "leakage")
+COMPONENTS = ("array", "dac", "adc", "shift_add", "accumulate", "digital", "buffer", "noc", "dram",
+              "write", "leakage")
 
 
 @dataclass(frozen=True)
@@ -58,10 +84,17 @@ class LayerCost:
     latency_s: float
     area_mm2: float = 0.0
     ops: int = 0  # arithmetic ops of the layer per inference (2 per MAC)
+    compute_s: float = 0.0  # latency_s = compute_s + movement_s
+    traffic: Traffic = field(default_factory=Traffic)
 
     @property
     def energy_j(self) -> float:
         return float(sum(self.energy.values()))
+
+    @property
+    def movement_s(self) -> float:
+        """Time of the layer's data movement (buffers, NoC, DRAM), s."""
+        return self.traffic.time_s
 
 
 @dataclass(frozen=True)
@@ -70,6 +103,7 @@ class Cost:
     area_mm2: float
     chip_area_mm2: float
     area_breakdown_mm2: dict[str, float] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
 
     @property
     def energy_j(self) -> float:
@@ -159,9 +193,33 @@ def _write_time_s(target: Target, lm: LayerLayout, plan: ReloadPlan) -> float:
     return t
 
 
+def matrix_traffic(op: MatrixOp, lm: LayerLayout, graph: Graph, bits: dict[str, int],
+                   capacity: float, target: Target, mapping: Mapping | None = None,
+                   hops: int = 1) -> Traffic:
+    """Bytes a matrix layer moves (at their precision: `imccompile.memory`) and their time."""
+    in_bytes = lm.vectors * lm.input_rows * lm.input_bits / 8.0
+    out_bytes = lm.vectors * lm.cols_logical * bits.get(op.outputs[0], lm.input_bits) / 8.0
+    working = tensor_bytes(graph, op.inputs[0], bits) + tensor_bytes(graph, op.outputs[0], bits)
+    dram = spill_bytes(working, capacity)
+    arrays = lm.total_arrays
+    if mapping is not None and mapping.reload is not None and mapping.pooled(lm.name):
+        dram += reload_bytes(lm)
+        arrays = min(arrays, mapping.reload.pool_arrays)  # its rounds run on the pool
+    return traffic(in_bytes + out_bytes, out_bytes, dram, cores_spanned(arrays, target),
+                   target, hops=hops if lm.arrays > 0 else 0)
+
+
+def _movement_energy(tr: Traffic, target: Target) -> dict[str, float]:
+    dram = target.dram.energy_per_byte_j
+    return {"buffer": tr.buffer_bytes * target.buffers.energy_per_byte_j,
+            "noc": tr.noc_bytes * tr.noc_hops * target.noc.hop_energy_per_byte_j,
+            "dram": tr.dram_bytes * (dram or 0.0)}
+
+
 def matrix_layer_cost(op: MatrixOp, lm: LayerLayout, target: Target,
-                      mapping: Mapping | None = None) -> LayerCost:
-    """Energy and latency of one matrix layer on its layout (``lm``).
+                      mapping: Mapping | None = None, tr: Traffic | None = None) -> LayerCost:
+    """Energy and latency of one matrix layer on its layout (``lm``); ``tr``: its data
+    movement (`matrix_traffic`; None = none priced).
 
     Under ``--overflow reload``, a pooled layer (``mapping.pooled``) computes in rounds of the
     pool's size, each round writing its arrays first: every one of its cells is written every
@@ -176,10 +234,8 @@ def matrix_layer_cost(op: MatrixOp, lm: LayerLayout, target: Target,
     e["adc"] = reads * lm.converted_cols * adc_energy(target)
     e["shift_add"] = reads * lm.converted_cols * p.shift_add_energy_j
     e["accumulate"] = lm.vectors * lm.partial_sums * p.accumulate_energy_j
-    in_bytes = lm.vectors * lm.input_rows * lm.input_bits / 8.0
-    out_bytes = lm.vectors * lm.cols_logical * lm.input_bits / 8.0
-    e["buffer"] = (in_bytes + out_bytes) * target.buffers.energy_per_byte_j
-    e["noc"] = out_bytes * target.noc.hop_energy_per_byte_j
+    tr = Traffic() if tr is None else tr
+    e.update(_movement_energy(tr, target))
     latency = 0.0
     if lm.arrays:
         # arrays read in parallel, each its rows parallel_rows at a time: the array with the
@@ -195,20 +251,30 @@ def matrix_layer_cost(op: MatrixOp, lm: LayerLayout, target: Target,
             latency = plan.rounds(lm) * compute + _write_time_s(target, lm, plan)
         else:
             latency = compute
-        latency += target.noc.hop_latency_s + out_bytes / target.noc.bytes_per_s
-    return LayerCost(op.name, op.kind, e, latency, ops=2 * op.macs)
+    return LayerCost(op.name, op.kind, e, latency + tr.time_s, ops=2 * op.macs,
+                     compute_s=latency, traffic=tr)
 
 
-def digital_layer_cost(op: DigitalOp, target) -> LayerCost:
+def digital_traffic(op: DigitalOp, graph: Graph, bits: dict[str, int], capacity: float,
+                    target: Target) -> Traffic:
+    """A digital op's bytes at its width (`imccompile.memory.digital_bytes`), on one core."""
+    nbytes = digital_bytes(op, graph, bits, target)
+    return traffic(nbytes, 0.0, spill_bytes(nbytes, capacity), 1, target, hops=0)
+
+
+def digital_layer_cost(op: DigitalOp, target, tr: Traffic | None = None) -> LayerCost:
+    tr = Traffic() if tr is None else tr
     e = dict.fromkeys(COMPONENTS, 0.0)
     e["digital"] = op.ops * target.periphery.digital_energy_per_op_j
-    e["buffer"] = op.bytes * target.buffers.energy_per_byte_j
-    latency = op.ops / target.periphery.digital_ops_per_s
-    return LayerCost(op.name, "digital", e, latency, ops=op.ops)
+    e.update(_movement_energy(tr, target))
+    compute = op.ops / target.periphery.digital_ops_per_s
+    return LayerCost(op.name, "digital", e, compute + tr.time_s, ops=op.ops, compute_s=compute,
+                     traffic=tr)
 
 
 def array_area_mm2(target) -> dict[str, float]:
     """Area of one array with its converters and periphery."""
+    target = at_node(target)
     a = target.array
     return {
         "arrays": a.area_mm2,
@@ -224,6 +290,7 @@ def area(mapping: Mapping, target) -> tuple[float, float, dict[str, float]]:
     Used area counts the arrays placed with their converters, plus the buffers of every core and
     the routers of every tile that holds at least one of them.
     """
+    target = at_node(target)
     h = target.hierarchy
     per = array_area_mm2(target)
     n = min(mapping.arrays, mapping.chip_arrays * mapping.chips)
@@ -240,24 +307,33 @@ def area(mapping: Mapping, target) -> tuple[float, float, dict[str, float]]:
 
 def cost_graph(graph: Graph, mapping: Mapping, target: Target) -> Cost:
     """Energy, latency and area of every op of the graph on the mapped target."""
+    target = at_node(target)
     by_name = {lm.name: lm for lm in mapping.layers}
+    bits = activation_bits(graph, mapping, target)
+    capacity = capacity_bytes(mapping, target)
+    hops = layer_hops(graph, mapping, target)
     layers: list[LayerCost] = []
     for op in graph.ops:
         if isinstance(op, MatrixOp):
-            layers.append(matrix_layer_cost(op, by_name[op.name], target, mapping))
+            lm = by_name[op.name]
+            tr = matrix_traffic(op, lm, graph, bits, capacity, target, mapping, hops[op.name])
+            layers.append(matrix_layer_cost(op, lm, target, mapping, tr))
         else:
-            layers.append(digital_layer_cost(op, target))
+            tr = digital_traffic(op, graph, bits, capacity, target)
+            layers.append(digital_layer_cost(op, target, tr))
     watts = static_power_w(mapping, target)
     if watts:
         layers = [replace(lc, energy={**lc.energy, "leakage": watts * lc.latency_s})
                   for lc in layers]
     used, chip, breakdown = area(mapping, target)
-    return Cost(tuple(layers), used, chip, breakdown)
+    warnings = unpriced_warning(sum(lc.traffic.dram_bytes for lc in layers), target)
+    return Cost(tuple(layers), used, chip, breakdown, warnings)
 
 
 def array_cycle_energy(target, rows: int | None = None, cols: int | None = None) -> dict[str, float]:
     """Energy of one full read cycle of one array (all rows driven, all columns converted once):
     the figure ISAAC's component table gives (ADC ≈ 3/4 of it)."""
+    target = at_node(target)
     a = target.array
     rows = rows or a.rows
     cols = cols or a.cols
@@ -276,6 +352,7 @@ def peak_performance(target) -> dict[str, float]:
     One MVM per array per input pass: 2 * rows * weight columns ops, where weight columns =
     cols / (slices x column devices). Energy counts array, DAC, ADC and shift-add per cycle.
     """
+    target = at_node(target)
     a, h = target.array, target.hierarchy
     slices = n_slices(target.precision.weight_bits, a.bits_per_cell, a.signed_scheme)
     wcols = a.cols / (slices * column_devices(a.signed_scheme))

@@ -35,22 +35,16 @@ import numpy as np
 from imccompile.errors import ImcCompileError, UsageError
 from imccompile.guardrails import DEFAULT_MAX_ACCURACY_DROP
 from imccompile.ir import Graph
+from imccompile.objectives import OBJECTIVES, SAMPLERS
 from imccompile.options import CompileOptions, OverflowPolicy
 from imccompile.result import CompileResult
 from imccompile.simulate import SimOptions
 from imccompile.space import Space, build_space, point_to_compile
+from imccompile.units import si
 
 if TYPE_CHECKING:
     from imccompile.compiler import Prepared
     from imccompile.spec.schema import Target
-
-OBJECTIVES = {  # name -> (direction, report key, unit)
-    "accuracy": ("maximize", "accuracy", ""),
-    "energy": ("minimize", "energy_j", "J"),
-    "latency": ("minimize", "latency_s", "s"),
-    "area": ("minimize", "area_mm2", "mm²"),
-}
-SAMPLERS = ("nsga2", "tpe", "random")
 
 
 @dataclass(frozen=True)
@@ -413,9 +407,7 @@ def open_study(cfg: SearchConfig, storage_url: str | None, study_name: str | Non
 
 def metric_names(cfg: SearchConfig) -> list[str]:
     """The objectives as optuna-dashboard shows them: with their unit (energy_j, latency_s)."""
-    from imccompile.tables import OBJECTIVE_COLUMNS
-
-    return [OBJECTIVE_COLUMNS[o] for o in cfg.objectives]
+    return [OBJECTIVES[o][1] for o in cfg.objectives]
 
 
 def describe_study(study, cfg: SearchConfig) -> None:
@@ -771,7 +763,7 @@ class SearchResult:
         if self.chosen:
             v = self.chosen["values"]
             for o in self.cfg.objectives:
-                items.append((OBJECTIVE_COLUMN[o], f"{v[o]:.4g}"))
+                items.append((OBJECTIVES[o][1], f"{v[o]:.4g}"))
         return items
 
     def __repr__(self) -> str:
@@ -784,10 +776,6 @@ class SearchResult:
         rows = "".join(f"<tr><th style='text-align:left'>{escape(k)}</th><td>{escape(v)}</td></tr>"
                        for k, v in self._summary())
         return f"<table><caption>SearchResult</caption>{rows}</table>"
-
-
-OBJECTIVE_COLUMN = {o: (o if not unit else f"{o}_" + {"J": "j", "s": "s", "mm²": "mm2"}[unit])
-                    for o, (_, _, unit) in OBJECTIVES.items()}
 
 
 def _trial_row(t) -> dict[str, Any]:
@@ -967,7 +955,7 @@ def _best_text(study, cfg: SearchConfig) -> str:
     parts = []
     for o in cfg.objectives:
         unit = OBJECTIVES[o][2]
-        parts.append(f"{o} {v[o]:.4g}{' ' + unit if unit else ''}")
+        parts.append(f"{o} {si(v[o], unit) if unit else format(v[o], '.4g')}")
     return f"front {len(res.pareto)} | chosen #{res.chosen['trial']}: " + ", ".join(parts)
 
 

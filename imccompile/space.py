@@ -171,15 +171,23 @@ def _narrow(knob: Knob, rng: Any) -> Knob:
 
 
 def load_space_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The ``--space`` argument: inline JSON (text starting with ``{``) or a JSON file's path."""
+    text = str(path)
+    inline = text.lstrip().startswith("{")
+    where = "--space (inline JSON)" if inline else f"--space {path}"
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+        if inline:
+            data = json.loads(text)
+        else:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
     except FileNotFoundError:
-        raise UsageError(f"--space {path}: no such file") from None
+        raise UsageError(f"--space {path}: no such file (give a JSON file or inline JSON such "
+                         "as '{\"adc.bits\": [4, 6]}')") from None
     except json.JSONDecodeError as e:
-        raise UsageError(f"--space {path}: not JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+        raise UsageError(f"{where}: not JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
     if not isinstance(data, dict):
-        raise UsageError(f"--space {path}: expected an object of knob -> choices or range")
+        raise UsageError(f"{where}: expected an object of knob -> choices or range")
     return data
 
 

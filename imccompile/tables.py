@@ -18,8 +18,6 @@ from imccompile.errors import UsageError
 if TYPE_CHECKING:
     from imccompile.result import CompileResult
 
-OBJECTIVE_COLUMNS = {"accuracy": "accuracy", "energy": "energy_j", "latency": "latency_s",
-                     "area": "area_mm2"}
 
 
 def layer_rows(res: CompileResult) -> list[dict[str, Any]]:

@@ -428,8 +428,11 @@ def test_error_unreadable_file(tmp_path: Path) -> None:
 
 def test_error_unknown_target_name() -> None:
     with pytest.raises(SpecError, match=r'^unknown target "pcmx": not a bundled target '
-                                        r'\(pcm, rram, sram\) and no file of that name$'):
+                                        r'\(pcm, rram, sram\) and no file of that name; '
+                                        r'did you mean pcm\?$'):
         load_target("pcmx")
+    with pytest.raises(SpecError, match=r'and no file of that name$'):  # nothing close
+        load_target("memristor")
 
 
 def test_error_missing_source(tmp_path: Path) -> None:

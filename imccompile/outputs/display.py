@@ -8,16 +8,19 @@ from typing import Any
 from rich.console import Console as RichConsole
 from rich.table import Table
 
+from imccompile.units import PREFIXES, si, unit_of
 
-def si(value: float, unit: str) -> str:
-    """Engineering notation: 1.23 µJ, 45.6 ns."""
-    if value == 0:
-        return f"0 {unit}"
-    for factor, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "k"), (1, ""), (1e-3, "m"), (1e-6, "µ"),
-                           (1e-9, "n"), (1e-12, "p"), (1e-15, "f")):
-        if abs(value) >= factor:
-            return f"{value / factor:.3g} {prefix}{unit}"
-    return f"{value:.3g} {unit}"
+__all__ = ["PREFIXES", "Console", "count", "metric_text", "quantity", "si", "unit_of"]
+
+
+def quantity(key: str, value: float) -> str:
+    """A machine figure (report key, CSV column) as people read it."""
+    unit = unit_of(key)
+    if unit:
+        return si(value, unit)
+    if float(value).is_integer() and abs(value) < 1e15:
+        return count(value)
+    return f"{value:.4g}"
 
 
 def count(n: float) -> str:
@@ -126,8 +129,8 @@ class Console:
             ("weights / MACs", f"{count(tot['weights'])} / {count(tot['macs'])}"),
             ("energy per inference", si(tot["energy_j"], "J")),
             ("latency (critical path)", si(tot["latency_s"], "s")),
-            ("throughput (pipelined)", f"{tot['inferences_per_s']:.4g} inferences/s"),
-            ("area used / chip area", f"{tot['area_mm2']:.4g} mm² / {tot['chip_area_mm2']:.4g} mm²"),
+            ("throughput (pipelined)", si(tot["inferences_per_s"], "inferences/s")),
+            ("area used / chip area", f"{si(tot['area_mm2'], 'mm²')} / {si(tot['chip_area_mm2'], 'mm²')}"),
             ("TOPS: one inference / pipelined",
              f"{tot['tops']:.4g} / {tot.get('pipelined_tops', 0.0):.4g}"),
             ("TOPS/mm²: one inference / pipelined",

@@ -20,6 +20,10 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from imccompile.outputs.display import PREFIXES as _PREFIXES
+from imccompile.outputs.display import si as display_si
+from imccompile.outputs.display import unit_of
+
 __all__ = ["render_html"]
 
 PLOT_W = 1040  # default SVG width (px)
@@ -37,9 +41,6 @@ _SPARE_COLORS = ["#1f77b4", "#8c564b", "#17becf", "#bcbd22", "#7f7f7f"]
 _VIRIDIS = [(0x44, 0x01, 0x54), (0x3b, 0x52, 0x8b), (0x21, 0x91, 0x8c), (0x5e, 0xc9, 0x62),
             (0xfd, 0xe7, 0x25)]
 _EMPTY = "#dfe3e8"
-_PREFIXES = [(1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, ""), (1e-3, "m"),
-             (1e-6, "µ"), (1e-9, "n"), (1e-12, "p"), (1e-15, "f"), (1e-18, "a")]
-
 
 # ---------------------------------------------------------------- formatting helpers
 
@@ -73,12 +74,8 @@ def _prefix(v: float) -> tuple[float, str]:
 
 
 def si(v: Any, unit: str) -> str:
-    """Engineering notation: 51.6 nJ, 8.58 µs."""
-    v = _f(v)
-    if v == 0:
-        return f"0 {unit}".strip()
-    factor, p = _prefix(v)
-    return f"{v / factor:.3g} {p}{unit}".strip()
+    """Engineering notation: 51.6 nJ, 8.58 µs (the terminal's formatter, `display.si`)."""
+    return display_si(_f(v), unit)
 
 
 def _num(v: Any) -> str:
@@ -118,16 +115,8 @@ def _viridis(u: float) -> str:
     return "#" + "".join(f"{v:02x}" for v in c)
 
 
-_OBJECTIVE_UNITS = {"energy": "J", "latency": "s", "area": "mm²"}
-
-
 def _unit_of(name: str) -> str:
-    if name in _OBJECTIVE_UNITS:
-        return _OBJECTIVE_UNITS[name]
-    for suffix, unit in (("_mm2", "mm²"), ("_j", "J"), ("_s", "s"), ("_w", "W")):
-        if name.endswith(suffix):
-            return unit
-    return ""
+    return unit_of(name)
 
 
 # ---------------------------------------------------------------- axes
@@ -814,9 +803,9 @@ def _fmt_total(v: Any, unit: str) -> str:
     if unit == "%":
         return _pct(v)
     if unit == "mm2":
-        return f"{_f(v):.4g} mm²"
+        return si(v, "mm²")
     if unit == "/s":
-        return f"{_num(round(_f(v)) if _f(v) >= 100 else _f(v))} inferences/s"
+        return si(v, "inferences/s")
     if unit:
         return si(v, unit)
     return _num(v)

@@ -64,7 +64,10 @@ def build_report(res: CompileResult, *, search: dict[str, Any] | None = None,
         row = {"name": op.name, "kind": lc.kind, "rows": 0, "cols": 0, "groups": 1, "weights": 0,
                "vectors": 0, "macs": 0, "arrays": 0, "utilization": 0.0,
                "energy_j": lc.energy_j, "latency_s": lc.latency_s,
-               "energy_breakdown_j": dict(lc.energy)}
+               "energy_breakdown_j": dict(lc.energy),
+               "compute_latency_s": lc.compute_s, "movement_latency_s": lc.movement_s,
+               "buffer_bytes": lc.traffic.buffer_bytes, "noc_bytes": lc.traffic.noc_bytes,
+               "dram_bytes": lc.traffic.dram_bytes}
         if isinstance(op, MatrixOp):
             lm = lm_by[op.name]
             row.update(rows=op.rows, cols=op.cols, groups=op.groups, weights=op.weights,
@@ -98,6 +101,7 @@ def build_report(res: CompileResult, *, search: dict[str, Any] | None = None,
         "inferences_per_s": s.inferences_per_s,
         "energy_per_inference_j": energy,
         "energy_breakdown_j": c.energy_breakdown_j,
+        "dram_bytes": sum(lc.traffic.dram_bytes for lc in c.layers),
         "area_breakdown_mm2": c.area_breakdown_mm2,
     }
     out: dict[str, Any] = {
@@ -111,7 +115,7 @@ def build_report(res: CompileResult, *, search: dict[str, Any] | None = None,
         "layers": layers,
         "schedule": {"latency_s": s.latency_s, "period_s": s.period_s,
                      "critical_path": list(s.critical_path)},
-        "warnings": list(m.warnings),
+        "warnings": list(m.warnings) + list(c.warnings),
     }
     if command is not None:
         out["command"] = command

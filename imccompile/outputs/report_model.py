@@ -18,7 +18,7 @@ Count = Annotated[int, Field(ge=0)]
 NonNeg = Annotated[float, Field(ge=0)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
 ENERGY_PARTS = ("array", "dac", "adc", "shift_add", "accumulate", "digital", "buffer", "noc",
-                "write", "leakage")
+                "dram", "write", "leakage")
 
 
 def _desc(text: str) -> Any:
@@ -60,6 +60,9 @@ class Totals(TypedDict):
     energy_breakdown_j: Annotated[dict[str, NonNeg], Field(
         description="Energy per component, J.", json_schema_extra={"required": list(ENERGY_PARTS)})]
     area_breakdown_mm2: dict[str, NonNeg]
+    dram_bytes: NotRequired[Annotated[NonNeg, _desc(
+        "Bytes moved off-chip per inference: activations beyond the buffers and weights "
+        "reloaded under --overflow reload (imccompile.memory).")]]
 
 
 class Layer(TypedDict):
@@ -80,6 +83,17 @@ class Layer(TypedDict):
     energy_j: Annotated[NonNeg, _desc("Energy per inference, J.")]
     latency_s: Annotated[NonNeg, _desc("Latency of this op for one inference, s.")]
     energy_breakdown_j: Annotated[dict[str, NonNeg], _desc("Energy per component, J.")]
+    compute_latency_s: NotRequired[Annotated[NonNeg, _desc(
+        "Compute part of latency_s (array reads and conversions, weight writes; digital ops), "
+        "s.")]]
+    movement_latency_s: NotRequired[Annotated[NonNeg, _desc(
+        "Data-movement part of latency_s (buffer, NoC and DRAM bytes over their bandwidths, "
+        "plus hop and DRAM latencies), s; latency_s = compute + movement.")]]
+    buffer_bytes: NotRequired[Annotated[NonNeg, _desc(
+        "Bytes read from and written to the on-chip buffers, at their activation precision.")]]
+    noc_bytes: NotRequired[Annotated[NonNeg, _desc("Bytes sent one NoC hop (the output).")]]
+    dram_bytes: NotRequired[Annotated[NonNeg, _desc(
+        "Bytes moved off-chip (spilled activations, reloaded weights).")]]
     # matrix ops
     replicas: NotRequired[Annotated[int, Field(ge=1)]]
     slices: NotRequired[Count]

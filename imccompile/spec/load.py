@@ -142,8 +142,10 @@ def _read(name_or_path: str | os.PathLike[str]) -> tuple[str, Any]:
             names = ", ".join(bundled)
             if looks_like_path:
                 _fail(f"{label}: no such file (bundled targets: {names})")
+            close = difflib.get_close_matches(label.lower(), bundled, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]}?" if close else ""
             _fail(f"unknown target {json.dumps(label)}: not a bundled target ({names}) and "
-                  "no file of that name")
+                  f"no file of that name{hint}")
         try:
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError:

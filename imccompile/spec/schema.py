@@ -42,6 +42,7 @@ __all__ = [
     "ArraySpec",
     "BufferSpec",
     "DacSpec",
+    "DramSpec",
     "Expect",
     "HierarchySpec",
     "NocSpec",
@@ -59,7 +60,8 @@ ADC_MAX_BITS = 16
 
 #: Sections whose every numeric field (and table) must have an entry in ``Target.sources``.
 SOURCED_SECTIONS: tuple[str, ...] = (
-    "technology", "array", "dac", "adc", "periphery", "buffers", "noc", "hierarchy", "noise",
+    "technology", "array", "dac", "adc", "periphery", "buffers", "noc", "dram", "hierarchy",
+    "noise",
 )
 
 
@@ -157,8 +159,15 @@ class TechnologySpec(_Frozen):
 
     node_nm: Annotated[int, Strict(), Ge(1), Le(1000)] = Field(
         description="CMOS technology node, nm.")
-    clock_hz: Pos = Field(description="Digital clock frequency, Hz.")
+    clock_hz: Pos = Field(description=(
+        "Digital clock frequency, Hz: times the buffers (buffers.bytes_per_cycle per cycle)."))
     vdd_v: Pos = Field(description="Core supply voltage, V.")
+    figures_node_nm: Annotated[int, Strict(), Ge(1), Le(1000)] | None = Field(
+        default=None, description=(
+            "Node at which the spec's digital figures (periphery and buffer energies and "
+            "areas, router area) are given, nm; at another node_nm they scale by classical "
+            "scaling (energy x node_nm / figures_node_nm, area x its square: "
+            "imccompile.technology). Absent = node_nm (no scaling)."))
 
 
 class ArraySpec(_Frozen):
@@ -357,6 +366,9 @@ class PeripherySpec(_Frozen):
     digital_ops_per_s: Pos = Field(description="Digital unit throughput per core, ops/s.")
     area_mm2_per_array: NonNeg = Field(
         description="Periphery area per array (shift-add, S&H, adder trees, ...), mm².")
+    digital_bits: Bits16 | None = Field(default=None, description=(
+        "Declared width of the digital unit's data, bits: digital ops read and write their "
+        "tensors at this width; absent = at the activation bits of the layers around them."))
     leakage_w_per_array: NonNeg | None = Field(default=None, description=(
         "Static power of one array's periphery (DACs, S&H, shift-add, ...) while powered, W; "
         "absent = not modelled (0)."))
@@ -368,6 +380,10 @@ class BufferSpec(_Frozen):
     size_bytes: NonNegInt = Field(description="Buffer capacity per core, bytes.")
     energy_per_byte_j: NonNeg = Field(description="Energy per byte read or written, J.")
     area_mm2: NonNeg = Field(description="Buffer area per core, mm².")
+    bytes_per_cycle: Pos | None = Field(default=None, description=(
+        "Bytes one core's buffer reads or writes per clock cycle (port width); a layer's "
+        "buffer time = its bytes / (bytes_per_cycle x clock_hz x its cores). Absent = buffer "
+        "time not modelled (0)."))
 
 
 class NocSpec(_Frozen):
@@ -378,6 +394,32 @@ class NocSpec(_Frozen):
     hop_latency_s: NonNeg = Field(description="Latency of one hop, s.")
     bytes_per_s: Pos = Field(description="Link bandwidth, bytes/s.")
     router_area_mm2: NonNeg = Field(description="Router area per tile, mm².")
+
+
+class DramSpec(_Frozen):
+    """Off-chip memory: where activations that do not fit the chip's buffers spill and where
+    weights reloaded under ``--overflow reload`` come from. Every field absent = no off-chip
+    memory modelled (spilled and reloaded bytes are reported but not priced, with a warning)."""
+
+    energy_per_byte_j: NonNeg | None = Field(default=None, description=(
+        "Energy to read or write one byte off-chip (interface and DRAM access), J."))
+    bytes_per_s: Pos | None = Field(default=None, description="Off-chip bandwidth, bytes/s.")
+    latency_s: NonNeg | None = Field(default=None, description=(
+        "Access latency of one off-chip transfer (once per layer that moves bytes), s."))
+
+    @property
+    def modelled(self) -> bool:
+        return self.energy_per_byte_j is not None
+
+    @model_validator(mode="after")
+    def _check(self) -> DramSpec:
+        given = [f for f in type(self).model_fields if getattr(self, f) is not None]
+        if given and len(given) != len(type(self).model_fields):
+            missing = [f for f in type(self).model_fields if f not in given]
+            raise SpecProblems([((missing[0],), ("expected a value: give all of "
+                                 "energy_per_byte_j, bytes_per_s and latency_s, or none"), None,
+                                 [(g,) for g in given])])
+        return self
 
 
 class HierarchySpec(_Frozen):
@@ -486,7 +528,7 @@ class Anchor(_Frozen):
 # ----------------------------------------------------------------------------- the target
 
 _SECTION_FIELDS = ("technology", "array", "dac", "adc", "periphery", "buffers", "noc",
-                   "hierarchy", "precision", "noise", "search")
+                   "dram", "hierarchy", "precision", "noise", "search")
 
 
 def leaf_paths() -> list[str]:
@@ -523,6 +565,8 @@ class Target(_Frozen):
     periphery: PeripherySpec
     buffers: BufferSpec
     noc: NocSpec
+    dram: DramSpec = Field(default_factory=DramSpec, description=(
+        "Off-chip memory (absent: not modelled; spills are reported, not priced)."))
     hierarchy: HierarchySpec
     precision: PrecisionSpec
     noise: NoiseSpec
@@ -531,7 +575,7 @@ class Target(_Frozen):
     sources: dict[Text, Text] = Field(
         description=("Source of every constant: {'section.field': citation or 'assumption: "
                      "<reasoning>'}. Every numeric field of technology, array, dac, adc, "
-                     "periphery, buffers, noc, hierarchy and noise needs one."))
+                     "periphery, buffers, noc, dram, hierarchy and noise needs one."))
 
     # -- validation -------------------------------------------------------------------------
 
