@@ -95,6 +95,9 @@ def add_compile_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", "-t", help="bundled target name (pcm, rram, sram) or a spec JSON "
                    "path; without it only the imported IR is shown")
     add_compile_options(p)
+    p.add_argument("--sensitivity", action="store_true",
+                   help="with --data: every crossbar layer's accuracy drop when it alone is on "
+                        "the hardware, ranked (terminal, report.json, HTML)")
     p.add_argument("--emit", metavar="PATH",
                    help="write the simulation ONNX model (noise seed 0; needs --data)")
     p.add_argument("--json", metavar="PATH", help="write the report as JSON ('-' for stdout)")
@@ -297,6 +300,7 @@ def run(argv: Sequence[str]) -> int:
             raise UsageError("--program needs a --target (the image is programmed into it)")
         for flag, given, why in (
                 ("--data", args.data, "accuracy is simulated on the hardware"),
+                ("--sensitivity", args.sensitivity, "it puts each layer on the hardware"),
                 ("--emit", args.emit, "the simulation model is of the hardware"),
                 ("-o", args.out, "the folder holds the hardware report"),
                 ("--search", args.search is not None, "it searches hardware knobs"),
@@ -318,6 +322,8 @@ def run(argv: Sequence[str]) -> int:
     options = compile_options(args, shapes, dims)
     if args.emit and not args.data:
         raise UsageError("--emit needs --data (the simulation model is calibrated on it)")
+    if args.sensitivity and not args.data:
+        raise UsageError("--sensitivity needs --data (it measures accuracy)")
     if args.out and Path(args.out).exists() and not args.force:  # refuse before the work
         raise UsageError(f"{args.out}: already exists; choose another folder or pass --force "
                          "to replace it")
@@ -339,21 +345,28 @@ def run(argv: Sequence[str]) -> int:
             search_result = cli_search.run_search(args, console, options)
             res = search_result.chosen_result
             search = cli_search.search_section(search_result, args.storage)
-            report = (reports.build_report(res, search=search) if res is not None
+            report = (reports.build_report(res, search=search, command=_command(argv))
+                      if res is not None
                       else reports.search_only_report(search_result.cfg.model, search))
         else:
             res, info = cli_search.run_from_trial(args, options)
-            report = reports.build_report(res, from_trial=info)
+            report = reports.build_report(res, from_trial=info, command=_command(argv))
         if res is None:  # no feasible point: only the search section is written
             _finish(args, console, None, report, search_result)
             return 0
     else:
-        from imccompile.compiler import compile as compile_model
+        import warnings
 
-        res = compile_model(args.model, args.target, options, data=args.data,
-                            progress=console.progress("accuracy", args.seeds) if args.data else None,
-                            import_progress=console.lazy_progress("import"))
-        report = reports.build_report(res)
+        from imccompile.compiler import compile as compile_model
+        from imccompile.guardrails import AccuracyWarning
+
+        with warnings.catch_warnings():  # the report's warnings print it (once, on stderr)
+            warnings.simplefilter("ignore", AccuracyWarning)
+            res = compile_model(args.model, args.target, options, data=args.data,
+                                progress=console.progress("accuracy", args.seeds)
+                                if args.data else None,
+                                import_progress=console.lazy_progress("import"))
+        report = reports.build_report(res, command=_command(argv))
     if args.emit:
         from imccompile.simulate import simulation_parts_of
 
@@ -362,6 +375,30 @@ def run(argv: Sequence[str]) -> int:
             tmp, location=os.path.basename(args.emit) + ".data"), "--emit")
     _finish(args, console, res, report, search_result)
     return 0
+
+
+_OUTPUT_OPTIONS = ("--json", "-o", "--out", "--program", "--emit")  # take a value
+_OUTPUT_FLAGS = ("--force", "-q", "--quiet", "-v", "--verbose", "--debug")
+
+
+def _command(argv: Sequence[str]) -> str:
+    """The command line that computes the report, on one line, shell-quoted: as typed, without
+    the options that only say where and how loudly to write it (so the report does not depend
+    on where it is written)."""
+    import shlex
+
+    out: list[str] = []
+    skip = False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a in _OUTPUT_OPTIONS:
+            skip = True
+        elif a in _OUTPUT_FLAGS or a.startswith(tuple(f"{o}=" for o in _OUTPUT_OPTIONS)):
+            continue
+        else:
+            out.append(a)
+    return shlex.join(["imccompile", *out])
 
 
 def parse_shapes(args: argparse.Namespace) -> tuple[dict[str, tuple[int, ...]], dict[str, int]]:
@@ -377,13 +414,17 @@ def compile_options(args: argparse.Namespace, shapes: dict[str, tuple[int, ...]]
     """The options of the compile (and of every search trial) the command line asks for."""
     from imccompile.options import CompileOptions, sim_options
 
+    from imccompile.cli_search import budget
+
     sim = sim_options(ideal=args.ideal, bit_accurate=args.bit_accurate, adc_range=args.adc_range)
     return CompileOptions.make(overrides=args.overrides, passes=args.passes, input_shapes=shapes,
                                dims=dims,
                                overflow=args.overflow,
                                replicate=_parse_pairs(args.replicate, "--replicate"),
                                auto_replicate=args.auto_replicate, samples=args.samples,
-                               seeds=args.seeds, sim=sim, metric=args.metric)
+                               seeds=args.seeds, sim=sim, metric=args.metric,
+                               sensitivity=getattr(args, "sensitivity", False),
+                               max_accuracy_drop=budget(args))
 
 
 def _finish(args, console, res, report: dict, search_result) -> None:
@@ -404,12 +445,13 @@ def _finish(args, console, res, report: dict, search_result) -> None:
     if args.out:
         from imccompile.outputs.output import output_files, write_folder
 
-        pareto = None
+        pareto = trials = None
         if search_result is not None:
-            from imccompile.cli_search import pareto_csv
+            from imccompile.cli_search import pareto_csv, trials_csv
 
-            pareto = pareto_csv(search_result)
-        write_folder(args.out, output_files(res, report, program=program, pareto_csv=pareto),
+            pareto, trials = pareto_csv(search_result), trials_csv(search_result)
+        write_folder(args.out, output_files(res, report, program=program, pareto_csv=pareto,
+                                            trials_csv=trials),
                      force=args.force, option="-o")
     if args.json != "-" and res is not None:
         console.cost_tables(report, verbose=args.verbose)

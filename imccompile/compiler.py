@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Mapping as TMapping, Sequence, Union
 
 from imccompile.errors import UsageError
+from imccompile.guardrails import DEFAULT_MAX_ACCURACY_DROP, AccuracyWarning, result_warning
 from imccompile.ir import Graph
 from imccompile.options import CompileOptions, OverflowPolicy
 from imccompile.result import Accuracy, CompileResult
@@ -170,6 +171,8 @@ def compile_prepared(prepared: Prepared, target: TargetSource, options: CompileO
                     reference = reference_outputs(prepared.graph, dataset)
         res = compile_graph(graph, tgt, model_name=graph.name, pipeline=pipeline, options=options)
         if dataset is None:
+            if options.sensitivity:
+                raise UsageError("--sensitivity needs --data (it measures accuracy)")
             return res
         from imccompile.simulate import evaluate
 
@@ -180,6 +183,13 @@ def compile_prepared(prepared: Prepared, target: TargetSource, options: CompileO
         if measured:
             res = compile_graph(graph, tgt, model_name=graph.name, pipeline=pipeline,
                                 options=options, measured_activity=measured)
+        sens = None
+        if options.sensitivity:
+            from imccompile.sensitivity import layer_sensitivity
+
+            sens = layer_sensitivity(graph, tgt, dataset, cal, options.sim, seeds=options.seeds,
+                                     metric=options.metric, original=prepared.graph,
+                                     mapping=res.mapping)
     except Exception as e:
         if dataset is not None and type(e).__module__.startswith("onnxruntime"):
             _source_must_run(prepared.source, dataset, graph.name)  # the model's fault
@@ -189,7 +199,7 @@ def compile_prepared(prepared: Prepared, target: TargetSource, options: CompileO
                           "std": acc["std"], "per_seed": list(acc["per_seed"]),
                           "relative_error": acc["relative_error"], "samples": acc["samples"],
                           "seeds": list(acc["seeds"]), "outputs": list(acc["outputs"])}
-    return dataclasses.replace(res, accuracy=accuracy, calibration=cal)
+    return dataclasses.replace(res, accuracy=accuracy, calibration=cal, sensitivity=sens)
 
 
 def compile(model: ModelSource, target: TargetSource = "pcm",
@@ -202,7 +212,8 @@ def compile(model: ModelSource, target: TargetSource = "pcm",
             sim_options: SimOptions | None = None, progress: Progress | None = None,
             samples: int | None = None, import_progress: Progress | None = None,
             metric: str = "auto",
-            activity: TMapping[str, float] | None = None) -> CompileResult:
+            activity: TMapping[str, float] | None = None, sensitivity: bool = False,
+            max_accuracy_drop: float | None = DEFAULT_MAX_ACCURACY_DROP) -> CompileResult:
     """Compile an ONNX model (path or ModelProto) for a target (bundled name, path, or Target).
 
     Args:
@@ -228,19 +239,31 @@ def compile(model: ModelSource, target: TargetSource = "pcm",
         data: calibration/evaluation data (.npz path or dict of arrays by input name, optional
             ``labels``): passes calibrate on it and the accuracy under the hardware is evaluated.
         progress, import_progress: callbacks (done, total) for the accuracy and the import.
+        sensitivity: also measure each crossbar layer's accuracy drop alone on the hardware
+            (``result.sensitivity``, `imccompile.sensitivity`).
+        max_accuracy_drop: accuracy budget (points; `imccompile.guardrails`; None: none): a
+            compile whose accuracy drops more below float warns (`AccuracyWarning`), naming the
+            layer that costs the most when ``sensitivity`` is on.
     """
     keywords = CompileOptions.make(overrides=overrides, passes=passes, input_shapes=input_shapes,
                                    dims=dims,
                                    overflow=overflow, replicate=replicate,
                                    auto_replicate=auto_replicate, samples=samples, seeds=seeds,
-                                   sim=sim_options, metric=metric, activity=activity)
+                                   sim=sim_options, metric=metric, activity=activity,
+                                   sensitivity=sensitivity, max_accuracy_drop=max_accuracy_drop)
     if options is None:
         options = keywords
     elif keywords != CompileOptions():
         raise UsageError("compile(): give either options=CompileOptions(...) or its fields as "
                          "keywords (overrides, passes, ...), not both")
     prepared = prepare(model, options, data, reference=False, import_progress=import_progress)
-    return compile_prepared(prepared, target, options, progress=progress)
+    res = compile_prepared(prepared, target, options, progress=progress)
+    text = result_warning(res)
+    if text is not None:
+        import warnings
+
+        warnings.warn(text, AccuracyWarning, stacklevel=2)
+    return res
 
 
 def _source_must_run(model: Any, dataset: Any, name: str) -> None:

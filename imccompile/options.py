@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Mapping, Sequence
 
 from imccompile.errors import UsageError
+from imccompile.guardrails import DEFAULT_MAX_ACCURACY_DROP
 from imccompile.simulate import SimOptions
 
 OverflowPolicy = Literal["chips", "reload", "error"]
@@ -45,6 +46,11 @@ class CompileOptions:
         activity: (matrix layer name, input bit activity 0..1) pairs: the fraction of 1 bits
             at the layer's DAC inputs, used for its array and DAC energy before any value
             measured on the data or the spec's default (`imccompile.activity`).
+        sensitivity: also measure every crossbar layer's accuracy drop when it alone is on
+            the hardware (`imccompile.sensitivity`; needs data).
+        max_accuracy_drop: the accuracy budget (`imccompile.guardrails`: points; relerr: % of
+            relative error; snr: dB): a compile whose headline drops more below float warns.
+            None: no budget. It changes no number of the compile.
     """
 
     overrides: tuple[str, ...] = ()
@@ -59,11 +65,15 @@ class CompileOptions:
     sim: SimOptions = field(default_factory=SimOptions)
     metric: str = "auto"
     activity: tuple[tuple[str, float], ...] = ()
+    sensitivity: bool = False
+    max_accuracy_drop: float | None = DEFAULT_MAX_ACCURACY_DROP
 
     def __post_init__(self) -> None:
+        from imccompile.guardrails import check_budget
         from imccompile.metrics import check_metric
 
         check_metric(self.metric)
+        check_budget(self.max_accuracy_drop)
         if self.overflow not in OVERFLOW_POLICIES:
             raise UsageError(f"--overflow {self.overflow}: expected one of "
                              f"{', '.join(OVERFLOW_POLICIES)}")
@@ -91,7 +101,8 @@ class CompileOptions:
              overflow: OverflowPolicy = "chips", replicate: Mapping[str, int] | None = None,
              auto_replicate: bool = False, samples: int | None = None, seeds: int = 1,
              sim: SimOptions | None = None, metric: str = "auto",
-             activity: Mapping[str, float] | None = None) -> CompileOptions:
+             activity: Mapping[str, float] | None = None, sensitivity: bool = False,
+             max_accuracy_drop: float | None = DEFAULT_MAX_ACCURACY_DROP) -> CompileOptions:
         """Build options from the loose forms the Python API and the CLI accept."""
         return cls(overrides=parse_overrides(overrides), passes=passes or "",
                    input_shapes=tuple((str(k), tuple(int(d) for d in v))
@@ -101,7 +112,8 @@ class CompileOptions:
                    replicate=tuple((str(k), v) for k, v in (replicate or {}).items()),
                    auto_replicate=bool(auto_replicate), samples=samples, seeds=seeds,
                    sim=sim if sim is not None else SimOptions(), metric=metric,
-                   activity=tuple((str(k), v) for k, v in (activity or {}).items()))
+                   activity=tuple((str(k), v) for k, v in (activity or {}).items()),
+                   sensitivity=bool(sensitivity), max_accuracy_drop=max_accuracy_drop)
 
     def replace(self, **changes: Any) -> CompileOptions:
         return replace(self, **changes)

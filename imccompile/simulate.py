@@ -611,6 +611,26 @@ def simulation_parts(graph: Graph, target, cal: Calibration, opts: SimOptions, s
     return emit_parts(graph, _LazySims(make, list(ops)))
 
 
+def one_layer_parts(graph: Graph, target, cal: Calibration, opts: SimOptions, seed: int,
+                    layer: str, others: Mapping[str, np.ndarray],
+                    mapping: "ChipMapping | None" = None) -> Emitted:
+    """The simulation model with only ``layer`` on the hardware (its noise draw for ``seed``,
+    DAC, ADC and weight quantization as in `simulation_parts`), every other crossbar layer an
+    exact float product with the weight ``others`` gives it (`imccompile.sensitivity`)."""
+    rng = np.random.default_rng(seed)
+    lay = layouts(graph, target, mapping)
+    adc = cal.adc if opts.adc else None
+    sims = {op.name: (_opsim(op, target, opts, cal.act, adc, rng, lay[op.name])
+                      if op.name == layer else OpSim(weight=np.asarray(others[op.name], np.float32)))
+            for op in graph.matrix_ops}
+    return emit_parts(graph, sims)
+
+
+def run_outputs(graph: Graph, model: Emitted, data: Dataset) -> Outputs:
+    """Every graph output of an emitted model on the data, stacked over the samples."""
+    return _outputs(graph, model, data)
+
+
 class _LazySims(MappingABC):
     """The OpSims of a simulation model, each made when the emitter asks for it (once per layer,
     in graph order: the noise draws are those of a loop over the layers), so that only one

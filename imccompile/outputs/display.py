@@ -156,6 +156,22 @@ class Console:
         self.out.print(b)
         if "accuracy" in report:
             self.accuracy(report["accuracy"])
+        if "sensitivity" in report:
+            self.sensitivity(report["sensitivity"])
+
+    def sensitivity(self, sens: dict[str, Any]) -> None:
+        """Per-layer sensitivity, ranked: the drop when each layer alone is on the hardware."""
+        if self.quiet:
+            return
+        fmt = metric_text(sens["metric"])
+        t = Table(title=f"sensitivity: {sens['metric']} with only this layer on the hardware "
+                        f"(float {fmt(sens['float'])}, {sens['seeds']} seed"
+                        f"{'s' if sens['seeds'] != 1 else ''})", title_justify="left")
+        for col in ("rank", "layer", "", sens["metric"], f"drop ({sens['unit']})"):
+            t.add_column(col, justify="left" if col in ("layer", "") else "right")
+        for r in sens["layers"]:
+            t.add_row(str(r["rank"]), r["label"], r["name"], fmt(r["accuracy"]), f"{r['drop']:.3g}")
+        self.out.print(t)
 
     def accuracy(self, a: dict[str, Any]) -> None:
         """The headline accuracy line, then every output's metrics (hardware mean)."""

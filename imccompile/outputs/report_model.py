@@ -109,6 +109,11 @@ class Layer(TypedDict):
     activity_source: NotRequired[Annotated[Literal["given", "data", "spec", "worst_case"], _desc(
         "Where input_activity came from: given per layer, measured on the data, the spec's "
         "dac.input_activity, or worst_case (the spec states none: 1.0, every input bit 1).")]]
+    label: NotRequired[Annotated[str, _desc(
+        "Short label of a crossbar layer, L1, L2... in graph order (the HTML heat map's).")]]
+    area_mm2: NotRequired[Annotated[NonNeg, _desc(
+        "Area of the arrays the layer places with their converters and periphery, mm² (the "
+        "buffers and routers they share are only in totals.area_mm2).")]]
     arrays_read: NotRequired[Annotated[Count, _desc(
         "Arrays the layer computes on (its own, or those of the layer it shares).")]]
     shares: NotRequired[Annotated[str | None, _desc(
@@ -197,6 +202,29 @@ class FromTrial(TypedDict):
     same: bool
 
 
+class SensitivityLayer(TypedDict):
+    """One crossbar layer alone on the hardware (noise, DAC, ADC, its quantization and
+    pruning), every other layer an exact float product."""
+
+    rank: Annotated[int, Field(ge=1)]
+    name: str
+    label: Annotated[str, _desc("L1, L2... (graph order).")]
+    accuracy: Annotated[float, _desc("Headline metric, mean over the seeds.")]
+    std: NonNeg
+    drop: Annotated[float, _desc("Float minus accuracy, in the section's unit.")]
+
+
+class SensitivitySection(TypedDict):
+    """Per-layer sensitivity (--sensitivity), ranked: the largest drop first."""
+
+    metric: MetricName
+    float: Annotated[float, _desc("The float model's headline value.")]
+    seeds: Annotated[int, Field(ge=1)]
+    unit: Annotated[Literal["percentage points", "percent of relative error", "dB"], _desc(
+        "Unit of drop (that of --max-accuracy-drop).")]
+    layers: list[SensitivityLayer]
+
+
 class Report(TypedDict):
     """The report written by `imccompile MODEL --target T --json PATH` and `-o DIR`
     (report.json). Format 1."""
@@ -212,6 +240,13 @@ class Report(TypedDict):
     schedule: ScheduleSection
     warnings: list[str]
     accuracy: NotRequired[AccuracySection]
+    max_accuracy_drop: NotRequired[Annotated[NonNeg | None, _desc(
+        "The accuracy budget (--max-accuracy-drop, in the unit of sensitivity.unit; null: "
+        "none); a compile over it has a warning naming the biggest contributor.")]]
+    sensitivity: NotRequired[SensitivitySection]
+    command: NotRequired[Annotated[str, _desc(
+        "The command line that computes this report, shell-quoted, on one line (output "
+        "options such as -o, --json, --force, -q left out).")]]
     search: NotRequired[Annotated[dict[str, Any], _desc(
         "Present after a search: objectives, Pareto front, chosen trial.")]]
     from_trial: NotRequired[FromTrial]
