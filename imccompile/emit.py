@@ -21,6 +21,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from imccompile import readout
 from imccompile.errors import ModelImportError
 from imccompile.ir import DigitalOp, Graph, MatrixOp
 
@@ -47,6 +48,11 @@ class OpSim:
         quantized to integer codes with ``act_step`` and fed as ``plane_bits``-bit planes (None:
         one PWM read of the whole code); each (tile, plane, slice) partial sum, in digit units,
         is quantized by the ADC with ``adc_steps[tile]``, then shifted and added digitally.
+        The read-out chain around the product (`imccompile.readout`): ``input_scaling`` divides
+        each input vector by its max |x| before the DAC and multiplies the output back after
+        the ADC; ``adc_noise`` is the read-out noise std of every ADC read relative to its full
+        scale (drawn per run by ONNX RandomNormalLike, seeded from ``noise_seed``); ``gain``
+        is the drift-compensation gain applied digitally after the ADC, before the bias.
     """
 
     weight: np.ndarray | None = None
@@ -63,6 +69,10 @@ class OpSim:
     col_scale: np.ndarray | None = None
     plane_bits: int | None = None
     in_bits: int = 8
+    input_scaling: bool = False
+    adc_noise: float = 0.0
+    noise_seed: int = 0
+    gain: float = 1.0
 
 
 def probe_name(op_name: str, tile: int, k: int) -> str:
@@ -109,6 +119,16 @@ class _Builder:
     # weights already emitted, by (weight_id, layout): uses of one stored weight (an unrolled
     # RNN's steps) whose emitted weights are equal read one initializer, not a copy per use
     _weights: dict[tuple, list[tuple[np.ndarray, str]]] = field(default_factory=dict)
+    # read-out noise of the op being emitted: (std relative to the ADC full scale, seed)
+    adc_noise: tuple[float, int] | None = None
+
+    def adc_codes(self, y: str, levels: int, step: float = 1.0) -> str:
+        """y (in units of ``step``) plus the current op's read-out noise, before the ADC."""
+        if self.adc_noise is None:
+            return y
+        rel, seed = self.adc_noise
+        return readout.adc_noise_node(self, y, rel * levels * step,
+                                      (seed * 10007 + self._n) % (1 << 24))
 
     def weight(self, op: MatrixOp, wkn: np.ndarray) -> str:
         value = to_onnx_weight(op, wkn)
@@ -142,6 +162,10 @@ class _Builder:
         lo_c = self.const(self.fresh(base + "_lo"), np.float32(lo))
         hi_c = self.const(self.fresh(base + "_hi"), np.float32(hi))
         return self.node("Clip", [self.node("Round", [self.node("Div", [x, s])]), lo_c, hi_c])
+
+    def adc(self, y: str, step: float, levels: int, base: str) -> str:
+        """An ADC read of y: read-out noise, then quantized to ``step``, clipped at +-levels."""
+        return self.quantize(self.adc_codes(y, levels, step), step, -levels, levels, base)
 
     def quantize(self, x: str, step: float, lo: float, hi: float, base: str) -> str:
         s = self.const(self.fresh(base + "_step"), np.float32(step))
@@ -183,6 +207,32 @@ def _emit_product(b: _Builder, op: MatrixOp, x: str, wkn: np.ndarray, out: str,
 
 
 def _emit_matrix(b: _Builder, op: MatrixOp, sim: OpSim | None) -> None:
+    """One crossbar layer: the analog product (`_emit_analog`) inside the read-out chain of
+    `imccompile.readout` (per-vector input scaling, read-out noise, drift-compensation gain)."""
+    if sim is None or not (sim.input_scaling or sim.adc_noise or sim.gain != 1.0):
+        _emit_analog(b, op, sim)
+        return
+    x, scale, analog = op.inputs[0], None, op
+    if sim.input_scaling:
+        if op.kind == "conv":  # the vectors are patches: a 1x1 conv over the unfolded input
+            x, analog = readout.unfold_conv(b, op, x)
+        x, scale = readout.input_scale_nodes(b, analog, x)
+    inner = b.fresh(op.name + "_analog")
+    if op.outputs[0] in b.shapes:
+        b.shapes[inner] = b.shapes[op.outputs[0]]
+    b.adc_noise = (sim.adc_noise, sim.noise_seed) if sim.adc_noise else None
+    _emit_analog(b, analog.replace(inputs=(x,) + tuple(op.inputs[1:]), outputs=(inner,),
+                                   bias=None), sim)
+    b.adc_noise = None
+    y = inner
+    if scale is not None:
+        y = b.node("Mul", [y, scale])
+    if sim.gain != 1.0:
+        y = b.node("Mul", [y, b.const(b.fresh(op.name + "_gain"), np.float32(sim.gain))])
+    _emit_bias(b, op, y, op.outputs[0])
+
+
+def _emit_analog(b: _Builder, op: MatrixOp, sim: OpSim | None) -> None:
     x, out = op.inputs[0], op.outputs[0]
     wkn = op.weight if sim is None or sim.weight is None else sim.weight
     if sim is None:
@@ -229,7 +279,7 @@ def _emit_matrix(b: _Builder, op: MatrixOp, sim: OpSim | None) -> None:
         if sim.probe:
             b.probes.append(y)
         if sim.adc_steps is not None:
-            y = b.quantize(y, sim.adc_steps[t], -sim.adc_levels, sim.adc_levels, op.name + f"_adc{t}")
+            y = b.adc(y, sim.adc_steps[t], sim.adc_levels, op.name + f"_adc{t}")
         partials.append(y)
     acc = partials[0] if len(partials) == 1 else b.node("Sum", partials)
     _emit_bias(b, op, acc, out)
@@ -380,7 +430,7 @@ def _stacked(b: _Builder, op: MatrixOp, x: str, blocks: list[tuple[np.ndarray, T
         step = np.repeat(np.asarray(steps, np.float64), n)
         lo_c = b.const(b.fresh(op.name + "_adclo"), np.float32(-levels))
         hi_c = b.const(b.fresh(op.name + "_adchi"), np.float32(levels))
-        y = b.node("Clip", [b.node("Round", [y]), lo_c, hi_c])
+        y = b.node("Clip", [b.node("Round", [b.adc_codes(y, levels)]), lo_c, hi_c])
         y = b.node("Mul", [y, b.const(b.fresh(op.name + "_adcstep"),
                                       (mult * step).reshape(vshape).astype(np.float32))])
         mult = np.ones(1)
@@ -478,8 +528,7 @@ def _emit_bitwise(b: _Builder, op: MatrixOp, sim: OpSim) -> None:
                 if sim.probe:
                     b.probes.append(y)
                 if sim.adc_steps is not None:
-                    y = b.quantize(y, sim.adc_steps[t], -sim.adc_levels, sim.adc_levels,
-                                   op.name + f"_adc{t}")
+                    y = b.adc(y, sim.adc_steps[t], sim.adc_levels, op.name + f"_adc{t}")
                 w = pw * float(sim.slice_base) ** si
                 terms.append(b.node("Mul", [y, b.const(b.fresh("w"), np.float32(w))]))
             if sim.offset:  # the offset scheme's reference, subtracted digitally (exact)

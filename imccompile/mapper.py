@@ -25,7 +25,7 @@ import fnmatch
 import math
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Literal, Mapping as TMapping
+from typing import TYPE_CHECKING, Literal, Mapping as TMapping, Sequence
 
 import numpy as np
 
@@ -147,6 +147,16 @@ def _replicas_for(name: str, replicate: TMapping[str, int]) -> int:
     return 1
 
 
+def _patterns_must_match(ops: Sequence[MatrixOp], replicate: TMapping[str, int]) -> None:
+    """A replication pattern that names no crossbar layer is a mistake, never ignored."""
+    for pat in replicate:
+        if not any(op.name == pat or fnmatch.fnmatchcase(op.name, pat) for op in ops):
+            names = [op.name for op in ops]
+            shown = ", ".join(names[:8]) + (f", ... ({len(names)} in all)" if len(names) > 8 else "")
+            raise MappingError(f"replicate {pat!r}: matches no crossbar layer (name or glob); "
+                               f"the layers are: {shown or 'none'}")
+
+
 def balance_replicas(layers: list[LayerLayout], spare: int) -> list[LayerLayout]:
     """Give spare arrays to the pipeline's bottleneck (most input vectors per copy), greedily,
     until the bottleneck's next copy no longer fits in the spare arrays. Layers reading a shared
@@ -241,11 +251,7 @@ def map_graph(graph: Graph, target: Target, *, overflow: OverflowPolicy = "chips
     a, h = target.array, target.hierarchy
     chip_arrays = h.arrays_per_core * h.cores_per_tile * h.tiles_per_chip
     ops = graph.matrix_ops
-    for pat, r in (replicate or {}).items():  # a pattern that matches nothing is a typo
-        if not any(op.name == pat or fnmatch.fnmatchcase(op.name, pat) for op in ops):
-            names = ", ".join(op.name for op in ops[:6]) + (", ..." if len(ops) > 6 else "")
-            raise MappingError(f"--replicate {pat}={r}: matches no matrix layer (layers: "
-                               f"{names or 'none'}; a name or a glob such as '*Conv*')")
+    _patterns_must_match(ops, replicate or {})
     layers = [layer_layout(op, target, _replicas_for(op.name, replicate or {})) for op in ops]
     warnings: list[str] = []
     _share(ops, layers, warnings)

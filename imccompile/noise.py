@@ -11,10 +11,14 @@ conductances; the effective code is rebuilt from them.
 PCM statistics follow aihwkit's PCMLikeNoiseModel (Nandakumar et al. 2019), see
 shared/reference/hardware.md: programming noise sigma(g) in µS (fitted at g_max = 25 µS and
 scaled by g_max / 25 µS), drift exponent nu drawn from the *target* conductance (|mu + sigma z|),
-1/f read noise whose size follows the *programmed* conductance and grows with log time, and global
-drift compensation (one scale per layer from a reference read with an all-ones input, as
-aihwkit's GlobalDriftCompensation). Time ``t`` counts from programming (aihwkit counts its
-t_inference from t0 = 20 s, i.e. our t = its t_inference + t0).
+1/f read noise whose size follows the *programmed* conductance and grows with log time. Time
+``t`` counts from programming (aihwkit counts its t_inference from t0 = 20 s, i.e. our t = its
+t_inference + t0); nothing drifts before t0 (``max(t, t0)``), so any t >= 0 is accepted.
+
+Global drift compensation (aihwkit's GlobalDriftCompensation) is a digital gain after the ADC,
+from a reference read of the arrays through the converters (`imccompile.readout`); here,
+`device_codes` gives the codes at t0 and at t it needs, and `noisy_codes` / `noisy_slices` fold
+the gain of an ideal (converter-free) reference read into the codes.
 """
 
 from __future__ import annotations
@@ -92,16 +96,30 @@ def noisy_slices(q: np.ndarray, bits: int, target, rng: np.random.Generator,
     return _slices(q, bits, target, rng, t)
 
 
+def exact_gain(code0: np.ndarray, code_t: np.ndarray) -> float:
+    """Drift-compensation gain of an ideal reference read: aihwkit's one-hot (eye) inputs read
+    every weight alone, and the gain is mean |w(t0)| / mean |w(t)| (1 when nothing is left)."""
+    ref_t = float(np.abs(code_t).sum(dtype=np.float64))
+    return float(np.abs(code0).sum(dtype=np.float64)) / ref_t if ref_t > 0 else 1.0
+
+
+def device_slices(q: np.ndarray, bits: int, target, rng: np.random.Generator,
+                  t: float | None = None
+                  ) -> tuple[list[np.ndarray], list[np.ndarray], int, int]:
+    """(digits at t0, digits at t, base, offset) per slice read back from the devices, without
+    drift compensation (see `slice_digits`)."""
+    eff0, eff_t, base, offset, _ = _device_slices(q, bits, target, rng, t)
+    return eff0, eff_t, base, offset
+
+
 def _slices(q: np.ndarray, bits: int, target, rng: np.random.Generator | None,
             t: float | None) -> tuple[list[np.ndarray], int, int]:
     eff0, eff_t, base, offset, ideal = _device_slices(q, bits, target, rng, t)
     if not ideal and target.noise.drift_compensation:
         code0 = sum(base ** s * e for s, e in enumerate(eff0)) - offset
         code_t = sum(base ** s * e for s, e in enumerate(eff_t)) - offset
-        ref0 = np.abs(code0.sum(axis=0)).sum()
-        ref_t = np.abs(code_t.sum(axis=0)).sum()
-        if ref_t > 0:
-            alpha = ref0 / ref_t
+        if np.abs(code_t).sum() > 0:
+            alpha = exact_gain(code0, code_t)
             eff_t = [e * alpha for e in eff_t]
             # compensation is a digital gain on the output, after the offset is subtracted:
             # alpha * (sum - offset) == sum(base^s * eff_t[s]) - offset with this correction
@@ -156,30 +174,38 @@ def _device_slices(q: np.ndarray, bits: int, target, rng: np.random.Generator | 
     return eff0, eff_t, levels + 1, offset, ideal
 
 
-def noisy_codes(q: np.ndarray, bits: int, target, rng: np.random.Generator,
-                t: float | None = None) -> np.ndarray:
-    """Effective (float) integer codes read back from the devices holding codes ``q``.
+def device_codes(q: np.ndarray, bits: int, target, rng: np.random.Generator,
+                 t: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Effective (float) integer codes read back from the devices holding codes ``q``, at t0
+    (as programmed) and at ``t``, without drift compensation.
 
     A layer of more than `CHUNK` weights is drawn in column blocks of about `CHUNK` weights
     (one generator, block after block: deterministic for a seed), which bounds the noise draw's
-    temporaries; drift compensation still uses the whole layer's reference read (its column
-    sums add over the blocks). Layers up to `CHUNK` weights are drawn in one piece."""
+    temporaries; layers up to `CHUNK` weights are drawn in one piece."""
     if target.noise.model == "none":
-        return q.astype(np.float64)
+        codes = q.astype(np.float64)
+        return codes, codes
     if q.size <= CHUNK or q.ndim != 2:
-        digits, base, offset = noisy_slices(q, bits, target, rng, t)
-        return sum(base ** s * d for s, d in enumerate(digits)) - offset
+        eff0, eff_t, base, offset, _ = _device_slices(q, bits, target, rng, t)
+        return (sum(base ** s * e for s, e in enumerate(eff0)) - offset,
+                sum(base ** s * e for s, e in enumerate(eff_t)) - offset)
     width = max(1, CHUNK // max(1, q.shape[0]))
-    out = np.empty(q.shape, np.float32)
-    ref0 = ref_t = 0.0
+    out0 = np.empty(q.shape, np.float32)
+    out_t = np.empty(q.shape, np.float32)
     for c0 in range(0, q.shape[1], width):
-        eff0, eff_t, base, offset, ideal = _device_slices(q[:, c0:c0 + width], bits, target,
-                                                          rng, t)
-        code0 = sum(base ** s * e for s, e in enumerate(eff0)) - offset
-        code_t = sum(base ** s * e for s, e in enumerate(eff_t)) - offset
-        ref0 += float(np.abs(code0.sum(axis=0)).sum())
-        ref_t += float(np.abs(code_t.sum(axis=0)).sum())
-        out[:, c0:c0 + width] = code_t
-    if target.noise.drift_compensation and ref_t > 0:
-        out *= np.float32(ref0 / ref_t)  # the digital gain after the offset is subtracted
-    return out
+        eff0, eff_t, base, offset, _ = _device_slices(q[:, c0:c0 + width], bits, target, rng, t)
+        out0[:, c0:c0 + width] = sum(base ** s * e for s, e in enumerate(eff0)) - offset
+        out_t[:, c0:c0 + width] = sum(base ** s * e for s, e in enumerate(eff_t)) - offset
+    return out0, out_t
+
+
+def noisy_codes(q: np.ndarray, bits: int, target, rng: np.random.Generator,
+                t: float | None = None) -> np.ndarray:
+    """Effective (float) integer codes read back from the devices holding codes ``q``, with the
+    drift compensation of an ideal reference read (`exact_gain`, over the whole layer) folded
+    in when the target compensates drift (`device_codes`: the draw)."""
+    code0, code_t = device_codes(q, bits, target, rng, t)
+    if target.noise.model == "none" or not target.noise.drift_compensation:
+        return code_t
+    gain = exact_gain(code0, code_t)
+    return code_t * (np.float32(gain) if code_t.dtype == np.float32 else gain)

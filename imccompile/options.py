@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Mapping, Sequence
 
 from imccompile.errors import UsageError
+from imccompile.guardrails import DEFAULT_MAX_ACCURACY_DROP
 from imccompile.simulate import SimOptions
 
 OverflowPolicy = Literal["chips", "reload", "error"]
@@ -43,6 +44,14 @@ class CompileOptions:
         metric: the headline accuracy metric (`imccompile.metrics`): "auto" (top1 with labels,
             agreement for class-score outputs, else cosine), top1, agreement, cosine, relerr,
             snr. Every output is scored with the metrics that fit it in any case.
+        activity: (matrix layer name, input bit activity 0..1) pairs: the fraction of 1 bits
+            at the layer's DAC inputs, used for its array and DAC energy before any value
+            measured on the data or the spec's default (`imccompile.activity`).
+        sensitivity: also measure every crossbar layer's accuracy drop when it alone is on
+            the hardware (`imccompile.sensitivity`; needs data).
+        max_accuracy_drop: the accuracy budget (`imccompile.guardrails`: points; relerr: % of
+            relative error; snr: dB): a compile whose headline drops more below float warns.
+            None: no budget. It changes no number of the compile.
     """
 
     overrides: tuple[str, ...] = ()
@@ -56,9 +65,17 @@ class CompileOptions:
     seeds: int = 1
     sim: SimOptions = field(default_factory=SimOptions)
     metric: str = "auto"
+    activity: tuple[tuple[str, float], ...] = ()
+    sensitivity: bool = False
+    max_accuracy_drop: float | None = DEFAULT_MAX_ACCURACY_DROP
 
     def __post_init__(self) -> None:
         _check_fields(self)
+        from imccompile.activity import check_activity
+        from imccompile.guardrails import check_budget
+
+        check_budget(self.max_accuracy_drop)
+        check_activity(dict(self.activity))
 
     @classmethod
     def make(cls, *, overrides: Sequence[str] | Mapping[str, Any] = (), passes: str | None = None,
@@ -66,11 +83,15 @@ class CompileOptions:
              dims: Mapping[str, int] | None = None,
              overflow: OverflowPolicy = "chips", replicate: Mapping[str, int] | None = None,
              auto_replicate: bool = False, samples: int | None = None, seeds: int = 1,
-             sim: SimOptions | None = None, metric: str = "auto") -> CompileOptions:
+             sim: SimOptions | None = None, metric: str = "auto",
+             activity: Mapping[str, float] | None = None, sensitivity: bool = False,
+             max_accuracy_drop: float | None = DEFAULT_MAX_ACCURACY_DROP) -> CompileOptions:
         """Build options from the loose forms the Python API and the CLI accept; every value is
         checked here (type, range), an error naming the parameter and what is accepted."""
         if overrides is None:
             overrides = ()
+        if activity is not None and not isinstance(activity, Mapping):
+            raise UsageError(f"activity {_show(activity)}: expected a dict of name -> value")
         return cls(overrides=parse_overrides(overrides),
                    passes="" if passes is None else passes,
                    input_shapes=_shapes(input_shapes),
@@ -78,7 +99,9 @@ class CompileOptions:
                    overflow=overflow,
                    replicate=_pairs(replicate, "replicate"),
                    auto_replicate=auto_replicate, samples=samples, seeds=seeds,
-                   sim=sim if sim is not None else SimOptions(), metric=metric)
+                   sim=sim if sim is not None else SimOptions(), metric=metric,
+                   activity=tuple((str(k), v) for k, v in (activity or {}).items()),
+                   sensitivity=sensitivity, max_accuracy_drop=max_accuracy_drop)
 
     def replace(self, **changes: Any) -> CompileOptions:
         return replace(self, **changes)
@@ -170,6 +193,8 @@ def _check_fields(o: CompileOptions) -> None:
                              f"1..{MAX_COPIES}")
     if not isinstance(o.auto_replicate, bool):
         raise UsageError(f"auto_replicate {_show(o.auto_replicate)}: expected True or False")
+    if not isinstance(o.sensitivity, bool):
+        raise UsageError(f"sensitivity {_show(o.sensitivity)}: expected True or False")
     if not isinstance(o.sim, SimOptions):
         raise UsageError(f"sim {_show(o.sim)}: expected an imccompile.simulate.SimOptions")
     if not isinstance(o.metric, str):

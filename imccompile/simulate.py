@@ -27,7 +27,8 @@ from imccompile.emit import Emitted, OpSim, emit_parts, probe_tile, tile_colsum_
 from imccompile.errors import DataError, ModelImportError
 from imccompile.ir import Graph, MatrixOp
 from imccompile.layout import LayerLayout, adc_levels, dac_quantizer, layer_bits, layer_layout
-from imccompile.noise import noisy_codes, noisy_slices, quantize_columns, slice_digits
+from imccompile.noise import device_codes, noisy_slices, quantize_columns, slice_digits
+from imccompile.readout import bound_steps, drift_gain, scales_vectors
 
 if TYPE_CHECKING:
     from imccompile.mapper import Mapping as ChipMapping
@@ -42,7 +43,7 @@ class SimOptions:
     adc: bool = True
     dac: bool = True
     weights: bool = True
-    adc_range: Literal["calibrated", "full_scale"] = "calibrated"
+    adc_range: Literal["calibrated", "full_scale"] = "calibrated"  # unless adc.out_bound fixes it
     act_percentile: float | None = None  # None: max
     t_inference_s: float | None = None
     bit_accurate: bool = False  # split by input cycle and weight slice, ADC on each partial
@@ -438,8 +439,11 @@ def activation_stats(graph: Graph, data: Dataset, percentile: float | None = Non
 
 def calibrate(graph: Graph, target, data: Dataset, opts: SimOptions,
               mapping: "ChipMapping | None" = None) -> Calibration:
-    """DAC steps (from the pass-set act_range or the data) and ADC steps per ADC row group."""
+    """DAC steps (from the pass-set act_range or the data; the unit range of the scaled vectors
+    with abs_max input scaling) and ADC steps per ADC row group (calibrated, worst case, or the
+    spec's ``adc.out_bound``)."""
     mats = graph.matrix_ops
+    _check_readout(graph, target, opts)
     lay = layouts(graph, target, mapping)
     reference, stats = activation_stats(graph, data, opts.act_percentile)
     act: dict[str, tuple[float, int, int]] = {}
@@ -449,10 +453,22 @@ def calibrate(graph: Graph, target, data: Dataset, opts: SimOptions,
         unsigned = xmin >= 0.0
         if op.compression.act_range is not None:
             rng, unsigned = op.compression.act_range, not op.compression.act_signed
+        if _scales_inputs(target, opts):  # x / max|x| per vector: the DAC's range is 1
+            rng = 1.0
         act[op.name] = dac_quantizer(ib, rng, unsigned)
     adc: dict[str, tuple[float, ...]] = {}
     levels = adc_levels(target.adc.bits)
-    if opts.adc and target.adc.type != "digital":
+    if opts.adc and target.adc.type != "digital" and target.adc.out_bound is not None:
+        for op in mats:  # the hardware's fixed range: out_bound x (one device at g_max, full input)
+            q, wstep = quantized_weight(op, target, opts)
+            step, lo, hi = act[op.name]
+            x_full = max(abs(lo), abs(hi)) * step  # the DAC's full-scale input
+            w_max = float(np.abs(q * wstep[None, :]).max()) if q.size else 0.0
+            if target.adc.out_bound_unit == "weight":  # aihwkit's raw units: w = 1 at x = 1
+                w_max, x_full = 1.0, 1.0
+            adc[op.name] = bound_steps(target.adc.out_bound, w_max, x_full, levels,
+                                       len(adc_tiles(op, lay[op.name])))
+    elif opts.adc and target.adc.type != "digital":
         by_name = {op.name: op for op in mats}
 
         def make(name: str) -> OpSim:  # noise-free, quantized
@@ -499,23 +515,54 @@ def calibrate(graph: Graph, target, data: Dataset, opts: SimOptions,
     return Calibration(act, adc, reference)
 
 
+def _scales_inputs(target, opts: SimOptions) -> bool:
+    """Per-vector (abs_max) input scaling is simulated: the target has it and a converter is."""
+    return target.dac.input_scaling == "abs_max" and (opts.dac or opts.adc)
+
+
+def _check_readout(graph: Graph, target, opts: SimOptions) -> None:
+    """Read-out features the simulation cannot build for this graph are refused up front."""
+    if _scales_inputs(target, opts):
+        for op in graph.matrix_ops:
+            if not scales_vectors(op):
+                raise DataError(
+                    f"layer {op.name!r} ({op.kind}, {op.groups} group(s)): dac.input_scaling "
+                    "'abs_max' scales each input vector, which the simulation builds for "
+                    "Gemm/MatMul layers and convs of one group only; use --set "
+                    "dac.input_scaling=calibrated")
+    if opts.adc and opts.adc_range == "full_scale" and target.adc.out_bound is not None:
+        raise DataError(f"--adc-range full_scale: the target fixes the ADC's range "
+                        f"(adc.out_bound = {target.adc.out_bound:g}); drop the option or unset "
+                        "adc.out_bound (--set adc.out_bound=null)")
+    if opts.bit_accurate and opts.adc and target.adc.out_bound is not None:
+        raise DataError("adc.out_bound (a range in device units) is not simulated bit-accurately "
+                        "(partial sums are in digit units there): drop --bit-accurate or unset "
+                        "adc.out_bound")
+
+
 def _converters(op: MatrixOp, target, opts: SimOptions, act, adc, lm: LayerLayout,
-                probe: bool = False) -> dict[str, Any]:
-    """The layer's own DAC and ADC fields of its OpSim (not its weights)."""
+                probe: bool = False, seed: int | None = None) -> dict[str, Any]:
+    """The layer's own DAC and ADC fields of its OpSim (not its weights); ``seed``: the noise
+    seed of a noisy simulation (None: noise-free, e.g. calibration)."""
     a_step, lo, hi = act[op.name] if opts.dac else (None, 0, 0)
+    noisy = seed is not None and opts.noise and bool(adc) and bool(target.adc.read_noise)
     return {"act_step": a_step, "act_lo": lo, "act_hi": hi, "tiles": adc_tiles(op, lm),
             "adc_steps": adc.get(op.name) if adc else None,
             "adc_levels": adc_levels(target.adc.bits), "probe": probe,
-            "in_bits": _bits(op, target)[1]}
+            "in_bits": _bits(op, target)[1], "input_scaling": _scales_inputs(target, opts),
+            "adc_noise": float(target.adc.read_noise) if noisy else 0.0,
+            "noise_seed": seed if noisy else 0}
 
 
 def _opsim(op: MatrixOp, target, opts: SimOptions, act, adc, rng: np.random.Generator | None,
-           lm: LayerLayout, probe: bool = False) -> OpSim:
-    io = _converters(op, target, opts, act, adc, lm, probe)
+           lm: LayerLayout, probe: bool = False, seed: int | None = None) -> OpSim:
+    io = _converters(op, target, opts, act, adc, lm, probe, seed if rng is not None else None)
     q, step = quantized_weight(op, target, opts) if opts.weights else (None, None)
     if opts.bit_accurate:
         assert q is not None and step is not None  # SimOptions: bit-accurate needs weights
         wb, _ = _bits(op, target)
+        # (the gain of an exact reference read folded into the digits: bit-accurate mode does
+        # not read the reference through the converters)
         digits, base, offset = (noisy_slices(q, wb, target, rng, opts.t_inference_s)
                                 if opts.noise and rng is not None else slice_digits(q, wb, target))
         serial = target.dac.mode == "bit_serial"
@@ -529,9 +576,21 @@ def _opsim(op: MatrixOp, target, opts: SimOptions, act, adc, rng: np.random.Gene
         assert q is not None and step is not None
         if opts.noise and rng is not None:
             wb, _ = _bits(op, target)
-            q = noisy_codes(q, wb, target, rng, opts.t_inference_s)
+            code0, q = device_codes(q, wb, target, rng, opts.t_inference_s)
+            if target.noise.drift_compensation and target.noise.model != "none":
+                io["gain"] = _drift_gain(op, act, io, code0 * step[None, :], q * step[None, :],
+                                         rng)
         w = (q * step[None, :]).astype(np.float32)
     return OpSim(weight=w, **io)
+
+
+def _drift_gain(op: MatrixOp, act, io: dict[str, Any], w0: np.ndarray, w_t: np.ndarray,
+                rng: np.random.Generator) -> float:
+    """Global drift compensation of a layer: its one-hot reference read at the DAC's full-scale
+    input through the layer's ADCs and read-out noise (`imccompile.readout.drift_gain`)."""
+    step, lo, hi = act[op.name]
+    return drift_gain(op, w0, w_t, io["tiles"], max(abs(lo), abs(hi)) * step, io["adc_steps"],
+                      io["adc_levels"], io["adc_noise"], rng)
 
 
 def simulation_model(graph: Graph, target, cal: Calibration, opts: SimOptions, seed: int,
@@ -558,14 +617,35 @@ def simulation_parts(graph: Graph, target, cal: Calibration, opts: SimOptions, s
         owner = lay[name].shares
         if owner is not None and owner in made:  # the owner's devices, this layer's converters
             sim = dataclasses.replace(made[owner],
-                                      **_converters(op, target, opts, cal.act, adc, lay[name]))
+                                      **_converters(op, target, opts, cal.act, adc, lay[name],
+                                                    seed=seed))
         else:
-            sim = _opsim(op, target, opts, cal.act, adc, rng, lay[name])
+            sim = _opsim(op, target, opts, cal.act, adc, rng, lay[name], seed=seed)
         if name in owners:
             made[name] = sim
         return sim
 
     return emit_parts(graph, _LazySims(make, list(ops)))
+
+
+def one_layer_parts(graph: Graph, target, cal: Calibration, opts: SimOptions, seed: int,
+                    layer: str, others: Mapping[str, np.ndarray],
+                    mapping: "ChipMapping | None" = None) -> Emitted:
+    """The simulation model with only ``layer`` on the hardware (its noise draw for ``seed``,
+    DAC, ADC and weight quantization as in `simulation_parts`), every other crossbar layer an
+    exact float product with the weight ``others`` gives it (`imccompile.sensitivity`)."""
+    rng = np.random.default_rng(seed)
+    lay = layouts(graph, target, mapping)
+    adc = cal.adc if opts.adc else None
+    sims = {op.name: (_opsim(op, target, opts, cal.act, adc, rng, lay[op.name])
+                      if op.name == layer else OpSim(weight=np.asarray(others[op.name], np.float32)))
+            for op in graph.matrix_ops}
+    return emit_parts(graph, sims)
+
+
+def run_outputs(graph: Graph, model: Emitted, data: Dataset) -> Outputs:
+    """Every graph output of an emitted model on the data, stacked over the samples."""
+    return _outputs(graph, model, data)
 
 
 class _LazySims(MappingABC):

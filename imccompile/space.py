@@ -200,17 +200,26 @@ def _json(value: Any) -> str:
 
 
 def load_space_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The ``--space`` argument: inline JSON (text starting with ``{``) or a JSON file's path
+    (read with a size bound: /dev/zero is refused, not read)."""
     from imccompile.userfile import read_text
 
-    text = read_text(path, f"--space {path}", UsageError)  # bounded: /dev/zero is refused
+    text = str(path)
+    inline = text.lstrip().startswith("{")
+    where = "--space (inline JSON)" if inline else f"--space {path}"
+    if not inline:
+        if not os.path.exists(path):
+            raise UsageError(f"--space {path}: no such file (give a JSON file or inline JSON "
+                             "such as '{\"adc.bits\": [4, 6]}')")
+        text = read_text(path, where, UsageError)
     try:
         data = json.loads(text)
     except RecursionError:
-        raise UsageError(f"--space {path}: not JSON (nested too deeply)") from None
+        raise UsageError(f"{where}: not JSON (nested too deeply)") from None
     except json.JSONDecodeError as e:
-        raise UsageError(f"--space {path}: not JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+        raise UsageError(f"{where}: not JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
     if not isinstance(data, dict):
-        raise UsageError(f"--space {path}: expected an object of knob -> choices or range")
+        raise UsageError(f"{where}: expected an object of knob -> choices or range")
     return data
 
 

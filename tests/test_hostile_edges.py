@@ -281,7 +281,7 @@ def test_pruning_everything_is_a_defined_result(capsys):
 
 def test_replicate_pattern_matching_no_layer_is_refused(capsys):
     err = user_error(capsys, CNN, "-t", "pcm", "--replicate", "conv1=2")
-    assert "--replicate conv1=2: matches no matrix layer" in err
+    assert "replicate 'conv1': matches no crossbar layer" in err
     assert "/features/features.0/Conv" in err
     code, _, err = run(capsys, CNN, "-t", "pcm", "--replicate", "*Conv=2", "-q")
     assert code == 0, err

@@ -8,6 +8,7 @@ from typing import Any
 from rich.console import Console as RichConsole
 from rich.table import Table
 
+from imccompile.units import PREFIXES, si, unit_of
 
 def printable(text: str) -> str:
     """``text`` with its control characters shown escaped (``\\x1b``, ``\\r``): a name from
@@ -29,15 +30,17 @@ class _Terminal(RichConsole):
         return super().render_str(printable(text), **kwargs)
 
 
-def si(value: float, unit: str) -> str:
-    """Engineering notation: 1.23 µJ, 45.6 ns."""
-    if value == 0:
-        return f"0 {unit}"
-    for factor, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "k"), (1, ""), (1e-3, "m"), (1e-6, "µ"),
-                           (1e-9, "n"), (1e-12, "p"), (1e-15, "f")):
-        if abs(value) >= factor:
-            return f"{value / factor:.3g} {prefix}{unit}"
-    return f"{value:.3g} {unit}"
+__all__ = ["PREFIXES", "Console", "count", "metric_text", "quantity", "si", "unit_of"]
+
+
+def quantity(key: str, value: float) -> str:
+    """A machine figure (report key, CSV column) as people read it."""
+    unit = unit_of(key)
+    if unit:
+        return si(value, unit)
+    if float(value).is_integer() and abs(value) < 1e15:
+        return count(value)
+    return f"{value:.4g}"
 
 
 def count(n: float) -> str:
@@ -155,14 +158,17 @@ class Console:
             ("weights / MACs", f"{count(tot['weights'])} / {count(tot['macs'])}"),
             ("energy per inference", si(tot["energy_j"], "J")),
             ("latency (critical path)", si(tot["latency_s"], "s")),
-            ("throughput (pipelined)", f"{tot['inferences_per_s']:.4g} inferences/s"),
-            ("area used / chip area", f"{tot['area_mm2']:.4g} mm² / {tot['chip_area_mm2']:.4g} mm²"),
+            ("throughput (pipelined)", si(tot["inferences_per_s"], "inferences/s")),
+            ("area used / chip area", f"{si(tot['area_mm2'], 'mm²')} / {si(tot['chip_area_mm2'], 'mm²')}"),
             ("TOPS: one inference / pipelined",
              f"{tot['tops']:.4g} / {tot.get('pipelined_tops', 0.0):.4g}"),
             ("TOPS/mm²: one inference / pipelined",
              f"{tot['tops_per_mm2']:.4g} / {tot.get('pipelined_tops_per_mm2', 0.0):.4g}"),
             ("TOPS/W", f"{tot['tops_per_w']:.4g}"),
         ]
+        activity = activity_text(report["layers"])
+        if activity:
+            rows.insert(3, ("input bit activity", activity))
         if report.get("pipeline"):
             rows.insert(0, ("pipeline", report["pipeline"]))
         for k, v in rows:
@@ -179,6 +185,22 @@ class Console:
         self.out.print(b)
         if "accuracy" in report:
             self.accuracy(report["accuracy"])
+        if "sensitivity" in report:
+            self.sensitivity(report["sensitivity"])
+
+    def sensitivity(self, sens: dict[str, Any]) -> None:
+        """Per-layer sensitivity, ranked: the drop when each layer alone is on the hardware."""
+        if self.quiet:
+            return
+        fmt = metric_text(sens["metric"])
+        t = Table(title=f"sensitivity: {sens['metric']} with only this layer on the hardware "
+                        f"(float {fmt(sens['float'])}, {sens['seeds']} seed"
+                        f"{'s' if sens['seeds'] != 1 else ''})", title_justify="left")
+        for col in ("rank", "layer", "", sens["metric"], f"drop ({sens['unit']})"):
+            t.add_column(col, justify="left" if col in ("layer", "") else "right")
+        for r in sens["layers"]:
+            t.add_row(str(r["rank"]), r["label"], r["name"], fmt(r["accuracy"]), f"{r['drop']:.3g}")
+        self.out.print(t)
 
     def accuracy(self, a: dict[str, Any]) -> None:
         """The headline accuracy line, then every output's metrics (hardware mean)."""
@@ -204,6 +226,25 @@ class Console:
             t.add_row(o["name"], "x".join(map(str, o["shape"])) or "scalar",
                       "class scores" if o["kind"] == "class_scores" else "values", *cells)
         self.out.print(t)
+
+
+_ACTIVITY_SOURCES = {"given": "given", "data": "measured on the data",
+                     "spec": "spec default dac.input_activity",
+                     "worst_case": "worst case: the spec states no dac.input_activity"}
+
+
+def activity_text(layers: list[dict[str, Any]]) -> str:
+    """The input bit activities the array and DAC energies were priced at, and their sources."""
+    by_source: dict[str, list[float]] = {}
+    for row in layers:
+        if "activity_source" in row:
+            by_source.setdefault(row["activity_source"], []).append(row["input_activity"])
+    parts = []
+    for src, values in by_source.items():
+        lo, hi = min(values), max(values)
+        span = f"{lo:.3g}" if lo == hi else f"{lo:.3g}-{hi:.3g}"
+        parts.append(f"{span} ({_ACTIVITY_SOURCES.get(src, src)})")
+    return "; ".join(parts)
 
 
 def metric_text(metric: str):

@@ -180,9 +180,11 @@ def write_folder(out: str | os.PathLike[str], files: Mapping[str, Content], forc
 
 def output_files(res: CompileResult | None, report: dict[str, Any], *,
                  program: Mapping[str, Content] | None = None,
-                 pareto_csv: str | None = None) -> dict[str, Content]:
+                 pareto_csv: str | None = None,
+                 trials_csv: str | None = None) -> dict[str, Content]:
     """The files of an output folder (``-o DIR``): report.json, report.html, the simulation
-    model when the compile had data, pareto.csv after a search, the program image."""
+    model when the compile had data, pareto.csv and trials.csv after a search, the program
+    image."""
     from imccompile.outputs.html_report import render_html
     from imccompile.outputs.report import dumps
 
@@ -201,6 +203,8 @@ def output_files(res: CompileResult | None, report: dict[str, Any], *,
             files["simulation.onnx"] = sim_model.model.SerializeToString()
     if pareto_csv is not None:
         files["pareto.csv"] = pareto_csv
+    if trials_csv is not None:
+        files["trials.csv"] = trials_csv
     for name, content in (program or {}).items():
         files[f"program/{name}"] = content
     return files

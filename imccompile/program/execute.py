@@ -221,7 +221,16 @@ def crossbar(image: Image, layer: dict, x: np.ndarray, dac: bool = True) -> np.n
     """One crossbar layer computed from the image's conductances (see module docstring)."""
     t = image.target
     x = np.asarray(x)
-    if layer["dac"] is not None and dac:
+    per_vector = (layer["dac"] is not None and dac
+                  and layer["dac"].get("input_scaling", "calibrated") == "abs_max")
+    if per_vector:  # each input vector divided by its max |x|, the output multiplied back
+        vec, ctx = _lower(layer, x.astype(np.float32))
+        s = np.abs(vec).max(axis=1)
+        s = np.where(s > 0, s, 1).astype(np.float32)
+        step = image.table(layer, "dac_step").astype(np.float32)
+        lo, hi = (float(v) for v in image.table(layer, "dac_range"))
+        vec = np.clip(np.rint(vec / s[:, None] / step), lo, hi).astype(np.float64)
+    elif layer["dac"] is not None and dac:
         step = image.table(layer, "dac_step").astype(np.float32)
         lo, hi = (float(v) for v in image.table(layer, "dac_range"))
         u = np.clip(np.rint(x.astype(np.float32) / step), lo, hi).astype(np.float64)
@@ -229,7 +238,8 @@ def crossbar(image: Image, layer: dict, x: np.ndarray, dac: bool = True) -> np.n
         u = x.astype(np.float64)
         if layer["dac"] is not None:  # no DAC: undo the DAC step folded into the scales
             u = u / float(image.table(layer, "dac_step"))
-    vec, ctx = _lower(layer, u)
+    if not per_vector:
+        vec, ctx = _lower(layer, u)
     n_dev = t["devices_per_slice"]
     y = np.zeros((vec.shape[0], layer["cols"]))
     a_n, reps = layer["arrays_per_replica"], layer["replicas"]
@@ -253,6 +263,8 @@ def crossbar(image: Image, layer: dict, x: np.ndarray, dac: bool = True) -> np.n
             d, o = _decode_matrix(image, layer, a)
             acc += cur @ d + ref[:, None] * o[None, :]
         y[r::reps] = acc
+    if per_vector:
+        y = y * s[:, None].astype(np.float64)
     bias = image.npz.get(f"{layer['key']}/bias") if layer["bias"] else None
     return _lift(layer, y, ctx, None if bias is None else bias.astype(np.float64))
 
