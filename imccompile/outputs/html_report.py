@@ -795,6 +795,7 @@ _TOTALS = [
     ("area_mm2", "area used", "mm2"), ("chip_area_mm2", "chip area", "mm2"),
     ("weights", "weights", ""), ("macs", "MACs", ""), ("matrix_ops", "matrix ops", ""),
     ("digital_ops", "digital ops", ""), ("digital_op_count", "digital operations", ""),
+    ("dram_bytes", "off-chip DRAM traffic", "B"),
 ]
 _SKIP_TOTALS = {"energy_per_inference_j"}
 
