@@ -154,11 +154,13 @@ def test_ctrl_c_stops_a_parallel_sweep_with_one_line_and_no_workers_left() -> No
     import time
 
     p = subprocess.Popen([sys.executable, "-m", "imccompile", "sweep", str(CNN), "-t", "pcm",
-                          "--vary", "adc.bits=4..10", "--vary", "array.rows=128,256",
-                          "--data", str(DATA), "--jobs", "2"], stdout=subprocess.PIPE,
+                          "--vary", "adc.bits=4..10", "--vary", "array.rows=64,128,256",
+                          "--data", str(DATA), "--seeds", "5", "--jobs", "2"],
+                         stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True,
                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     time.sleep(4)
+    assert p.poll() is None, "the sweep ended before the interrupt: give it more work"
     p.send_signal(signal.SIGINT)
     _, err = p.communicate(timeout=120)
     assert p.returncode == 130
