@@ -27,7 +27,7 @@ def parser() -> _Parser:
                 epilog=EXAMPLES)
     p.add_argument("model", help="path to an .onnx model")
     p.add_argument("--target", "-t", required=True,
-                   help="bundled target name (pcm, rram, sram) or a spec JSON path")
+                   help="bundled target name (e.g. pcm; imccompile targets lists them) or a spec JSON path")
     p.add_argument("--vary", action="append", required=True, metavar="FIELD=VALUES",
                    help="a spec field and its values: LOW..HIGH (integers) or V1,V2,... "
                         "(repeatable: the grid of every combination)")
