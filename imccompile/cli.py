@@ -92,8 +92,8 @@ def _parser(prog: str = "imccompile") -> argparse.ArgumentParser:
 def add_compile_arguments(p: argparse.ArgumentParser) -> None:
     """Every argument of the compile command."""
     p.add_argument("model", help="path to an .onnx model")
-    p.add_argument("--target", "-t", help="bundled target name (e.g. pcm; imccompile targets lists them) or a spec JSON "
-                   "path; without it only the imported IR is shown")
+    p.add_argument("--target", "-t", help="bundled target name (e.g. pcm; 'imccompile targets' "
+                   "lists them) or a spec JSON path; without it only the imported IR is shown")
     add_compile_options(p)
     p.add_argument("--sensitivity", action="store_true",
                    help="with --data: every crossbar layer's accuracy drop when it alone is on "
