@@ -59,6 +59,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=1, metavar="N",
                    help="noise draws for the accuracy, reported as mean ± std (default 1)")
     p.add_argument("--samples", type=int, metavar="N", help="use only the first N samples of --data")
+    p.add_argument("--threads", type=int, default=1, metavar="N",
+                   help="onnxruntime threads of the accuracy simulation (default 1; the results "
+                        "do not depend on it)")
     p.add_argument("--adc-range", choices=["calibrated", "full_scale"], default="calibrated",
                    help="ADC input range per row tile: calibrated on the data (default) or the "
                         "worst case")
@@ -322,7 +325,8 @@ def compile_options(args: argparse.Namespace, shapes: dict[str, tuple[int, ...]]
                                overflow=args.overflow,
                                replicate=_parse_pairs(args.replicate, "--replicate"),
                                auto_replicate=args.auto_replicate, samples=args.samples,
-                               seeds=args.seeds, sim=sim, metric=args.metric)
+                               seeds=args.seeds, sim=sim, metric=args.metric,
+                               threads=args.threads)
 
 
 def _finish(args, console, res, report: dict, search_result) -> None:

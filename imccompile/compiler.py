@@ -78,7 +78,7 @@ def prepare(model: ModelSource, options: CompileOptions, data: DataSource | None
                                                                    limit=options.samples)
         if reference:
             try:
-                ref = reference_outputs(graph, dataset)
+                ref = reference_outputs(graph, dataset, options.threads)
             except Exception as e:
                 if type(e).__module__.startswith("onnxruntime"):
                     _source_must_run(model, dataset, graph.name)
@@ -87,7 +87,7 @@ def prepare(model: ModelSource, options: CompileOptions, data: DataSource | None
                     options.dims)
 
 
-def activation_stats_for(dataset: Dataset) -> ActivationStats:
+def activation_stats_for(dataset: Dataset, threads: int = 1) -> ActivationStats:
     """The activation statistics a pass may ask its context for, measured on ``dataset``: for a
     graph and a percentile (None: max), per crossbar-input tensor (max |x| or that percentile
     of |x|, min x). Computed when first asked, once per (graph, percentile)."""
@@ -99,7 +99,7 @@ def activation_stats_for(dataset: Dataset) -> ActivationStats:
         if hit is None or hit[0] is not graph:
             from imccompile.simulate import activation_stats
 
-            hit = (graph, activation_stats(graph, dataset, percentile)[1])
+            hit = (graph, activation_stats(graph, dataset, percentile, threads)[1])
             cache[key] = hit
         return hit[1]
 
@@ -153,7 +153,7 @@ def compile_prepared(prepared: Prepared, target: TargetSource, options: CompileO
         if options.passes:
             from imccompile.passes import run_pipeline
 
-            stats = activation_stats_for(dataset) if dataset is not None else None
+            stats = activation_stats_for(dataset, options.threads) if dataset is not None else None
             graph, pipeline = run_pipeline(graph, options.passes, target=tgt,
                                            activation_stats=stats)
             if dataset is not None:  # accuracy is reported against the uncompressed model
@@ -161,7 +161,7 @@ def compile_prepared(prepared: Prepared, target: TargetSource, options: CompileO
                 if reference is None:
                     from imccompile.simulate import reference_outputs
 
-                    reference = reference_outputs(prepared.graph, dataset)
+                    reference = reference_outputs(prepared.graph, dataset, options.threads)
         res = compile_graph(graph, tgt, model_name=graph.name, pipeline=pipeline, options=options)
         if dataset is None:
             return res
@@ -169,7 +169,7 @@ def compile_prepared(prepared: Prepared, target: TargetSource, options: CompileO
 
         acc, cal = evaluate(graph, tgt, dataset, seeds=options.seeds, opts=options.sim,
                             progress=progress, reference=reference, mapping=res.mapping,
-                            metric=options.metric)
+                            metric=options.metric, threads=options.threads)
     except Exception as e:
         if dataset is not None and type(e).__module__.startswith("onnxruntime"):
             _source_must_run(prepared.source, dataset, graph.name)  # the model's fault
@@ -191,7 +191,7 @@ def compile(model: ModelSource, target: TargetSource = "pcm",
             auto_replicate: bool = False, data: DataSource | None = None, seeds: int = 1,
             sim_options: SimOptions | None = None, progress: Progress | None = None,
             samples: int | None = None, import_progress: Progress | None = None,
-            metric: str = "auto") -> CompileResult:
+            metric: str = "auto", threads: int = 1) -> CompileResult:
     """Compile an ONNX model (path or ModelProto) for a target (bundled name, path, or Target).
 
     Args:
@@ -211,6 +211,7 @@ def compile(model: ModelSource, target: TargetSource = "pcm",
         samples: use only the first N samples of the data.
         metric: the headline accuracy metric: "auto", "top1", "agreement", "cosine",
             "relerr" or "snr" (`imccompile.metrics`).
+        threads: onnxruntime intra-op threads of the accuracy simulation.
         data: calibration/evaluation data (.npz path or dict of arrays by input name, optional
             ``labels``): passes calibrate on it and the accuracy under the hardware is evaluated.
         progress, import_progress: callbacks (done, total) for the accuracy and the import.
@@ -219,7 +220,7 @@ def compile(model: ModelSource, target: TargetSource = "pcm",
                                    dims=dims,
                                    overflow=overflow, replicate=replicate,
                                    auto_replicate=auto_replicate, samples=samples, seeds=seeds,
-                                   sim=sim_options, metric=metric)
+                                   sim=sim_options, metric=metric, threads=threads)
     if options is None:
         options = keywords
     elif keywords != CompileOptions():

@@ -42,6 +42,8 @@ class CompileOptions:
         metric: the headline accuracy metric (`imccompile.metrics`): "auto" (top1 with labels,
             agreement for class-score outputs, else cosine), top1, agreement, cosine, relerr,
             snr. Every output is scored with the metrics that fit it in any case.
+        threads: onnxruntime intra-op threads of the accuracy simulation (``--threads``; the
+            results do not depend on it).
     """
 
     overrides: tuple[str, ...] = ()
@@ -55,6 +57,7 @@ class CompileOptions:
     seeds: int = 1
     sim: SimOptions = field(default_factory=SimOptions)
     metric: str = "auto"
+    threads: int = 1
 
     def __post_init__(self) -> None:
         from imccompile.metrics import check_metric
@@ -65,6 +68,8 @@ class CompileOptions:
                              f"{', '.join(OVERFLOW_POLICIES)}")
         if isinstance(self.seeds, bool) or not isinstance(self.seeds, int) or self.seeds < 1:
             raise UsageError(f"--seeds must be >= 1, got {self.seeds}")
+        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1:
+            raise UsageError(f"--threads must be >= 1, got {self.threads}")
         if self.samples is not None and (isinstance(self.samples, bool)
                                          or not isinstance(self.samples, int) or self.samples < 1):
             raise UsageError(f"--samples must be >= 1, got {self.samples}")
@@ -83,7 +88,8 @@ class CompileOptions:
              dims: Mapping[str, int] | None = None,
              overflow: OverflowPolicy = "chips", replicate: Mapping[str, int] | None = None,
              auto_replicate: bool = False, samples: int | None = None, seeds: int = 1,
-             sim: SimOptions | None = None, metric: str = "auto") -> CompileOptions:
+             sim: SimOptions | None = None, metric: str = "auto",
+             threads: int = 1) -> CompileOptions:
         """Build options from the loose forms the Python API and the CLI accept."""
         return cls(overrides=parse_overrides(overrides), passes=passes or "",
                    input_shapes=tuple((str(k), tuple(int(d) for d in v))
@@ -92,7 +98,8 @@ class CompileOptions:
                    overflow=overflow,
                    replicate=tuple((str(k), v) for k, v in (replicate or {}).items()),
                    auto_replicate=bool(auto_replicate), samples=samples, seeds=seeds,
-                   sim=sim if sim is not None else SimOptions(), metric=metric)
+                   sim=sim if sim is not None else SimOptions(), metric=metric,
+                   threads=threads)
 
     def replace(self, **changes: Any) -> CompileOptions:
         return replace(self, **changes)

@@ -81,6 +81,7 @@ class SearchConfig:
     auto_replicate: bool = False
     sim: SimOptions = field(default_factory=SimOptions)
     metric: str = "auto"
+    threads: int = 1  # onnxruntime intra-op threads (no part of the settings: results equal)
 
     @classmethod
     def from_options(cls, model: str, target: str, data: str | None, options: CompileOptions,
@@ -91,7 +92,7 @@ class SearchConfig:
                    dims=options.dims,
                    overflow=options.overflow, replicate=options.replicate,
                    auto_replicate=options.auto_replicate, sim=options.sim,
-                   metric=options.metric, **search)
+                   metric=options.metric, threads=options.threads, **search)
 
     def compile_options(self, passes: str = "", overrides: Sequence[str] = (),
                         auto_replicate: bool = False) -> CompileOptions:
@@ -104,13 +105,13 @@ class SearchConfig:
                               replicate=self.replicate,
                               auto_replicate=self.auto_replicate or auto_replicate,
                               samples=self.samples, seeds=self.seeds, sim=self.sim,
-                              metric=self.metric)
+                              metric=self.metric, threads=self.threads)
 
     def settings(self) -> dict[str, Any]:
         """The part of the config that must match on resume (not the sampler or seed), as JSON
         values."""
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-             if f.name not in ("sampler", "seed")}
+             if f.name not in ("sampler", "seed", "threads")}
         d["sim"] = dataclasses.asdict(self.sim)
         return json.loads(json.dumps(d, default=str))
 
