@@ -87,16 +87,16 @@ def _emit_activity(b: _Builder, op: MatrixOp, sim: OpSim) -> None:
         code = b.node("Add", [code, b.node("Mul", [neg, b.const(b.fresh("two_b"),
                                                                 np.float32(2.0 ** bits))])])
     flat = b.node("Flatten", [code], axis=1)
-    ones = []
+    per = None
     prev = flat
-    for i in range(bits):  # bit i = floor(c / 2^i) - 2 floor(c / 2^(i+1))
+    for i in range(bits):  # bit i = floor(c / 2^i) - 2 floor(c / 2^(i+1)), counted per sample
         nxt = b.node("Floor", [b.node("Div", [flat, b.const(b.fresh("p"),
                                                            np.float32(2.0 ** (i + 1)))])])
-        ones.append(b.node("Sub", [prev, b.node("Mul", [nxt, b.const(b.fresh("two"),
-                                                                     np.float32(2.0))])]))
+        bit = b.node("Sub", [prev, b.node("Mul", [nxt, b.const(b.fresh("two"), np.float32(2.0))])])
+        count = _reduce_sum(b, bit, 1)
+        per = count if per is None else b.node("Add", [per, count])
         prev = nxt
-    total = ones[0] if len(ones) == 1 else b.node("Sum", ones)
-    per = _reduce_sum(b, total, 1)
+    assert per is not None
     n = int(np.prod(b.shapes[op.inputs[0]][1:])) * bits
     b.node("Div", [per, b.const(b.fresh("n"), np.float32(n))], [activity_name(op.name)])
     b.probes.append(activity_name(op.name))

@@ -35,6 +35,10 @@ def make(model_bytes: bytes, threads: int = 1) -> Any:
     so.log_severity_level = 4  # failures are raised (and explained) by the caller, not logged
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
+    # no memory arena: a run's activations are given back when it ends, so that the cached
+    # sessions of a study hold their weights, not each its peak of activations
+    so.enable_cpu_mem_arena = False
+    so.enable_mem_pattern = False
     return ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
 
 

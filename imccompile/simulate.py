@@ -220,7 +220,7 @@ def _check_labels(src: str, value: Any, graph: Graph, total: int, n: int) -> np.
     return flat.astype(np.int64)[:n * batch]
 
 
-BATCH = 256  # samples per onnxruntime call when the model runs batched
+BATCH = 64  # samples per onnxruntime call when the model runs batched (bounds the activations)
 
 
 def _session(model_bytes: bytes, threads: int = 1):
