@@ -13,7 +13,9 @@ Per model (synthetic ones written with onnx.helper, `models.py`; seeded random i
     tile); seed+ s: the second seed alone (same process: the session is reused);
   * ratio = sim / float (goal <= 3), seed+ ratio = seed+ / float (goal <= 1.5);
   * sessions: onnxruntime sessions created in the whole compile with data;
-  * peak MB: the process's peak resident memory (VmHWM).
+  * peak MB: the process's peak resident memory (VmHWM);
+  * CPU s: the same spans in CPU time of the process (all its threads): steadier than wall
+    time on a loaded machine.
 The load average of the machine is printed with the table.
 """
 
@@ -64,37 +66,43 @@ def child(name: str, target: str, samples: int, threads: int) -> dict:
 
     with tempfile.TemporaryDirectory() as tmp:
         path, npz = model_and_data(name, Path(tmp), samples)
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         res = imccompile.compile(str(path), target)
         t_compile = time.perf_counter() - t
+        c_compile = time.process_time() - c
         feeds = load_data(str(npz), res.graph, limit=samples).feeds
         # float onnxruntime: the source model's function with constant weights, batched
         float_model = emit(res.graph)[0]
         batched = _batched_copy(float_model)
         sess = sessions.make((batched or float_model).SerializeToString(), threads)
         step = BATCH if batched is not None else 1
-        t_float = float("inf")
+        t_float = c_float = float("inf")
         for _ in range(2):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             for s in range(0, len(feeds), step):
                 sess.run(None, _stack(feeds[s:s + step]))
             t_float = min(t_float, time.perf_counter() - t)
+            c_float = min(c_float, time.process_time() - c)
         del sess
-        marks: list[float] = []
+        marks: list[tuple[float, float]] = []
         before = dict(sessions.stats)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         full = imccompile.compile(str(path), target, data=str(npz), samples=samples, seeds=2,
                                   threads=threads,
-                                  progress=lambda i, n: marks.append(time.perf_counter()))
+                                  progress=lambda i, n: marks.append(
+                                      (time.perf_counter(), time.process_time())))
         created = sessions.stats["created"] - before["created"]
-        t_sim = marks[0] - t0 - t_compile
-        t_seed = marks[1] - marks[0]
+        t_sim = marks[0][0] - t0 - t_compile
+        t_seed = marks[1][0] - marks[0][0]
+        c_sim = marks[0][1] - c0 - c_compile
+        c_seed = marks[1][1] - marks[0][1]
         acc = full.accuracy
         assert acc is not None
     rss = next(int(line.split()[1]) for line in open("/proc/self/status")
                if line.startswith("VmHWM")) / 1024.0
     return {"model": name, "weights": int(res.graph.total_weights), "samples": len(feeds),
             "float_s": t_float, "compile_s": t_compile, "sim_s": t_sim, "seed_s": t_seed,
+            "float_cpu_s": c_float, "sim_cpu_s": c_sim, "seed_cpu_s": c_seed,
             "sessions": created, "peak_mb": rss, "metric": acc["metric"],
             "accuracy": acc["mean"], "batched": batched is not None}
 
@@ -114,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} on {os.cpu_count()} "
           f"cores; target {args.target}, {args.samples} samples, {args.threads} threads")
     print(f"{'model':16} {'weights':>9} {'float s':>8} {'compile s':>9} {'sim s':>7} {'ratio':>6} "
-          f"{'seed+ s':>7} {'ratio':>6} {'sess':>4} {'peak MB':>8}")
+          f"{'seed+ s':>7} {'ratio':>6} {'sess':>4} {'peak MB':>8} | CPU s: {'float':>6} "
+          f"{'sim':>6} {'ratio':>6} {'seed+':>6} {'ratio':>6}")
     rows = []
     for name in args.models.split(","):
         out = subprocess.run([sys.executable, __file__, "--child", name, "--target", args.target,
@@ -127,7 +136,10 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(r)
         print(f"{name:16} {r['weights'] / 1e6:8.2f}M {r['float_s']:8.2f} {r['compile_s']:9.2f} "
               f"{r['sim_s']:7.2f} {r['sim_s'] / r['float_s']:6.2f} {r['seed_s']:7.2f} "
-              f"{r['seed_s'] / r['float_s']:6.2f} {r['sessions']:4d} {r['peak_mb']:8.0f}")
+              f"{r['seed_s'] / r['float_s']:6.2f} {r['sessions']:4d} {r['peak_mb']:8.0f} |        "
+              f"{r['float_cpu_s']:6.2f} {r['sim_cpu_s']:6.2f} "
+              f"{r['sim_cpu_s'] / r['float_cpu_s']:6.2f} {r['seed_cpu_s']:6.2f} "
+              f"{r['seed_cpu_s'] / r['float_cpu_s']:6.2f}")
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")

@@ -50,6 +50,9 @@ class Prepared:
             when not asked for.
         source: the model as given (to tell a broken model from a broken emission).
         input_shapes, samples, dims: the options the graph and data were prepared with.
+        stats: the imported graph's activation ranges (max |x|, min x per crossbar input),
+            measured in the same float run as ``reference``: a pass that asks for them (a
+            quantize that no prune precedes) reads them instead of running the model again.
     """
 
     graph: Graph
@@ -59,6 +62,7 @@ class Prepared:
     input_shapes: tuple[tuple[str, tuple[int, ...]], ...]
     samples: int | None
     dims: tuple[tuple[str, int], ...] = ()
+    stats: dict[str, tuple[float, float]] | None = None
 
 
 def prepare(model: ModelSource, options: CompileOptions, data: DataSource | None = None, *,
@@ -71,27 +75,33 @@ def prepare(model: ModelSource, options: CompileOptions, data: DataSource | None
                          dims=dict(options.dims))
     dataset = None
     ref = None
+    stats = None
     if data is not None:
-        from imccompile.simulate import Dataset, load_data, reference_outputs
+        from imccompile.simulate import Dataset, activation_stats, load_data
 
         dataset = data if isinstance(data, Dataset) else load_data(data, graph,
                                                                    limit=options.samples)
         if reference:
             try:
-                ref = reference_outputs(graph, dataset, options.threads)
+                ref, stats = activation_stats(graph, dataset, threads=options.threads)
             except Exception as e:
                 if type(e).__module__.startswith("onnxruntime"):
                     _source_must_run(model, dataset, graph.name)
                 raise
     return Prepared(graph, dataset, ref, model, options.input_shapes, options.samples,
-                    options.dims)
+                    options.dims, stats)
 
 
-def activation_stats_for(dataset: Dataset, threads: int = 1) -> ActivationStats:
+def activation_stats_for(dataset: Dataset, threads: int = 1,
+                         known: tuple[Graph, dict[str, tuple[float, float]]] | None = None
+                         ) -> ActivationStats:
     """The activation statistics a pass may ask its context for, measured on ``dataset``: for a
     graph and a percentile (None: max), per crossbar-input tensor (max |x| or that percentile
-    of |x|, min x). Computed when first asked, once per (graph, percentile)."""
+    of |x|, min x). Computed when first asked, once per (graph, percentile); ``known``: a
+    graph's max stats measured already."""
     cache: dict[tuple[int, float | None], tuple[Graph, dict[str, tuple[float, float]]]] = {}
+    if known is not None:  # (graph, its max-calibrated stats), measured already
+        cache[(id(known[0]), None)] = known
 
     def stats(graph: Graph, percentile: float | None = None) -> dict[str, tuple[float, float]]:
         key = (id(graph), percentile)
@@ -153,7 +163,9 @@ def compile_prepared(prepared: Prepared, target: TargetSource, options: CompileO
         if options.passes:
             from imccompile.passes import run_pipeline
 
-            stats = activation_stats_for(dataset, options.threads) if dataset is not None else None
+            known = (prepared.graph, prepared.stats) if prepared.stats is not None else None
+            stats = (activation_stats_for(dataset, options.threads, known)
+                     if dataset is not None else None)
             graph, pipeline = run_pipeline(graph, options.passes, target=tgt,
                                            activation_stats=stats)
             if dataset is not None:  # accuracy is reported against the uncompressed model

@@ -611,9 +611,10 @@ SAVE_ONE_FILE_BYTES = (2 << 30) - (64 << 20)  # a saved model this big gets exte
 
 @dataclass(frozen=True)
 class Emitted:
-    """An emitted model in two parts: ``model`` holds the graph and the small tensors; the big
-    float tensors in ``feeds`` are graph inputs of ``model``, fed with every run (onnxruntime
-    reads the arrays in place). `full` is the one self-contained model (for saving)."""
+    """An emitted model in two parts: ``model`` holds the graph and the small tensors; the
+    tensors in ``feeds`` (the big float ones, and with ``feed_params`` every crossbar tensor)
+    are graph inputs of ``model``, fed with every run (onnxruntime reads the arrays in place).
+    `full` is the one self-contained model (for saving, ``--emit``)."""
 
     model: onnx.ModelProto
     feeds: dict[str, np.ndarray]
