@@ -451,8 +451,8 @@ def calibrate(graph: Graph, target, data: Dataset, opts: SimOptions,
               mapping: "ChipMapping | None" = None, *, reference: Outputs | None = None,
               threads: int = 1, activity: bool = False) -> Calibration:
     """DAC steps (from the pass-set act_range or the data) and ADC steps per ADC row group,
-    and the DAC codes' bit activity per layer (measured whenever the quantized model runs for
-    the ADC ranges; ``activity``: run it for the activity alone otherwise).
+    and with ``activity`` the DAC codes' bit activity per layer (`Calibration.activity`; it
+    costs about 6 x in_bits element operations per crossbar input element in that run).
 
     At most two passes over the data: the float model (its outputs, the crossbar inputs'
     ranges; skipped when ``reference`` is given and the passes set every DAC range), then the
@@ -483,7 +483,7 @@ def calibrate(graph: Graph, target, data: Dataset, opts: SimOptions,
 
     def make(name: str) -> OpSim:  # noise-free, quantized
         sim = _opsim(by_name[name], target, opts, act, None, None, lay[name], probe=probing)
-        return dataclasses.replace(sim, activity=True)
+        return dataclasses.replace(sim, activity=True) if activity else sim
 
     bit_activity: dict[str, float] = {}
     if probing or (activity and opts.dac):
@@ -651,13 +651,15 @@ def _non_finite(outs: Outputs) -> tuple[int, int, int] | None:
 def evaluate(graph: Graph, target, data: Dataset, *, seeds: int = 1, opts: SimOptions = SimOptions(),
              base_seed: int = 0, progress: Callable[[int, int], None] | None = None,
              reference: Outputs | None = None, mapping: "ChipMapping | None" = None,
-             metric: str = "auto", threads: int = 1) -> tuple[dict[str, Any], Calibration]:
+             metric: str = "auto", threads: int = 1,
+             activity: bool = False) -> tuple[dict[str, Any], Calibration]:
     """Accuracy of the compiled graph under the target's hardware, over ``seeds`` noise draws.
 
     ``reference``: outputs of the uncompressed float model (see `reference_outputs`); the
     ``float`` figure and the agreement metrics are taken against it. Default: the graph's own
     float outputs (no compression passes ran). ``metric``: the headline (`imccompile.metrics`);
-    every output is also scored with the metrics that fit it.
+    every output is also scored with the metrics that fit it. ``activity``: also measure the
+    DAC input bit activity per layer (`Calibration.activity`).
     """
     if seeds < 1:
         raise DataError(f"--seeds must be >= 1, got {seeds}")
@@ -670,7 +672,8 @@ def evaluate(graph: Graph, target, data: Dataset, *, seeds: int = 1, opts: SimOp
                 raise ModelImportError(
                     f"layer {op.name!r}{nodes}: its {what} holds NaN or Inf values; the accuracy "
                     "simulation needs finite weights")
-    cal = calibrate(graph, target, data, opts, mapping, reference=reference, threads=threads)
+    cal = calibrate(graph, target, data, opts, mapping, reference=reference, threads=threads,
+                    activity=activity)
     bad = _non_finite(cal.reference)
     if bad:
         k, first, n = bad

@@ -110,9 +110,12 @@ def test_bit_activity_is_the_fraction_of_one_bits_of_the_dac_codes(tmp_path):
     np.savez(tmp_path / "g.npz", a=x)
     name = ob.gemm_model((1, 8), w).graph.input[0].name
     assert name == "a"
-    res = imccompile.compile(str(tmp_path / "g.onnx"), "pcm", data=str(tmp_path / "g.npz"))
-    cal = res.calibration
-    assert cal is not None
+    from imccompile.simulate import SimOptions, calibrate
+
+    res = imccompile.compile(str(tmp_path / "g.onnx"), "pcm")
+    data = load_data(str(tmp_path / "g.npz"), res.graph)
+    cal = calibrate(res.graph, res.target, data, SimOptions(), res.mapping, activity=True)
+    assert calibrate(res.graph, res.target, data, SimOptions(), res.mapping).activity == {}
     (layer, act), = cal.activity.items()
     step, lo, hi = cal.act[layer]
     bits = 8  # pcm DAC bits (hwspecs/pcm.json)
