@@ -223,10 +223,6 @@ def _check_labels(src: str, value: Any, graph: Graph, total: int, n: int) -> np.
 BATCH = 64  # samples per onnxruntime call when the model runs batched (bounds the activations)
 
 
-def _session(model_bytes: bytes, threads: int = 1):
-    return sessions.make(model_bytes, threads)
-
-
 def _batched_copy(model, data_inputs: list[str] | None = None) -> Any:
     """The model with a free batch dim, when every data input and declared output has batch 1
     (``data_inputs``: the inputs fed per sample, default all; fed weights keep their shapes).
