@@ -1,4 +1,6 @@
-"""Command line: ``imccompile MODEL.onnx [--target pcm] ...`` and ``imccompile targets [show NAME]``.
+"""Command line: ``imccompile [compile] MODEL.onnx [--target pcm] ...`` and the commands
+``targets``, ``passes``, ``sweep``, ``compare``, ``docs`` (each in its cli_*.py module, imported
+only when it runs: ``--help`` and ``--version`` load neither onnx nor numpy).
 
 Exit codes: 0 ok, 1 usage or input error (one message on stderr), 2 internal error.
 """
@@ -6,7 +8,6 @@ Exit codes: 0 ok, 1 usage or input error (one message on stderr), 2 internal err
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import traceback
@@ -20,21 +21,113 @@ if TYPE_CHECKING:
     from imccompile.options import CompileOptions
 
 
+COMMANDS = {  # name -> what it does (the top-level --help lists them)
+    "compile": "compile a model onto a target (the default: 'imccompile MODEL ...')",
+    "targets": "list the bundled targets, or print one resolved spec",
+    "passes": "list the compression passes and their options",
+    "sweep": "compile a grid of spec settings (e.g. adc.bits=4..8) and tabulate every metric",
+    "compare": "compare reports, or one model compiled onto several targets, side by side",
+    "docs": "print where the installed documentation is",
+}
+_RUNNERS = {  # command -> (module, function): imported only when the command runs
+    "targets": ("imccompile.cli_info", "run_targets"),
+    "passes": ("imccompile.cli_info", "run_passes"),
+    "docs": ("imccompile.cli_info", "run_docs"),
+    "sweep": ("imccompile.cli_sweep", "run"),
+    "compare": ("imccompile.cli_compare", "run"),
+}
+
+COMMAND_LIST = "commands (imccompile COMMAND --help for each):\n" + "".join(
+    f"  {name:<9} {what}\n" for name, what in COMMANDS.items())
+COMPILE_EXAMPLES = """\
+examples:
+  imccompile model.onnx                                  # the imported IR only
+  imccompile model.onnx --target pcm --data calib.npz --seeds 5 -o out
+  imccompile model.onnx -t rram --set adc.bits=6 --passes 'quantize{weight_bits=4}'
+  imccompile model.onnx -t pcm --data calib.npz --search 100 --storage sqlite:///s.db -o out
+  imccompile sweep model.onnx -t pcm --vary adc.bits=4..8 --data calib.npz -o sweep
+  imccompile compare model.onnx -t pcm -t rram -o cmp
+
+documentation: README.md, and the files 'imccompile docs' lists (installed with the package)."""
+
+
 class _Parser(argparse.ArgumentParser):
+    """argparse with usage errors as exit 1, no abbreviated options, and "did you mean"."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)  # --seed must not silently mean --seeds
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str):  # argparse exits 2 by default; usage errors are 1 here
-        raise UsageError(f"{message} (see imccompile --help)")
+        raise UsageError(f"{message}{self._suggestion(message)} (see {self.prog} --help)")
+
+    def _suggestion(self, message: str) -> str:
+        if not message.startswith("unrecognized arguments:"):
+            return ""
+        import difflib
+
+        known = [o for o in self._option_string_actions if o.startswith("--")]
+        for word in message.split(":", 1)[1].split():
+            if word.startswith("--"):
+                close = difflib.get_close_matches(word.split("=", 1)[0], known, n=2, cutoff=0.6)
+                if close:
+                    return f"; did you mean {' or '.join(close)}?"
+        return ""
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(prog: str = "imccompile") -> argparse.ArgumentParser:
+    """The compile command's parser (``imccompile [compile] MODEL [options]``)."""
     p = _Parser(
-        prog="imccompile",
+        prog=prog,
+        usage=f"{prog} [compile] MODEL [options]\n       imccompile {{{','.join(list(COMMANDS)[1:])}}} ..."
+              if prog == "imccompile" else None,
         description="Compile an ONNX model onto in-memory-computing crossbar hardware: mapping, "
-                    "energy/latency/area and accuracy under device noise.",
-        epilog="Subcommands: 'imccompile targets' lists bundled targets; "
-               "'imccompile targets show NAME' prints a resolved spec.")
+                    "energy/latency/area and accuracy under device noise.\n\n" + COMMAND_LIST,
+        epilog=COMPILE_EXAMPLES)
+    add_compile_arguments(p)
+    return p
+
+
+def add_compile_arguments(p: argparse.ArgumentParser) -> None:
+    """Every argument of the compile command."""
     p.add_argument("model", help="path to an .onnx model")
     p.add_argument("--target", "-t", help="bundled target name (pcm, rram, sram) or a spec JSON "
                    "path; without it only the imported IR is shown")
+    add_compile_options(p)
+    p.add_argument("--sensitivity", action="store_true",
+                   help="with --data: every crossbar layer's accuracy drop when it alone is on "
+                        "the hardware, ranked (terminal, report.json, HTML)")
+    p.add_argument("--emit", metavar="PATH",
+                   help="write the simulation ONNX model (noise seed 0; needs --data)")
+    p.add_argument("--json", metavar="PATH", help="write the report as JSON ('-' for stdout)")
+    p.add_argument("-o", "--out", metavar="DIR",
+                   help="write report.json, report.html (a self-contained page with plots) and, "
+                        "with --data, simulation.onnx into DIR, atomically")
+    p.add_argument("--program", metavar="DIR",
+                   help="write the program image (placement.json, conductances.npz, "
+                        "schedule.json, graph.onnx; see docs/program-format.md) into DIR; -o "
+                        "DIR also writes it as DIR/program/")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing --out / --program folder")
+    p.add_argument("--print-ir", action="store_true", help="print the imported IR and exit")
+    add_common_arguments(p, verbose=True)
+    p.add_argument("--version", action="version", version=f"imccompile {__version__}")
+    from imccompile.cli_search import add_arguments
+
+    add_arguments(p)
+
+
+def add_common_arguments(p: argparse.ArgumentParser, verbose: bool = False) -> None:
+    p.add_argument("--quiet", "-q", action="store_true", help="print only errors")
+    if verbose:
+        p.add_argument("--verbose", "-v", action="store_true",
+                       help="print every op, digital ones too")
+    p.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+
+
+def add_compile_options(p: argparse.ArgumentParser) -> None:
+    """The options that change a compile (shared by compile, sweep and compare)."""
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
                    help="override a spec field, e.g. --set adc.bits=6 (repeatable)")
     p.add_argument("--input-shape", action="append", default=[], metavar="NAME=D1,D2,...",
@@ -64,7 +157,7 @@ def _parser() -> argparse.ArgumentParser:
                         "do not depend on it)")
     p.add_argument("--adc-range", choices=["calibrated", "full_scale"], default="calibrated",
                    help="ADC input range per row tile: calibrated on the data (default) or the "
-                        "worst case")
+                        "worst case; a target with adc.out_bound fixes it")
     p.add_argument("--ideal", action="store_true",
                    help="simulate without device noise, ADC, DAC and weight quantization (checks "
                         "the emitted model against the source)")
@@ -77,27 +170,6 @@ def _parser() -> argparse.ArgumentParser:
                         "against labels; agreement for class scores; else cosine), top1, "
                         "agreement, cosine, relerr (minimized) or snr (dB); every output is "
                         "reported with the metrics that fit it")
-    p.add_argument("--emit", metavar="PATH",
-                   help="write the simulation ONNX model (noise seed 0; needs --data)")
-    p.add_argument("--json", metavar="PATH", help="write the report as JSON ('-' for stdout)")
-    p.add_argument("-o", "--out", metavar="DIR",
-                   help="write report.json, report.html (a self-contained page with plots) and, "
-                        "with --data, simulation.onnx into DIR, atomically")
-    p.add_argument("--program", metavar="DIR",
-                   help="write the program image (placement.json, conductances.npz, "
-                        "schedule.json, graph.onnx; see docs/program-format.md) into DIR; -o "
-                        "DIR also writes it as DIR/program/")
-    p.add_argument("--force", action="store_true",
-                   help="replace an existing --out / --program folder")
-    p.add_argument("--print-ir", action="store_true", help="print the imported IR and exit")
-    p.add_argument("--quiet", "-q", action="store_true", help="print only errors")
-    p.add_argument("--verbose", "-v", action="store_true", help="print every op, digital ones too")
-    p.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
-    p.add_argument("--version", action="version", version=f"imccompile {__version__}")
-    from imccompile.cli_search import add_arguments
-
-    add_arguments(p)
-    return p
 
 
 def _parse_pairs(items: Sequence[str], what: str) -> dict[str, int]:
@@ -111,28 +183,6 @@ def _parse_pairs(items: Sequence[str], what: str) -> dict[str, int]:
         if not sep or not name:
             raise UsageError(f"{what} {it!r}: expected NAME=INTEGER")
     return out
-
-
-def _targets_cmd(argv: Sequence[str]) -> int:
-    from imccompile.spec import bundled_targets, load_target, target_summary
-
-    if not argv:
-        for name in bundled_targets():
-            print(target_summary(load_target(name)))
-        return 0
-    if argv[0] == "show" and len(argv) >= 2:
-        overrides = []
-        rest = list(argv[2:])
-        while rest:
-            flag = rest.pop(0)
-            if flag == "--set" and rest:
-                overrides.append(rest.pop(0))
-            else:
-                raise UsageError(f"targets show: unexpected argument {flag!r} "
-                                 "(usage: imccompile targets show NAME [--set FIELD=VALUE ...])")
-        print(json.dumps(load_target(argv[1], overrides).to_dict(), indent=2))
-        return 0
-    raise UsageError("usage: imccompile targets [show NAME [--set FIELD=VALUE ...]]")
 
 
 def _atomic_file(path: str, write, option: str) -> None:
@@ -202,7 +252,7 @@ def check_paths(args: argparse.Namespace) -> None:
         inputs["the --data file"] = args.data
     if args.target and os.path.exists(args.target):
         inputs["the --target spec"] = args.target
-    if getattr(args, "space", None):
+    if getattr(args, "space", None) and not str(args.space).lstrip().startswith("{"):
         inputs["the --space file"] = args.space
     storage = _storage_file(getattr(args, "storage", None))
     if storage:
@@ -226,17 +276,25 @@ def check_paths(args: argparse.Namespace) -> None:
 
 
 def run(argv: Sequence[str]) -> int:
-    if argv and argv[0] == "targets":
-        return _targets_cmd(argv[1:])
-    args = _parser().parse_args(argv)
+    command = argv[0] if argv else ""
+    if command in _RUNNERS:
+        from importlib import import_module
+
+        module, function = _RUNNERS[command]
+        return int(getattr(import_module(module), function)(argv[1:]))
+    if command == "compile":
+        args = _parser("imccompile compile").parse_args(argv[1:])
+    else:
+        args = _parser().parse_args(argv)
     check_paths(args)
-    from imccompile.frontend import import_model, parse_dim, parse_input_shape
+    from imccompile.frontend import import_model
     from imccompile.ir import print_graph
     from imccompile.outputs import display
 
-    shapes = dict(parse_input_shape(s) for s in args.input_shape)
-    dims = dict(parse_dim(s) for s in args.dim)
+    shapes, dims = parse_shapes(args)
     console = display.Console(quiet=args.quiet)
+    if args.json == "-":  # stdout carries the JSON report: anything else printed goes to stderr
+        console.to_stderr()
     if args.print_ir:
         sys.stdout.write(print_graph(import_model(args.model, shapes, dims=dims)))
         return 0
@@ -247,6 +305,7 @@ def run(argv: Sequence[str]) -> int:
             raise UsageError("--program needs a --target (the image is programmed into it)")
         for flag, given, why in (
                 ("--data", args.data, "accuracy is simulated on the hardware"),
+                ("--sensitivity", args.sensitivity, "it puts each layer on the hardware"),
                 ("--emit", args.emit, "the simulation model is of the hardware"),
                 ("-o", args.out, "the folder holds the hardware report"),
                 ("--search", args.search is not None, "it searches hardware knobs"),
@@ -268,12 +327,13 @@ def run(argv: Sequence[str]) -> int:
     options = compile_options(args, shapes, dims)
     if args.emit and not args.data:
         raise UsageError("--emit needs --data (the simulation model is calibrated on it)")
-    if args.out and Path(args.out).exists() and not args.force:  # refuse before the work
-        raise UsageError(f"{args.out}: already exists; choose another folder or pass --force "
-                         "to replace it")
-    if args.program and Path(args.program).exists() and not args.force:
-        raise UsageError(f"{args.program}: already exists; choose another folder or pass "
-                         "--force to replace it")
+    if args.sensitivity and not args.data:
+        raise UsageError("--sensitivity needs --data (it measures accuracy)")
+    from imccompile.outputs.output import check_replaceable
+
+    for flag, folder in (("-o", args.out), ("--program", args.program)):
+        if folder:  # refuse before the work
+            check_replaceable(flag, folder, args.force)
     from imccompile.outputs import report as reports
 
     search_result = None
@@ -289,21 +349,28 @@ def run(argv: Sequence[str]) -> int:
             search_result = cli_search.run_search(args, console, options)
             res = search_result.chosen_result
             search = cli_search.search_section(search_result, args.storage)
-            report = (reports.build_report(res, search=search) if res is not None
+            report = (reports.build_report(res, search=search, command=_command(argv))
+                      if res is not None
                       else reports.search_only_report(search_result.cfg.model, search))
         else:
             res, info = cli_search.run_from_trial(args, options)
-            report = reports.build_report(res, from_trial=info)
+            report = reports.build_report(res, from_trial=info, command=_command(argv))
         if res is None:  # no feasible point: only the search section is written
             _finish(args, console, None, report, search_result)
             return 0
     else:
-        from imccompile.compiler import compile as compile_model
+        import warnings
 
-        res = compile_model(args.model, args.target, options, data=args.data,
-                            progress=console.progress("accuracy", args.seeds) if args.data else None,
-                            import_progress=console.lazy_progress("import"))
-        report = reports.build_report(res)
+        from imccompile.compiler import compile as compile_model
+        from imccompile.guardrails import AccuracyWarning
+
+        with warnings.catch_warnings():  # the report's warnings print it (once, on stderr)
+            warnings.simplefilter("ignore", AccuracyWarning)
+            res = compile_model(args.model, args.target, options, data=args.data,
+                                progress=console.progress("accuracy", args.seeds)
+                                if args.data else None,
+                                import_progress=console.lazy_progress("import"))
+        report = reports.build_report(res, command=_command(argv))
     if args.emit:
         from imccompile.simulate import simulation_parts_of
 
@@ -314,10 +381,44 @@ def run(argv: Sequence[str]) -> int:
     return 0
 
 
+_OUTPUT_OPTIONS = ("--json", "-o", "--out", "--program", "--emit")  # take a value
+_OUTPUT_FLAGS = ("--force", "-q", "--quiet", "-v", "--verbose", "--debug")
+
+
+def _command(argv: Sequence[str]) -> str:
+    """The command line that computes the report, on one line, shell-quoted: as typed, without
+    the options that only say where and how loudly to write it (so the report does not depend
+    on where it is written)."""
+    import shlex
+
+    out: list[str] = []
+    skip = False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a in _OUTPUT_OPTIONS:
+            skip = True
+        elif a in _OUTPUT_FLAGS or a.startswith(tuple(f"{o}=" for o in _OUTPUT_OPTIONS)):
+            continue
+        else:
+            out.append(a)
+    return shlex.join(["imccompile", *out])
+
+
+def parse_shapes(args: argparse.Namespace) -> tuple[dict[str, tuple[int, ...]], dict[str, int]]:
+    """The --input-shape and --dim values: (static dims by input, sizes by dimension name)."""
+    from imccompile.frontend import parse_dim, parse_input_shape
+
+    return (dict(parse_input_shape(s) for s in args.input_shape),
+            dict(parse_dim(s) for s in args.dim))
+
+
 def compile_options(args: argparse.Namespace, shapes: dict[str, tuple[int, ...]],
                     dims: dict[str, int] | None = None) -> CompileOptions:
     """The options of the compile (and of every search trial) the command line asks for."""
     from imccompile.options import CompileOptions, sim_options
+
+    from imccompile.cli_search import budget
 
     sim = sim_options(ideal=args.ideal, bit_accurate=args.bit_accurate, adc_range=args.adc_range)
     return CompileOptions.make(overrides=args.overrides, passes=args.passes, input_shapes=shapes,
@@ -326,7 +427,8 @@ def compile_options(args: argparse.Namespace, shapes: dict[str, tuple[int, ...]]
                                replicate=_parse_pairs(args.replicate, "--replicate"),
                                auto_replicate=args.auto_replicate, samples=args.samples,
                                seeds=args.seeds, sim=sim, metric=args.metric,
-                               threads=args.threads)
+                               sensitivity=getattr(args, "sensitivity", False),
+                               max_accuracy_drop=budget(args), threads=args.threads)
 
 
 def _finish(args, console, res, report: dict, search_result) -> None:
@@ -347,12 +449,13 @@ def _finish(args, console, res, report: dict, search_result) -> None:
     if args.out:
         from imccompile.outputs.output import output_files, write_folder
 
-        pareto = None
+        pareto = trials = None
         if search_result is not None:
-            from imccompile.cli_search import pareto_csv
+            from imccompile.cli_search import pareto_csv, trials_csv
 
-            pareto = pareto_csv(search_result)
-        write_folder(args.out, output_files(res, report, program=program, pareto_csv=pareto),
+            pareto, trials = pareto_csv(search_result), trials_csv(search_result)
+        write_folder(args.out, output_files(res, report, program=program, pareto_csv=pareto,
+                                            trials_csv=trials),
                      force=args.force, option="-o")
     if args.json != "-" and res is not None:
         console.cost_tables(report, verbose=args.verbose)
@@ -364,7 +467,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code = run(argv)
     except ImcCompileError as e:
-        print(f"imccompile: error: {e}", file=sys.stderr)
+        from imccompile.outputs.display import printable
+
+        print(f"imccompile: error: {printable(str(e))}", file=sys.stderr)
         code = 1
     except KeyboardInterrupt:
         print("imccompile: interrupted", file=sys.stderr)

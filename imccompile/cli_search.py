@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 from typing import TYPE_CHECKING, Any
 
 from imccompile.errors import UsageError
-from imccompile.search import OBJECTIVES, SearchConfig, SearchResult
+from imccompile.objectives import OBJECTIVES, SAMPLERS
 
 if TYPE_CHECKING:
+    from imccompile.search import SearchConfig, SearchResult
     from imccompile.options import CompileOptions
     from imccompile.result import CompileResult
 
@@ -22,11 +21,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--objectives", default="accuracy,energy", metavar="LIST",
                    help=f"comma-separated objectives from {', '.join(OBJECTIVES)} "
                         "(default accuracy,energy)")
-    g.add_argument("--max-accuracy-drop", type=float, metavar="POINTS",
-                   help="constraint: accuracy at most this many percentage points below float")
+    g.add_argument("--max-accuracy-drop", metavar="POINTS",
+                   help="accuracy budget below the float model: percentage points (1 = 0.01 of "
+                        "top-1; relerr: %% of relative error; snr: dB); default 1 with --data; "
+                        "'none' disables. A search keeps to it (a constraint: the chosen point is "
+                        "the lowest-energy one within it); a compile over it warns")
     g.add_argument("--max-area", type=float, metavar="MM2", help="constraint: area used, mm²")
     g.add_argument("--max-arrays", type=int, metavar="N", help="constraint: arrays used")
-    g.add_argument("--sampler", default="nsga2", choices=["nsga2", "tpe", "random"],
+    g.add_argument("--sampler", default="nsga2", choices=list(SAMPLERS),
                    help="Optuna sampler (default nsga2)")
     g.add_argument("--search-seed", type=int, default=0, metavar="N",
                    help="sampler seed (default 0; workers add their index)")
@@ -47,8 +49,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "default study name) and report it like a single compile")
 
 
+def budget(args: argparse.Namespace) -> float | None:
+    """``--max-accuracy-drop``: the default budget when not given, None for 'none'."""
+    from imccompile.guardrails import DEFAULT_MAX_ACCURACY_DROP, parse_budget
+
+    text = getattr(args, "max_accuracy_drop", None)  # sweep and compare have no such flag
+    if text is None:
+        return DEFAULT_MAX_ACCURACY_DROP
+    return parse_budget(text)
+
+
 def config_from_args(args: argparse.Namespace, options: CompileOptions) -> SearchConfig:
     """The study's settings: the search flags, and the compile options every trial uses."""
+    from imccompile.search import SearchConfig
     from imccompile.space import load_space_file
 
     fix = []
@@ -61,21 +74,33 @@ def config_from_args(args: argparse.Namespace, options: CompileOptions) -> Searc
     objectives = tuple(o.strip() for o in args.objectives.split(",") if o.strip())
     return SearchConfig.from_options(
         str(args.model), str(args.target), str(args.data) if args.data else None, options,
-        objectives=objectives, max_accuracy_drop=args.max_accuracy_drop, max_area=args.max_area,
+        objectives=objectives, max_accuracy_drop=_search_budget(args), max_area=args.max_area,
         max_arrays=args.max_arrays, sampler=args.sampler, seed=args.search_seed, fix=tuple(fix),
         space=space)
 
 
+def _search_budget(args: argparse.Namespace) -> float | None:
+    """The search's budget: the default applies with --data only (a budget given without
+    --data is refused by `SearchConfig.validate`)."""
+    if not args.data:
+        if args.max_accuracy_drop is not None:
+            raise UsageError("--max-accuracy-drop needs --data (the accuracy is measured on it)")
+        return None
+    return budget(args)
+
+
 def pareto_csv(result) -> str:
-    buf = io.StringIO()
-    objs = list(result.cfg.objectives)
-    w = csv.writer(buf)
-    w.writerow(["trial", *objs, "arrays", "chosen", "pipeline", "overrides"])
-    chosen = result.chosen["trial"] if result.chosen else None
-    for p in result.pareto:
-        w.writerow([p["trial"], *[repr(p["values"][o]) for o in objs], int(p["values"]["arrays"]),
-                    int(p["trial"] == chosen), p["pipeline"], " ".join(p["overrides"])])
-    return buf.getvalue()
+    """pareto.csv: the front's trials, the columns of trials.csv (`imccompile.tables`)."""
+    from imccompile.tables import trials_csv
+
+    return trials_csv(result, pareto=True)
+
+
+def trials_csv(result) -> str:
+    """trials.csv: every trial of the study, any state (`imccompile.tables`)."""
+    from imccompile.tables import trials_csv as text
+
+    return text(result)
 
 
 def print_front(console, result) -> None:
@@ -92,7 +117,8 @@ def print_front(console, result) -> None:
     for o in objs:
         t.add_column(o, justify="right")
     t.add_column("arrays", justify="right")
-    t.add_column("knobs")
+    t.add_column("per layer: weight bits/prune", overflow="fold")
+    t.add_column("knobs", overflow="fold")
     chosen = result.chosen["trial"] if result.chosen else None
     for p in result.pareto:
         v = p["values"]
@@ -101,49 +127,45 @@ def print_front(console, result) -> None:
             unit = OBJECTIVES[o][2]
             cells.append(f"{v[o]:.4f}" if not unit else si(v[o], unit))
         knobs = " ".join(p["overrides"]) or "spec defaults"
-        mark = "*" if p["trial"] == chosen else ""
-        t.add_row(f"{p['trial']}{mark}", *cells, str(int(v["arrays"])), knobs)
+        mark = ("*" if p["trial"] == chosen else "") + (" (defaults)" if p["trial"] == 0 else "")
+        t.add_row(f"{p['trial']}{mark}", *cells, str(int(v["arrays"])), per_layer(p["params"]),
+                  knobs)
     console.out.print(t)
     if result.baseline:
         b = result.baseline["values"]
-        parts = [f"{o} {b[o]:.4g}" for o in objs if o in b]
-        console.out.print("baseline (target defaults, no passes): " + ", ".join(parts), highlight=False)
-    if result.chosen:
-        console.out.print(f"chosen: trial {result.chosen['trial']} (*) — re-create with: "
-                          f"--passes '{result.chosen['pipeline']}' "
-                          + " ".join(f"--set {o}" for o in (*result.cfg.overrides,
-                                                             *result.chosen["overrides"]))
-                          + (" --auto-replicate" if result.chosen["auto_replicate"] else "")
-                          + _compile_flags(result.cfg),
+        parts = [f"{o} {si(b[o], OBJECTIVES[o][2]) if OBJECTIVES[o][2] else format(b[o], '.4f')}"
+                 for o in objs if o in b]
+        if result.float_accuracy is not None:
+            parts.append(f"float model accuracy {result.float_accuracy:.4g}")
+        console.out.print("baseline (target defaults, no passes; trial 0 is the target's "
+                          "default point): " + ", ".join(parts),
                           highlight=False)
+    if result.chosen:
+        console.out.print(f"chosen: trial {result.chosen['trial']} (*), {result.rule}",
+                          highlight=False)
+        console.out.print("re-create with:", highlight=False)
+        # one line whatever the terminal width (soft wrap off, no rich markup): paste it
+        console.out.print(result.recreate_command(), highlight=False, markup=False,
+                          soft_wrap=True, overflow="ignore", crop=False)
     else:
-        console.out.print("no feasible point: relax the constraints or run more trials")
+        console.out.print(f"no chosen point: {result.rule}", highlight=False)
 
 
-def _compile_flags(cfg: SearchConfig) -> str:
-    """The study's compile flags a re-creation needs besides the trial's own (the trial's
-    overrides already follow the user's --set)."""
-    parts = [f"--replicate '{k}={n}'" for k, n in cfg.replicate]
-    if cfg.overflow != "chips":
-        parts.append(f"--overflow {cfg.overflow}")
-    for name, dims in cfg.input_shapes:
-        parts.append(f"--input-shape {name}={','.join(map(str, dims))}")
-    for name, size in cfg.dims:
-        parts.append(f"--dim {name}={size}")
-    if cfg.samples is not None:
-        parts.append(f"--samples {cfg.samples}")
-    if cfg.seeds != 1:
-        parts.append(f"--seeds {cfg.seeds}")
-    sim = cfg.sim
-    if not (sim.noise or sim.adc or sim.dac or sim.weights):
-        parts.append("--ideal")
-    if sim.bit_accurate:
-        parts.append("--bit-accurate")
-    if sim.adc_range != "calibrated":
-        parts.append(f"--adc-range {sim.adc_range}")
-    if cfg.metric != "auto":
-        parts.append(f"--metric {cfg.metric}")
-    return "".join(" " + p for p in parts)
+def per_layer(params: dict[str, Any]) -> str:
+    """A trial's per-layer knobs, compactly: ``L1 4b/0.25 L2 8b`` (layers in the order the
+    search suggests them: graph order; prune ratio shown when not 0)."""
+    layers: dict[str, dict[str, Any]] = {}
+    for key, value in params.items():
+        knob, sep, layer = key.partition(":")
+        if sep and knob in ("weight_bits", "prune"):
+            layers.setdefault(layer, {})[knob] = value
+    parts = []
+    for i, (_, k) in enumerate(layers.items()):
+        text = f"L{i + 1} " + (f"{k['weight_bits']}b" if "weight_bits" in k else "")
+        if k.get("prune"):
+            text += f"/{k['prune']:g}"
+        parts.append(text.strip())
+    return " ".join(parts)
 
 
 def progress_callback(console, trials: int):
@@ -152,16 +174,23 @@ def progress_callback(console, trials: int):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     bar = Progress(TextColumn("search"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   TextColumn("{task.description}"), console=console.err, transient=True)
+                   TextColumn("{task.description}", markup=False), console=console.err, transient=True)
     task = bar.add_task("", total=trials)
-    bar.start()
+    started: list[bool] = []  # the bar shows from the first trial on: an error before it prints alone
 
     def update(done: int, total: int, best: str) -> None:
+        if not started:
+            bar.start()
+            started.append(True)
         bar.update(task, completed=done, description=best)
         if done >= total:
             bar.stop()
 
-    update.stop = bar.stop  # type: ignore[attr-defined]
+    def stop() -> None:
+        if started:
+            bar.stop()
+
+    update.stop = stop  # type: ignore[attr-defined]
     return update
 
 
@@ -173,7 +202,7 @@ def run_search(args: argparse.Namespace, console, options: CompileOptions) -> Se
     prog = progress_callback(console, args.search)
     try:
         result = search(cfg, args.search, storage=args.storage, study_name=args.study,
-                        n_jobs=args.n_jobs, progress=prog)
+                        n_jobs=args.n_jobs, progress=prog, sensitivity=args.sensitivity)
     except KeyboardInterrupt:
         if prog is not None:
             prog.stop()

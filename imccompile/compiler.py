@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Mapping as TMapping, Sequence, Union
 
 from imccompile.errors import UsageError
+from imccompile.guardrails import DEFAULT_MAX_ACCURACY_DROP, AccuracyWarning, result_warning
 from imccompile.ir import Graph
 from imccompile.options import CompileOptions, OverflowPolicy
 from imccompile.result import Accuracy, CompileResult
@@ -119,15 +120,26 @@ def activation_stats_for(dataset: Dataset, threads: int = 1,
 def compile_graph(graph: Graph, target: Target, *, model_name: str | None = None,
                   overflow: OverflowPolicy = "chips", replicate: TMapping[str, int] | None = None,
                   auto_replicate: bool = False, pipeline: str = "",
-                  options: CompileOptions | None = None) -> CompileResult:
+                  options: CompileOptions | None = None,
+                  measured_activity: TMapping[str, float] | None = None) -> CompileResult:
     """Map, cost and schedule an already-imported (and possibly transformed) graph.
 
-    With ``options``, its overflow / replicate / auto_replicate are used (and the keyword
-    arguments must be left at their defaults)."""
+    With ``options``, its overflow / replicate / auto_replicate / activity are used (and the
+    keyword arguments must be left at their defaults). ``measured_activity``: input bit
+    activity per layer measured on data (used where the options give none)."""
+    from imccompile.activity import check_activity, resolve
     from imccompile.cost import cost_graph
     from imccompile.mapper import map_graph
     from imccompile.schedule import schedule
 
+    from imccompile.spec.schema import Target
+
+    if not isinstance(graph, Graph):
+        raise UsageError(f"compile_graph: graph {type(graph).__name__}: expected an imported "
+                         "Graph (imccompile.import_model)")
+    if not isinstance(target, Target):
+        raise UsageError(f"compile_graph: target {type(target).__name__}: expected a Target "
+                         "(imccompile.load_target)")
     if options is None:
         options = CompileOptions.make(overflow=overflow, replicate=replicate,
                                       auto_replicate=auto_replicate, passes=pipeline)
@@ -136,7 +148,10 @@ def compile_graph(graph: Graph, target: Target, *, model_name: str | None = None
                          "auto_replicate, not both")
     mapping = map_graph(graph, target, overflow=options.overflow,
                         replicate=dict(options.replicate), auto_replicate=options.auto_replicate)
-    cost = cost_graph(graph, mapping, target)
+    names = [op.name for op in graph.matrix_ops]
+    given = dict(options.activity)
+    check_activity(given, names)
+    cost = cost_graph(graph, mapping, target, resolve(names, target, given, measured_activity))
     sched = schedule(graph, cost, mapping)
     return CompileResult(model_name or graph.name, graph, target, mapping, cost, sched, pipeline,
                          options)
@@ -176,12 +191,26 @@ def compile_prepared(prepared: Prepared, target: TargetSource, options: CompileO
                     reference = reference_outputs(prepared.graph, dataset, options.threads)
         res = compile_graph(graph, tgt, model_name=graph.name, pipeline=pipeline, options=options)
         if dataset is None:
+            if options.sensitivity:
+                raise UsageError("--sensitivity needs --data (it measures accuracy)")
             return res
         from imccompile.simulate import evaluate
 
         acc, cal = evaluate(graph, tgt, dataset, seeds=options.seeds, opts=options.sim,
                             progress=progress, reference=reference, mapping=res.mapping,
-                            metric=options.metric, threads=options.threads)
+                            metric=options.metric, threads=options.threads,
+                            activity=True)
+        measured = getattr(cal, "activity", None)  # per layer, when the simulation measures it
+        if measured:
+            res = compile_graph(graph, tgt, model_name=graph.name, pipeline=pipeline,
+                                options=options, measured_activity=measured)
+        sens = None
+        if options.sensitivity:
+            from imccompile.sensitivity import layer_sensitivity
+
+            sens = layer_sensitivity(graph, tgt, dataset, cal, options.sim, seeds=options.seeds,
+                                     metric=options.metric, original=prepared.graph,
+                                     mapping=res.mapping)
     except Exception as e:
         if dataset is not None and type(e).__module__.startswith("onnxruntime"):
             _source_must_run(prepared.source, dataset, graph.name)  # the model's fault
@@ -191,7 +220,7 @@ def compile_prepared(prepared: Prepared, target: TargetSource, options: CompileO
                           "std": acc["std"], "per_seed": list(acc["per_seed"]),
                           "relative_error": acc["relative_error"], "samples": acc["samples"],
                           "seeds": list(acc["seeds"]), "outputs": list(acc["outputs"])}
-    return dataclasses.replace(res, accuracy=accuracy, calibration=cal)
+    return dataclasses.replace(res, accuracy=accuracy, calibration=cal, sensitivity=sens)
 
 
 def compile(model: ModelSource, target: TargetSource = "pcm",
@@ -203,7 +232,10 @@ def compile(model: ModelSource, target: TargetSource = "pcm",
             auto_replicate: bool = False, data: DataSource | None = None, seeds: int = 1,
             sim_options: SimOptions | None = None, progress: Progress | None = None,
             samples: int | None = None, import_progress: Progress | None = None,
-            metric: str = "auto", threads: int = 1) -> CompileResult:
+            metric: str = "auto",
+            activity: TMapping[str, float] | None = None, sensitivity: bool = False,
+            max_accuracy_drop: float | None = DEFAULT_MAX_ACCURACY_DROP,
+            threads: int = 1) -> CompileResult:
     """Compile an ONNX model (path or ModelProto) for a target (bundled name, path, or Target).
 
     Args:
@@ -224,22 +256,38 @@ def compile(model: ModelSource, target: TargetSource = "pcm",
         metric: the headline accuracy metric: "auto", "top1", "agreement", "cosine",
             "relerr" or "snr" (`imccompile.metrics`).
         threads: onnxruntime intra-op threads of the accuracy simulation.
+        activity: input bit activity (fraction of 1 bits, 0..1) per matrix layer name, for
+            the array and DAC energy; layers left out use the activity measured on ``data``,
+            else the spec's ``dac.input_activity``, else 1.0 (`imccompile.activity`).
         data: calibration/evaluation data (.npz path or dict of arrays by input name, optional
             ``labels``): passes calibrate on it and the accuracy under the hardware is evaluated.
         progress, import_progress: callbacks (done, total) for the accuracy and the import.
+        sensitivity: also measure each crossbar layer's accuracy drop alone on the hardware
+            (``result.sensitivity``, `imccompile.sensitivity`).
+        max_accuracy_drop: accuracy budget (points; `imccompile.guardrails`; None: none): a
+            compile whose accuracy drops more below float warns (`AccuracyWarning`), naming the
+            layer that costs the most when ``sensitivity`` is on.
     """
     keywords = CompileOptions.make(overrides=overrides, passes=passes, input_shapes=input_shapes,
                                    dims=dims,
                                    overflow=overflow, replicate=replicate,
                                    auto_replicate=auto_replicate, samples=samples, seeds=seeds,
-                                   sim=sim_options, metric=metric, threads=threads)
+                                   sim=sim_options, metric=metric, activity=activity,
+                                   sensitivity=sensitivity, max_accuracy_drop=max_accuracy_drop,
+                                   threads=threads)
     if options is None:
         options = keywords
     elif keywords != CompileOptions():
         raise UsageError("compile(): give either options=CompileOptions(...) or its fields as "
                          "keywords (overrides, passes, ...), not both")
     prepared = prepare(model, options, data, reference=False, import_progress=import_progress)
-    return compile_prepared(prepared, target, options, progress=progress)
+    res = compile_prepared(prepared, target, options, progress=progress)
+    text = result_warning(res)
+    if text is not None:
+        import warnings
+
+        warnings.warn(text, AccuracyWarning, stacklevel=2)
+    return res
 
 
 def _source_must_run(model: Any, dataset: Any, name: str) -> None:

@@ -21,6 +21,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from imccompile import readout
 from imccompile.errors import ModelImportError
 from imccompile.ir import DigitalOp, Graph, MatrixOp
 
@@ -47,6 +48,11 @@ class OpSim:
         quantized to integer codes with ``act_step`` and fed as ``plane_bits``-bit planes (None:
         one PWM read of the whole code); each (tile, plane, slice) partial sum, in digit units,
         is quantized by the ADC with ``adc_steps[tile]``, then shifted and added digitally.
+        The read-out chain around the product (`imccompile.readout`): ``input_scaling`` divides
+        each input vector by its max |x| before the DAC and multiplies the output back after
+        the ADC; ``adc_noise`` is the read-out noise std of every ADC read relative to its full
+        scale (drawn per run by ONNX RandomNormalLike, seeded from ``noise_seed``); ``gain``
+        is the drift-compensation gain applied digitally after the ADC, before the bias.
     """
 
     weight: np.ndarray | None = None
@@ -64,6 +70,10 @@ class OpSim:
     plane_bits: int | None = None
     in_bits: int = 8
     activity: bool = False  # expose the DAC codes' fraction of 1 bits (`activity_name`)
+    input_scaling: bool = False
+    adc_noise: float = 0.0
+    noise_seed: int = 0
+    gain: float = 1.0
 
 
 def probe_name(op_name: str, tile: int, k: int) -> str:
@@ -81,24 +91,16 @@ def _emit_activity(b: _Builder, op: MatrixOp, sim: OpSim) -> None:
     assert sim.act_step is not None
     code = b.codes(op.inputs[0], sim.act_step, sim.act_lo, sim.act_hi, op.name + "_act")
     bits = sim.in_bits
-    if sim.act_lo < 0:
-        neg = b.node("Cast", [b.node("Less", [code, b.const(b.fresh("zero"), np.float32(0))])],
-                     to=onnx.TensorProto.FLOAT)
-        code = b.node("Add", [code, b.node("Mul", [neg, b.const(b.fresh("two_b"),
-                                                                np.float32(2.0 ** bits))])])
-    flat = b.node("Flatten", [code], axis=1)
-    per = None
-    prev = flat
-    for i in range(bits):  # bit i = floor(c / 2^i) - 2 floor(c / 2^(i+1)), counted per sample
-        nxt = b.node("Floor", [b.node("Div", [flat, b.const(b.fresh("p"),
-                                                           np.float32(2.0 ** (i + 1)))])])
-        bit = b.node("Sub", [prev, b.node("Mul", [nxt, b.const(b.fresh("two"), np.float32(2.0))])])
-        count = _reduce_sum(b, bit, 1)
-        per = count if per is None else b.node("Add", [per, count])
-        prev = nxt
-    assert per is not None
-    n = int(np.prod(b.shapes[op.inputs[0]][1:])) * bits
-    b.node("Div", [per, b.const(b.fresh("n"), np.float32(n))], [activity_name(op.name)])
+    lo, hi = int(sim.act_lo), int(sim.act_hi)
+    # a table of every code's fraction of 1 bits (code lo + j at index j), gathered per element
+    table = np.array([bin(c % (1 << bits)).count("1") / bits for c in range(lo, hi + 1)],
+                     np.float32)
+    idx = b.node("Cast", [b.node("Sub", [code, b.const(b.fresh("act_lo"), np.float32(lo))])],
+                 to=onnx.TensorProto.INT64)
+    frac = b.node("Gather", [b.const(b.fresh(op.name + "_popcount"), table), idx], axis=0)
+    # (mean over each sample: the input's shape need not be known, e.g. an unfolded conv)
+    b.node("Identity", [_reduce_mean(b, b.node("Flatten", [frac], axis=1), 1)],
+           [activity_name(op.name)])
     b.probes.append(activity_name(op.name))
 
 
@@ -147,6 +149,16 @@ class _Builder:
     # weights already emitted, by (weight_id, layout): uses of one stored weight (an unrolled
     # RNN's steps) whose emitted weights are equal read one initializer, not a copy per use
     _weights: dict[tuple, list[tuple[np.ndarray, str]]] = field(default_factory=dict)
+    # read-out noise of the op being emitted: (std relative to the ADC full scale, seed)
+    adc_noise: tuple[float, int] | None = None
+
+    def adc_codes(self, y: str, levels: int, step: float = 1.0) -> str:
+        """y (in units of ``step``) plus the current op's read-out noise, before the ADC."""
+        if self.adc_noise is None:
+            return y
+        rel, seed = self.adc_noise
+        return readout.adc_noise_node(self, y, rel * levels * step,
+                                      (seed * 10007 + self._n) % (1 << 24))
 
     def weight(self, op: MatrixOp, wkn: np.ndarray) -> str:
         value = to_onnx_weight(op, wkn)
@@ -180,6 +192,10 @@ class _Builder:
         lo_c = self.const(self.fresh(base + "_lo"), np.float32(lo))
         hi_c = self.const(self.fresh(base + "_hi"), np.float32(hi))
         return self.node("Clip", [self.node("Round", [self.node("Div", [x, s])]), lo_c, hi_c])
+
+    def adc(self, y: str, step: float, levels: int, base: str) -> str:
+        """An ADC read of y: read-out noise, then quantized to ``step``, clipped at +-levels."""
+        return self.quantize(self.adc_codes(y, levels, step), step, -levels, levels, base)
 
     def quantize(self, x: str, step: float, lo: float, hi: float, base: str) -> str:
         s = self.const(self.fresh(base + "_step"), np.float32(step))
@@ -221,6 +237,32 @@ def _emit_product(b: _Builder, op: MatrixOp, x: str, wkn: np.ndarray, out: str,
 
 
 def _emit_matrix(b: _Builder, op: MatrixOp, sim: OpSim | None) -> None:
+    """One crossbar layer: the analog product (`_emit_analog`) inside the read-out chain of
+    `imccompile.readout` (per-vector input scaling, read-out noise, drift-compensation gain)."""
+    if sim is None or not (sim.input_scaling or sim.adc_noise or sim.gain != 1.0):
+        _emit_analog(b, op, sim)
+        return
+    x, scale, analog = op.inputs[0], None, op
+    if sim.input_scaling:
+        if op.kind == "conv":  # the vectors are patches: a 1x1 conv over the unfolded input
+            x, analog = readout.unfold_conv(b, op, x)
+        x, scale = readout.input_scale_nodes(b, analog, x)
+    inner = b.fresh(op.name + "_analog")
+    if op.outputs[0] in b.shapes:
+        b.shapes[inner] = b.shapes[op.outputs[0]]
+    b.adc_noise = (sim.adc_noise, sim.noise_seed) if sim.adc_noise else None
+    _emit_analog(b, analog.replace(inputs=(x,) + tuple(op.inputs[1:]), outputs=(inner,),
+                                   bias=None), sim)
+    b.adc_noise = None
+    y = inner
+    if scale is not None:
+        y = b.node("Mul", [y, scale])
+    if sim.gain != 1.0:
+        y = b.node("Mul", [y, b.const(b.fresh(op.name + "_gain"), np.float32(sim.gain))])
+    _emit_bias(b, op, y, op.outputs[0])
+
+
+def _emit_analog(b: _Builder, op: MatrixOp, sim: OpSim | None) -> None:
     x, out = op.inputs[0], op.outputs[0]
     wkn = op.weight if sim is None or sim.weight is None else sim.weight
     if sim is None:
@@ -269,7 +311,7 @@ def _emit_matrix(b: _Builder, op: MatrixOp, sim: OpSim | None) -> None:
         if sim.probe:
             _emit_probe(b, y, probe_name(op.name, t, 0))
         if sim.adc_steps is not None:
-            y = b.quantize(y, sim.adc_steps[t], -sim.adc_levels, sim.adc_levels, op.name + f"_adc{t}")
+            y = b.adc(y, sim.adc_steps[t], sim.adc_levels, op.name + f"_adc{t}")
         partials.append(y)
     acc = partials[0] if len(partials) == 1 else b.node("Sum", partials)
     _emit_bias(b, op, acc, out)
@@ -344,6 +386,13 @@ def sample_reduce(b: _Builder, op_type: str, x: str, out: str) -> str:
         return b.node(op_type, [flat, b.const(b.fresh("axes"), np.array([1], np.int64))],
                       [out], keepdims=0)
     return b.node(op_type, [flat], [out], axes=[1], keepdims=0)
+
+
+def _reduce_mean(b: _Builder, x: str, axis: int) -> str:
+    if b.opset >= 18:
+        return b.node("ReduceMean", [x, b.const(b.fresh("axes"), np.array([axis], np.int64))],
+                      keepdims=0)
+    return b.node("ReduceMean", [x], axes=[axis], keepdims=0)
 
 
 def _reduce_sum(b: _Builder, x: str, axis: int, out: str | None = None) -> str:
@@ -435,7 +484,7 @@ def _stacked(b: _Builder, op: MatrixOp, x: str, blocks: list[tuple[np.ndarray, T
         step = np.repeat(np.asarray(steps, np.float64), n)
         lo_c = b.const(b.fresh(op.name + "_adclo"), np.float32(-levels))
         hi_c = b.const(b.fresh(op.name + "_adchi"), np.float32(levels))
-        y = b.node("Clip", [b.node("Round", [y]), lo_c, hi_c])
+        y = b.node("Clip", [b.node("Round", [b.adc_codes(y, levels)]), lo_c, hi_c])
         y = b.node("Mul", [y, b.const(b.fresh(op.name + "_adcstep"),
                                       (mult * step).reshape(vshape).astype(np.float32))])
         mult = np.ones(1)
@@ -532,8 +581,7 @@ def _emit_bitwise(b: _Builder, op: MatrixOp, sim: OpSim) -> None:
                     _emit_probe(b, y, probe_name(op.name, t, k))
                 k += 1
                 if sim.adc_steps is not None:
-                    y = b.quantize(y, sim.adc_steps[t], -sim.adc_levels, sim.adc_levels,
-                                   op.name + f"_adc{t}")
+                    y = b.adc(y, sim.adc_steps[t], sim.adc_levels, op.name + f"_adc{t}")
                 w = pw * float(sim.slice_base) ** si
                 terms.append(b.node("Mul", [y, b.const(b.fresh("w"), np.float32(w))]))
             if sim.offset:  # the offset scheme's reference, subtracted digitally (exact)

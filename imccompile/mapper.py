@@ -25,7 +25,7 @@ import fnmatch
 import math
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Literal, Mapping as TMapping
+from typing import TYPE_CHECKING, Literal, Mapping as TMapping, Sequence
 
 import numpy as np
 
@@ -147,6 +147,16 @@ def _replicas_for(name: str, replicate: TMapping[str, int]) -> int:
     return 1
 
 
+def _patterns_must_match(ops: Sequence[MatrixOp], replicate: TMapping[str, int]) -> None:
+    """A replication pattern that names no crossbar layer is a mistake, never ignored."""
+    for pat in replicate:
+        if not any(op.name == pat or fnmatch.fnmatchcase(op.name, pat) for op in ops):
+            names = [op.name for op in ops]
+            shown = ", ".join(names[:8]) + (f", ... ({len(names)} in all)" if len(names) > 8 else "")
+            raise MappingError(f"replicate {pat!r}: matches no crossbar layer (name or glob); "
+                               f"the layers are: {shown or 'none'}")
+
+
 def balance_replicas(layers: list[LayerLayout], spare: int) -> list[LayerLayout]:
     """Give spare arrays to the pipeline's bottleneck (most input vectors per copy), greedily,
     until the bottleneck's next copy no longer fits in the spare arrays. Layers reading a shared
@@ -241,6 +251,7 @@ def map_graph(graph: Graph, target: Target, *, overflow: OverflowPolicy = "chips
     a, h = target.array, target.hierarchy
     chip_arrays = h.arrays_per_core * h.cores_per_tile * h.tiles_per_chip
     ops = graph.matrix_ops
+    _patterns_must_match(ops, replicate or {})
     layers = [layer_layout(op, target, _replicas_for(op.name, replicate or {})) for op in ops]
     warnings: list[str] = []
     _share(ops, layers, warnings)
@@ -280,6 +291,11 @@ def map_graph(graph: Graph, target: Target, *, overflow: OverflowPolicy = "chips
         more = f"; and {len(shared) - 3} more weights" if len(shared) > 3 else ""
         warnings.append(f"weights read by several layers are placed once (the readers take turns "
                         f"on the arrays): the weight of {shown}{more}")
+    empty = [lm.name for lm in placed if not lm.arrays and not lm.shares]
+    if empty:  # e.g. prune{ratio=1.0}: defined, but worth saying
+        shown = ", ".join(empty[:4]) + (f" and {len(empty) - 4} more" if len(empty) > 4 else "")
+        warnings.append(f"{len(empty)} layers hold no nonzero weight and take no arrays: {shown} "
+                        "(each outputs its bias only)")
     low = sorted((lm.utilization(a.rows, a.cols), lm.name) for lm in placed
                  if lm.arrays and not lm.shares and lm.utilization(a.rows, a.cols) < LOW_UTILIZATION)
     if low:

@@ -11,10 +11,14 @@ conductances; the effective code is rebuilt from them.
 PCM statistics follow aihwkit's PCMLikeNoiseModel (Nandakumar et al. 2019), see
 shared/reference/hardware.md: programming noise sigma(g) in µS (fitted at g_max = 25 µS and
 scaled by g_max / 25 µS), drift exponent nu drawn from the *target* conductance (|mu + sigma z|),
-1/f read noise whose size follows the *programmed* conductance and grows with log time, and global
-drift compensation (one scale per layer from a reference read with an all-ones input, as
-aihwkit's GlobalDriftCompensation). Time ``t`` counts from programming (aihwkit counts its
-t_inference from t0 = 20 s, i.e. our t = its t_inference + t0).
+1/f read noise whose size follows the *programmed* conductance and grows with log time. Time
+``t`` counts from programming (aihwkit counts its t_inference from t0 = 20 s, i.e. our t = its
+t_inference + t0); nothing drifts before t0 (``max(t, t0)``), so any t >= 0 is accepted.
+
+Global drift compensation (aihwkit's GlobalDriftCompensation) is a digital gain after the ADC,
+from a reference read of the arrays through the converters (`imccompile.readout`); here,
+`device_codes` gives the codes at t0 and at t it needs, and `noisy_codes` / `noisy_slices` fold
+the gain of an ideal (converter-free) reference read into the codes.
 """
 
 from __future__ import annotations
@@ -129,6 +133,22 @@ def noisy_slices(q: np.ndarray, bits: int, target, rng: np.random.Generator,
     return _slices(q, bits, target, rng, t)
 
 
+def exact_gain(code0: np.ndarray, code_t: np.ndarray) -> float:
+    """Drift-compensation gain of an ideal reference read: aihwkit's one-hot (eye) inputs read
+    every weight alone, and the gain is mean |w(t0)| / mean |w(t)| (1 when nothing is left)."""
+    ref_t = float(np.abs(code_t).sum(dtype=np.float64))
+    return float(np.abs(code0).sum(dtype=np.float64)) / ref_t if ref_t > 0 else 1.0
+
+
+def device_slices(q: np.ndarray, bits: int, target, rng: np.random.Generator,
+                  t: float | None = None
+                  ) -> tuple[list[np.ndarray], list[np.ndarray], int, int]:
+    """(digits at t0, digits at t, base, offset) per slice read back from the devices, without
+    drift compensation (see `slice_digits`)."""
+    eff0, eff_t, base, offset, _ = _device_slices(q, bits, target, rng, t)
+    return list(eff0), list(eff_t), base, offset
+
+
 def _slices(q: np.ndarray, bits: int, target, rng: np.random.Generator | None,
             t: float | None) -> tuple[list[np.ndarray], int, int]:
     e0, et, base, offset, ideal = _device_slices(q, bits, target, rng, t)
@@ -136,10 +156,8 @@ def _slices(q: np.ndarray, bits: int, target, rng: np.random.Generator | None,
     if not ideal and target.noise.drift_compensation:
         code0 = _codes(e0, base, offset)
         code_t = _codes(et, base, offset)
-        ref0 = np.abs(code0.sum(axis=0, dtype=np.float64)).sum()
-        ref_t = np.abs(code_t.sum(axis=0, dtype=np.float64)).sum()
-        if ref_t > 0:
-            alpha = np.float32(ref0 / ref_t)
+        if np.abs(code_t).sum(dtype=np.float64) > 0:
+            alpha = np.float32(exact_gain(code0, code_t))
             eff_t = [e * alpha for e in eff_t]
             # compensation is a digital gain on the output, after the offset is subtracted:
             # alpha * (sum - offset) == sum(base^s * eff_t[s]) - offset with this correction
@@ -206,44 +224,51 @@ def _codes(eff: np.ndarray, base: int, offset: int) -> np.ndarray:
     return (w * eff).sum(axis=0) - eff.dtype.type(offset)
 
 
-def noisy_codes(q: np.ndarray, bits: int, target, rng: np.random.Generator,
-                t: float | None = None, threads: int = 1) -> np.ndarray:
-    """Effective (float32) integer codes read back from the devices holding codes ``q``.
+def device_codes(q: np.ndarray, bits: int, target, rng: np.random.Generator,
+                 t: float | None = None, threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Effective (float32) integer codes read back from the devices holding codes ``q``, at t0
+    (as programmed) and at ``t``, without drift compensation.
 
     A layer of more than `CHUNK` weights is drawn in column blocks of about `CHUNK` weights,
     block i from its own generator (the i-th child of ``rng``, `numpy.random.Generator.spawn`),
     so that ``threads`` worker threads can draw blocks at once and the codes do not depend on
-    how many do; the blocks bound the draw's temporaries. Drift compensation still uses the
-    whole layer's reference read (its column sums add over the blocks). Layers up to `CHUNK`
-    weights are drawn in one piece from ``rng``."""
+    how many do; the blocks bound the draw's temporaries. Layers up to `CHUNK` weights are
+    drawn in one piece from ``rng``."""
     if target.noise.model == "none":
-        return q.astype(np.float32)
+        codes = q.astype(np.float32)
+        return codes, codes
     if q.size <= CHUNK or q.ndim != 2:
-        digits, base, offset = noisy_slices(q, bits, target, rng, t)
-        return _codes(np.stack(digits), base, offset)
+        eff0, eff_t, base, offset, _ = _device_slices(q, bits, target, rng, t)
+        return _codes(eff0, base, offset), _codes(eff_t, base, offset)
     width = max(1, CHUNK // max(1, q.shape[0]))
     starts = list(range(0, q.shape[1], width))
-    out = np.empty(q.shape, np.float32)
+    out0 = np.empty(q.shape, np.float32)
+    out_t = np.empty(q.shape, np.float32)
 
-    def block(job: tuple[int, np.random.Generator]) -> tuple[float, float]:
+    def block(job: tuple[int, np.random.Generator]) -> None:
         c0, gen = job
         eff0, eff_t, base, offset, _ = _device_slices(q[:, c0:c0 + width], bits, target, gen, t)
-        code0 = _codes(eff0, base, offset)
-        code_t = _codes(eff_t, base, offset)
-        out[:, c0:c0 + width] = code_t
-        return (float(np.abs(code0.sum(axis=0, dtype=np.float64)).sum()),
-                float(np.abs(code_t.sum(axis=0, dtype=np.float64)).sum()))
+        out0[:, c0:c0 + width] = _codes(eff0, base, offset)
+        out_t[:, c0:c0 + width] = _codes(eff_t, base, offset)
 
     jobs = list(zip(starts, rng.spawn(len(starts))))
     if threads > 1:
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(max_workers=threads) as pool:
-            refs = list(pool.map(block, jobs))
+            list(pool.map(block, jobs))
     else:
-        refs = [block(j) for j in jobs]
-    ref0 = sum(r[0] for r in refs)  # summed in block order: the same for any thread count
-    ref_t = sum(r[1] for r in refs)
-    if target.noise.drift_compensation and ref_t > 0:
-        out *= np.float32(ref0 / ref_t)  # the digital gain after the offset is subtracted
-    return out
+        for j in jobs:
+            block(j)
+    return out0, out_t
+
+
+def noisy_codes(q: np.ndarray, bits: int, target, rng: np.random.Generator,
+                t: float | None = None, threads: int = 1) -> np.ndarray:
+    """Effective (float32) integer codes read back from the devices holding codes ``q``, with
+    the drift compensation of an ideal reference read (`exact_gain`, over the whole layer)
+    folded in when the target compensates drift (`device_codes`: the draw)."""
+    code0, code_t = device_codes(q, bits, target, rng, t, threads)
+    if target.noise.model == "none" or not target.noise.drift_compensation:
+        return code_t
+    return code_t * np.float32(exact_gain(code0, code_t))

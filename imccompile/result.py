@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from imccompile.ir import Graph
     from imccompile.mapper import Mapping
     from imccompile.schedule import Schedule
+    from imccompile.sensitivity import Sensitivity
     from imccompile.simulate import Calibration
     from imccompile.spec.schema import Target
 
@@ -66,6 +67,11 @@ class CompileResult:
         options: the options the compile ran with.
         accuracy: the accuracy under the hardware, when data was given.
         calibration: DAC and ADC steps calibrated on the data, when data was given.
+        sensitivity: every crossbar layer's accuracy drop alone on the hardware, when asked
+            for (``sensitivity=True``).
+
+    In a notebook: a short ``repr``, an HTML summary (``_repr_html_``), ``layers_frame()``
+    (pandas) and ``to_csv(path)`` (one row per layer, `imccompile.tables.layer_rows`).
     """
 
     model_name: str
@@ -78,3 +84,52 @@ class CompileResult:
     options: CompileOptions = field(default_factory=CompileOptions)
     accuracy: Accuracy | None = None
     calibration: Calibration | None = None
+    sensitivity: Sensitivity | None = None
+
+    def _summary(self) -> list[tuple[str, str]]:
+        items = [("model", self.model_name), ("target", self.target.name),
+                 ("pipeline", self.pipeline or "(none)"), ("arrays", str(self.mapping.arrays)),
+                 ("energy_j", f"{self.cost.energy_j:.4g}"),
+                 ("latency_s", f"{self.schedule.latency_s:.4g}"),
+                 ("area_mm2", f"{self.cost.area_mm2:.4g}")]
+        if self.accuracy is not None:
+            a = self.accuracy
+            items.append((f"accuracy ({a['metric']})",
+                          f"{a['mean']:.4f} ± {a['std']:.4f} (float {a['float']:.4f})"))
+        if self.sensitivity is not None and self.sensitivity.layers:
+            top = self.sensitivity.layers[0]
+            items.append(("most sensitive layer", f"{top.name} ({top.drop:.3g})"))
+        return items
+
+    def __repr__(self) -> str:
+        return "CompileResult(" + ", ".join(f"{k}={v!r}" if k in ("model", "target", "pipeline")
+                                            else f"{k}={v}" for k, v in self._summary()) + ")"
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        rows = "".join(f"<tr><th style='text-align:left'>{escape(k)}</th><td>{escape(v)}</td></tr>"
+                       for k, v in self._summary())
+        return f"<table><caption>CompileResult</caption>{rows}</table>"
+
+    def layer_rows(self) -> list[dict]:
+        """One dict per op (`imccompile.tables.layer_rows`)."""
+        from imccompile.tables import layer_rows
+
+        return layer_rows(self)
+
+    def layers_frame(self):
+        """The per-layer table as a pandas DataFrame (needs the ``pandas`` extra)."""
+        from imccompile.tables import frame
+
+        return frame(self.layer_rows())
+
+    def to_csv(self, path=None) -> str:
+        """The per-layer table as CSV text; written to ``path`` when given."""
+        from imccompile.tables import csv_text
+
+        text = csv_text(self.layer_rows())
+        if path is not None:
+            with open(path, "w", encoding="utf-8", newline="") as f:
+                f.write(text)
+        return text

@@ -19,9 +19,9 @@ import logging
 import math
 import multiprocessing as mp
 import os
+import pickle
 import signal
 import socket
-import tempfile
 import threading
 import time
 import uuid
@@ -33,23 +33,22 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 import numpy as np
 
 from imccompile.errors import ImcCompileError, UsageError
+from imccompile.guardrails import DEFAULT_MAX_ACCURACY_DROP
 from imccompile.ir import Graph
+from imccompile.objectives import OBJECTIVES, SAMPLERS
 from imccompile.options import CompileOptions, OverflowPolicy
 from imccompile.result import CompileResult
 from imccompile.simulate import SimOptions
 from imccompile.space import Space, build_space, point_to_compile
+from imccompile.units import si
 
 if TYPE_CHECKING:
     from imccompile.compiler import Prepared
     from imccompile.spec.schema import Target
 
-OBJECTIVES = {  # name -> (direction, report key, unit)
-    "accuracy": ("maximize", "accuracy", ""),
-    "energy": ("minimize", "energy_j", "J"),
-    "latency": ("minimize", "latency_s", "s"),
-    "area": ("minimize", "area_mm2", "mm²"),
-}
-SAMPLERS = ("nsga2", "tpe", "random")
+# Optuna's samplers take seeds in 0..2**32-1 (numpy); workers add their index (< MAX_JOBS).
+MAX_JOBS = 256  # assumption: far beyond the cores of one host; each worker is a process
+MAX_SEARCH_SEED = 2**32 - 1 - MAX_JOBS
 
 
 @dataclass(frozen=True)
@@ -66,7 +65,8 @@ class SearchConfig:
     data: str | None = None
     samples: int | None = None
     objectives: tuple[str, ...] = ("accuracy", "energy")
-    max_accuracy_drop: float | None = None  # percentage points
+    # points below the float model (imccompile.guardrails); applies with data; None: no budget
+    max_accuracy_drop: float | None = DEFAULT_MAX_ACCURACY_DROP
     max_area: float | None = None
     max_arrays: int | None = None
     sampler: str = "nsga2"
@@ -82,6 +82,7 @@ class SearchConfig:
     sim: SimOptions = field(default_factory=SimOptions)
     metric: str = "auto"
     threads: int = 1  # onnxruntime intra-op threads (no part of the settings: results equal)
+    activity: tuple[tuple[str, float], ...] = ()  # input bit activity per layer (given)
 
     @classmethod
     def from_options(cls, model: str, target: str, data: str | None, options: CompileOptions,
@@ -92,7 +93,8 @@ class SearchConfig:
                    dims=options.dims,
                    overflow=options.overflow, replicate=options.replicate,
                    auto_replicate=options.auto_replicate, sim=options.sim,
-                   metric=options.metric, threads=options.threads, **search)
+                   metric=options.metric, activity=options.activity,
+                   threads=options.threads, **search)
 
     def compile_options(self, passes: str = "", overrides: Sequence[str] = (),
                         auto_replicate: bool = False) -> CompileOptions:
@@ -105,14 +107,29 @@ class SearchConfig:
                               replicate=self.replicate,
                               auto_replicate=self.auto_replicate or auto_replicate,
                               samples=self.samples, seeds=self.seeds, sim=self.sim,
-                              metric=self.metric, threads=self.threads)
+                              metric=self.metric, activity=self.activity,
+                              threads=self.threads)
 
     def settings(self) -> dict[str, Any]:
         """The part of the config that must match on resume (not the sampler or seed), as JSON
         values."""
+        from imccompile.identity import canonical_overrides, file_identity
+
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
              if f.name not in ("sampler", "seed", "threads")}
         d["sim"] = dataclasses.asdict(self.sim)
+        # the canonical content (imccompile.identity): resolved paths, content hashes, the
+        # overrides as the values they leave, knob pins and ranges by name
+        d["model"], d["model_sha256"] = file_identity(self.model or None, "model")
+        from imccompile.spec import bundled_targets
+
+        d["target"], d["target_sha256"] = (  # a bundled name is the bundled spec (load_target)
+            (self.target, None) if self.target in bundled_targets()
+            else file_identity(self.target or None, "--target"))
+        d["data"], d["data_sha256"] = file_identity(self.data, "--data")
+        d["overrides"] = canonical_overrides(self.overrides)
+        d["fix"] = sorted(self.fix, key=lambda kv: str(kv[0]))
+        d["space"] = sorted(self.space, key=lambda kv: str(kv[0]))
         return json.loads(json.dumps(d, default=str))
 
     def key(self) -> str:
@@ -141,20 +158,39 @@ class SearchConfig:
         return out
 
     def validate(self) -> None:
+        for name, value, optional in (("model", self.model, False), ("target", self.target, False),
+                                      ("data", self.data, True)):
+            if not (optional and value is None) and (not isinstance(value, str) or not value):
+                raise UsageError(f"search {name} {value!r}: expected a path"
+                                 + (" (or a bundled target name)" if name == "target" else "")
+                                 + (" or None" if optional else ""))
+        if not isinstance(self.objectives, tuple) or \
+                not all(isinstance(o, str) for o in self.objectives):
+            raise UsageError(f"--objectives {self.objectives!r}: expected a tuple of names from "
+                             f"{', '.join(OBJECTIVES)}")
         bad = [o for o in self.objectives if o not in OBJECTIVES]
         if bad or not self.objectives or len(set(self.objectives)) != len(self.objectives):
             raise UsageError(f"--objectives {','.join(self.objectives)}: expected distinct names "
                              f"from {', '.join(OBJECTIVES)}")
         if "accuracy" in self.objectives and not self.data:
             raise UsageError("the accuracy objective needs --data (calibration/evaluation set)")
-        if self.max_accuracy_drop is not None and not self.data:
+        if self.max_accuracy_drop not in (None, DEFAULT_MAX_ACCURACY_DROP) and not self.data:
             raise UsageError("--max-accuracy-drop needs --data")
         if self.sampler not in SAMPLERS:
             raise UsageError(f"--sampler {self.sampler}: expected one of {', '.join(SAMPLERS)}")
         for name, v in (("--max-accuracy-drop", self.max_accuracy_drop), ("--max-area", self.max_area),
                         ("--max-arrays", self.max_arrays)):
-            if v is not None and (not math.isfinite(v) or v < 0):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
+                                  or not math.isfinite(v) or v < 0):
                 raise UsageError(f"{name} must be a finite number >= 0, got {v}")
+        for name, pairs in (("--fix", self.fix), ("--space", self.space)):
+            if not isinstance(pairs, tuple) or not all(
+                    isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], str) for p in pairs):
+                raise UsageError(f"{name} {pairs!r}: expected a tuple of (knob name, value) pairs")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)
+                                      or not 0 <= self.seed <= MAX_SEARCH_SEED):
+            raise UsageError(f"--search-seed {self.seed}: expected an integer in "
+                             f"0..{MAX_SEARCH_SEED}")
         self.compile_options()  # the compile fields are checked as for a single compile
 
 
@@ -175,6 +211,9 @@ def _flag_text(name: str, value: Any) -> str:
         return flag
     if name == "model":
         return f"model {value}"
+    if name.endswith("_sha256"):
+        what = name[:-len("_sha256")]
+        return f"{'model' if what == 'model' else '--' + what} content sha256 {str(value)[:12]}"
     if name == "objectives":
         return f"{flag} {','.join(map(str, value))}"
     if name in ("fix", "replicate", "input_shapes", "dims", "space") and isinstance(value, list):
@@ -287,19 +326,24 @@ class Evaluator:
         """The compile options of a trial (pipeline text, knob overrides, replicate knob)."""
         return self.cfg.compile_options(text, override_texts(overrides), replicate)
 
-    def evaluate_text(self, text: str, overrides: Mapping[str, Any], replicate: bool
-                      ) -> tuple[CompileResult, dict[str, float]]:
+    def evaluate_text(self, text: str, overrides: Mapping[str, Any], replicate: bool,
+                      sensitivity: bool = False) -> tuple[CompileResult, dict[str, float]]:
         from imccompile.compiler import compile_prepared
 
-        res = compile_prepared(self.prepared, self.base_target,
-                               self.options(text, overrides, replicate))
+        opts = self.options(text, overrides, replicate)
+        opts = opts.replace(sensitivity=sensitivity, max_accuracy_drop=self.cfg.max_accuracy_drop)
+        res = compile_prepared(self.prepared, self.base_target, opts)
         values = {"energy": res.cost.energy_j, "latency": res.schedule.latency_s,
                   "area": res.cost.area_mm2, "arrays": float(res.mapping.arrays)}
         if res.accuracy is not None:  # maximized: the headline metric, or -relerr
             from imccompile.metrics import objective_value
 
+            from imccompile.guardrails import accuracy_drop
+
             values["accuracy"] = objective_value(res.accuracy["metric"], res.accuracy["mean"])
             values["relative_error"] = res.accuracy["relative_error"]
+            values["accuracy_drop"] = accuracy_drop(res.accuracy["metric"], res.accuracy["float"],
+                                                    res.accuracy["mean"])
         return res, values
 
 
@@ -313,9 +357,8 @@ def _constraints(cfg: SearchConfig, values: Mapping[str, float], float_acc: floa
     """Constraint values (<= 0 is feasible). The accuracy drop is in percentage points of the
     accuracy objective (relerr: percent of relative error), in dB for snr."""
     out = []
-    if cfg.max_accuracy_drop is not None and float_acc is not None:
-        scale = 1.0 if metric == "snr" else 100.0
-        out.append(scale * (float_acc - values["accuracy"]) - cfg.max_accuracy_drop)
+    if cfg.max_accuracy_drop is not None and float_acc is not None:  # imccompile.guardrails
+        out.append(values["accuracy_drop"] - cfg.max_accuracy_drop)
     if cfg.max_area is not None:
         out.append(values["area"] - cfg.max_area)
     if cfg.max_arrays is not None:
@@ -399,10 +442,30 @@ def open_study(cfg: SearchConfig, storage_url: str | None, study_name: str | Non
     stored = study.user_attrs.get("config")
     if stored is None:
         study.set_user_attr("config", cfg.key())
+        describe_study(study, cfg)
     else:
         refuse_other_settings(cfg, stored, study.study_name, str(storage_url or "memory"),
                               "Use another --study name or the same settings to resume it")
     return study
+
+
+def metric_names(cfg: SearchConfig) -> list[str]:
+    """The objectives as optuna-dashboard shows them: with their unit (energy_j, latency_s)."""
+    return [OBJECTIVES[o][1] for o in cfg.objectives]
+
+
+def describe_study(study, cfg: SearchConfig) -> None:
+    """Metric names and readable user attributes (model, target, data, budget) for Optuna's
+    dashboard; set once, when the study is made."""
+    import optuna
+
+    with warnings.catch_warnings():  # set_metric_names is "experimental" in Optuna 3/4
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(metric_names(cfg))
+    for key, value in (("model", cfg.model), ("target", cfg.target), ("data", cfg.data),
+                       ("objectives", ",".join(cfg.objectives)),
+                       ("max_accuracy_drop", cfg.max_accuracy_drop)):
+        study.set_user_attr(key, value)
 
 
 def check_stored_settings(cfg: SearchConfig, storage_url: str | None, study_name: str) -> None:
@@ -589,6 +652,7 @@ def _objective(ev: Evaluator, cfg: SearchConfig, trials: int | None = None,
         trial.set_user_attr("values", values)
         if ev.float_accuracy is not None:
             trial.set_user_attr("float_accuracy", ev.float_accuracy)
+            trial.set_user_attr("metric", ev.metric)
         cons = _constraints(cfg, values, ev.float_accuracy, ev.metric)
         trial.set_user_attr("constraints", cons)
         for name, value in zip(_constraint_names(cfg), cons):
@@ -671,13 +735,21 @@ def dominates(a: Sequence[float], b: Sequence[float], directions: Sequence[str])
 
 @dataclass
 class SearchResult:
+    """A study summarized: its Pareto front, every trial, the chosen point and the rule that
+    chose it. In a notebook: a short ``repr``, ``_repr_html_``, ``trials_frame()`` (pandas)
+    and ``to_csv(path)`` (every trial, `imccompile.tables.trial_table`)."""
+
     study: Any
     cfg: SearchConfig
     pareto: list[dict[str, Any]] = field(default_factory=list)
-    trials: list[dict[str, Any]] = field(default_factory=list)
+    trials: list[dict[str, Any]] = field(default_factory=list)  # the completed ones
     chosen: dict[str, Any] | None = None
     chosen_result: CompileResult | None = None
     baseline: dict[str, Any] | None = None
+    rule: str = ""  # how the chosen point was chosen (or why none was)
+    every: list[dict[str, Any]] = field(default_factory=list)  # every trial, any state
+    float_accuracy: float | None = None  # the float model's accuracy objective
+    metric: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"study": self.study.study_name, "objectives": list(self.cfg.objectives),
@@ -686,7 +758,68 @@ class SearchResult:
                 "constraints": {"max_accuracy_drop": self.cfg.max_accuracy_drop,
                                 "max_area": self.cfg.max_area, "max_arrays": self.cfg.max_arrays},
                 "pareto": self.pareto, "chosen": self.chosen["trial"] if self.chosen else None,
+                "rule": self.rule, "float_accuracy": self.float_accuracy,
+                "recreate_command": self.recreate_command(),
                 "baseline": self.baseline, "trials": self.trials}
+
+    def recreate_argv(self) -> list[str] | None:
+        """The command line (argv) that compiles the chosen point as a single compile."""
+        if self.chosen is None:
+            return None
+        from imccompile.recreate import recreate_argv
+
+        return recreate_argv(self.cfg, self.chosen)
+
+    def recreate_command(self) -> str | None:
+        """`recreate_argv` on one line, shell-quoted (``shlex.join``): paste it into a shell."""
+        import shlex
+
+        argv = self.recreate_argv()
+        return shlex.join(argv) if argv is not None else None
+
+    def trial_table(self) -> list[dict[str, Any]]:
+        """One row per trial (`imccompile.tables.trial_table`)."""
+        from imccompile.tables import trial_table
+
+        return trial_table(self)
+
+    def trials_frame(self):
+        """Every trial as a pandas DataFrame (needs the ``pandas`` extra)."""
+        from imccompile.tables import frame
+
+        return frame(self.trial_table())
+
+    def to_csv(self, path: Any = None, pareto: bool = False) -> str:
+        """trials.csv (or, with ``pareto``, pareto.csv) as text; written to ``path`` when given."""
+        from imccompile.tables import trials_csv
+
+        text = trials_csv(self, pareto=pareto)
+        if path is not None:
+            with open(path, "w", encoding="utf-8", newline="") as f:
+                f.write(text)
+        return text
+
+    def _summary(self) -> list[tuple[str, str]]:
+        items = [("study", str(self.study.study_name)), ("trials", str(len(self.trials))),
+                 ("front", str(len(self.pareto))),
+                 ("chosen", f"trial {self.chosen['trial']}" if self.chosen else "none"),
+                 ("rule", self.rule)]
+        if self.chosen:
+            v = self.chosen["values"]
+            for o in self.cfg.objectives:
+                items.append((OBJECTIVES[o][1], f"{v[o]:.4g}"))
+        return items
+
+    def __repr__(self) -> str:
+        return "SearchResult(" + ", ".join(f"{k}={v!r}" if k in ("study", "rule") else f"{k}={v}"
+                                           for k, v in self._summary()) + ")"
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        rows = "".join(f"<tr><th style='text-align:left'>{escape(k)}</th><td>{escape(v)}</td></tr>"
+                       for k, v in self._summary())
+        return f"<table><caption>SearchResult</caption>{rows}</table>"
 
 
 def _trial_row(t) -> dict[str, Any]:
@@ -698,16 +831,54 @@ def _trial_row(t) -> dict[str, Any]:
             "params": {k: (v if not isinstance(v, float) else float(v)) for k, v in t.params.items()}}
 
 
+def choice_rule(cfg: SearchConfig, float_accuracy: float | None, metric: str | None,
+                chosen: bool) -> str:
+    """How `summarize` chooses, in words (the terminal and report.json give it)."""
+    from imccompile.guardrails import fmt_drop
+
+    cost_objs = [o for o in cfg.objectives if o != "accuracy"]
+    what = f"lowest {cost_objs[0]}" if cost_objs else "most accurate"
+    others = []
+    if cfg.max_area is not None:
+        others.append(f"--max-area {cfg.max_area:g}")
+    if cfg.max_arrays is not None:
+        others.append(f"--max-arrays {cfg.max_arrays}")
+    extra = f", within {' and '.join(others)}" if others else ""
+    budget = cfg.max_accuracy_drop is not None and float_accuracy is not None
+    if budget:
+        assert cfg.max_accuracy_drop is not None and float_accuracy is not None
+        shown = -float_accuracy if metric == "relerr" else float_accuracy
+        where = (f"within {fmt_drop(metric, cfg.max_accuracy_drop)} of the float model's "
+                 f"{metric} {shown:.4g} (--max-accuracy-drop {cfg.max_accuracy_drop:g})")
+    elif cfg.data:
+        where = "on the Pareto front, no accuracy budget (--max-accuracy-drop none)"
+    else:
+        where = "on the Pareto front (no --data: no accuracy budget)"
+    if chosen:
+        return f"{what} trial {where}{extra}"
+    if budget or others:
+        return (f"no completed trial is {where}{extra}: raise the budget, relax the "
+                "constraints or run more trials")
+    return "no completed trial"
+
+
 def summarize(study, cfg: SearchConfig) -> SearchResult:
     """Pareto front (feasible, mutually non-dominated completed trials) and the chosen point.
 
-    The chosen point: among the front, the one with the best value of the first non-accuracy
-    objective (e.g. lowest energy); with accuracy as the only objective, the most accurate.
+    The chosen point: among the front (whose trials keep to the constraints, the accuracy
+    budget by default: `imccompile.guardrails`), the one with the best value of the first
+    non-accuracy objective (e.g. lowest energy); with accuracy as the only objective, the most
+    accurate. `SearchResult.rule` says so in words.
     """
     from optuna.trial import TrialState
 
-    trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    every_trial = list(study.get_trials(deepcopy=False))
+    trials = [t for t in every_trial if t.state == TrialState.COMPLETE]
     rows = [_trial_row(t) for t in trials]
+    every = [{**_trial_row(t), "state": t.state.name} for t in every_trial]
+    float_acc = next((t.user_attrs["float_accuracy"] for t in trials
+                      if "float_accuracy" in t.user_attrs), None)
+    metric = next((t.user_attrs["metric"] for t in trials if "metric" in t.user_attrs), None)
     dirs = [OBJECTIVES[o][0] for o in cfg.objectives]
     feasible = [r for r in rows if r["feasible"]]
     vec = {r["trial"]: [r["values"][o] for o in cfg.objectives] for r in feasible}
@@ -730,7 +901,9 @@ def summarize(study, cfg: SearchConfig) -> SearchResult:
             chosen = max(pareto, key=lambda r: (r["values"]["accuracy"], -r["trial"]))
     pareto.sort(key=lambda r: [(-1 if d == "maximize" else 1) * r["values"][o]
                                for o, d in zip(cfg.objectives, dirs)])
-    return SearchResult(study, cfg, pareto, rows, chosen)
+    rule = choice_rule(cfg, float_acc, metric, chosen is not None)
+    return SearchResult(study, cfg, pareto, rows, chosen, rule=rule, every=every,
+                        float_accuracy=float_acc, metric=metric)
 
 
 def hypervolume(points: np.ndarray, ref: np.ndarray) -> float:
@@ -748,36 +921,44 @@ def hypervolume(points: np.ndarray, ref: np.ndarray) -> float:
 
 
 def search(cfg: SearchConfig, trials: int, *, storage: str | None = None, study_name: str | None = None,
-           n_jobs: int = 1, progress: Callable[[int, int, str], None] | None = None) -> SearchResult:
-    """Run (or resume) a study until it holds ``trials`` completed trials; summarize it."""
+           n_jobs: int = 1, progress: Callable[[int, int, str], None] | None = None,
+           sensitivity: bool = False) -> SearchResult:
+    """Run (or resume) a study until it holds ``trials`` completed trials; summarize it.
+    ``sensitivity``: the chosen point's compile also measures its per-layer sensitivity."""
     cfg.validate()
-    if trials < 1:
-        raise UsageError(f"--search needs a number of trials >= 1, got {trials}")
-    if n_jobs < 1:
-        raise UsageError(f"--n-jobs must be >= 1, got {n_jobs}")
+    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+        raise UsageError(f"--search needs a number of trials >= 1, got {trials!r}")
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or not 1 <= n_jobs <= MAX_JOBS:
+        raise UsageError(f"--n-jobs {n_jobs!r}: expected an integer in 1..{MAX_JOBS}")
     tmpdir = None
-    if n_jobs > 1 and storage is None:
-        tmpdir = tempfile.mkdtemp(prefix="imccompile-study-")
-        storage = f"journal:{os.path.join(tmpdir, 'study.log')}"
-    study_name = study_name or f"imccompile-{Path(cfg.model).stem}"
-    check_stored_settings(cfg, storage, study_name)  # before the import and the data
-    ev = Evaluator(cfg)
-    study = open_study(cfg, storage, study_name, cfg.seed)
-    if not study.trials:  # the target's own settings are always a point of the front
-        study.enqueue_trial(default_point(ev), skip_if_exists=True)
-    start = completed(study)
-
-    def on_trial(st, ft) -> None:
-        if progress:
-            progress(completed(st), trials, _best_text(st, cfg))
-
     procs = []
-    try:
+    try:  # the temporary store is removed however the search ends
+        if n_jobs > 1 and storage is None:
+            from imccompile.workers import make_store_dir
+
+            tmpdir = make_store_dir()
+            storage = f"journal:{os.path.join(tmpdir, 'study.log')}"
+        study_name = study_name or f"imccompile-{Path(cfg.model).stem}"
+        check_stored_settings(cfg, storage, study_name)  # before the import and the data
+        ev = Evaluator(cfg)
+        study = open_study(cfg, storage, study_name, cfg.seed)
+        if not study.trials:  # the target's own settings are always a point of the front
+            study.enqueue_trial(default_point(ev), skip_if_exists=True)
+        start = completed(study)
+
+        def on_trial(st, ft) -> None:
+            if progress:
+                progress(completed(st), trials, _best_text(st, cfg))
+
         if n_jobs > 1:
+            from imccompile.workers import worker_main
+
             ctx = mp.get_context("spawn")
             for i in range(1, n_jobs):
                 seed = None if cfg.seed is None else cfg.seed + i
-                p = ctx.Process(target=_worker_entry, args=(cfg, storage, study_name, trials, seed),
+                payload = pickle.dumps((_worker_entry, (cfg, storage, study_name, trials, seed)))
+                # tied to this process: never outlives the search (imccompile.workers)
+                p = ctx.Process(target=worker_main, args=(os.getpid(), tmpdir, payload),
                                 daemon=True)
                 p.start()
                 procs.append(p)
@@ -789,7 +970,7 @@ def search(cfg: SearchConfig, trials: int, *, storage: str | None = None, study_
         result = summarize(study, cfg)
         if result.chosen is not None:
             res, _ = ev.evaluate_text(result.chosen["pipeline"], _ov(result.chosen["overrides"]),
-                                      result.chosen["auto_replicate"])
+                                      result.chosen["auto_replicate"], sensitivity=sensitivity)
             result.chosen_result = res
         _, base_vals = ev.evaluate_text("", {}, False)
         result.baseline = {"values": base_vals, "pipeline": "", "overrides": []}
@@ -824,7 +1005,7 @@ def _best_text(study, cfg: SearchConfig) -> str:
     parts = []
     for o in cfg.objectives:
         unit = OBJECTIVES[o][2]
-        parts.append(f"{o} {v[o]:.4g}{' ' + unit if unit else ''}")
+        parts.append(f"{o} {si(v[o], unit) if unit else format(v[o], '.4g')}")
     return f"front {len(res.pareto)} | chosen #{res.chosen['trial']}: " + ", ".join(parts)
 
 

@@ -16,7 +16,9 @@ import hashlib
 from collections import OrderedDict
 from typing import Any, Callable
 
-MAX_SESSIONS = 4  # distinct (structure, threads) sessions alive at once
+MAX_SESSIONS = 6  # distinct (structure, threads) sessions alive at once: a trial with --data
+# has three structures (calibration with and without the activity outputs, the simulation), each
+# maybe batched
 
 _cache: OrderedDict[tuple[str, int], Any] = OrderedDict()
 _facts: dict[tuple[str, str], Any] = {}

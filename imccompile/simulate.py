@@ -14,6 +14,7 @@ Steps (all on the user's data):
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass
 from collections.abc import Mapping as MappingABC
@@ -27,7 +28,8 @@ from imccompile.emit import (Emitted, OpSim, emit_parts, probe_tile, range_names
 from imccompile.errors import DataError, ModelImportError
 from imccompile.ir import Graph, MatrixOp
 from imccompile.layout import LayerLayout, adc_levels, dac_quantizer, layer_bits, layer_layout
-from imccompile.noise import noisy_codes, noisy_slices, quantize_columns, slice_digits
+from imccompile.noise import device_codes, noisy_slices, quantize_columns, slice_digits
+from imccompile.readout import bound_steps, drift_gain, scales_vectors
 
 if TYPE_CHECKING:
     from imccompile.mapper import Mapping as ChipMapping
@@ -42,12 +44,28 @@ class SimOptions:
     adc: bool = True
     dac: bool = True
     weights: bool = True
-    adc_range: Literal["calibrated", "full_scale"] = "calibrated"
+    adc_range: Literal["calibrated", "full_scale"] = "calibrated"  # unless adc.out_bound fixes it
     act_percentile: float | None = None  # None: max
     t_inference_s: float | None = None
     bit_accurate: bool = False  # split by input cycle and weight slice, ADC on each partial
 
     def __post_init__(self) -> None:
+        from imccompile.errors import UsageError
+
+        for name in ("noise", "adc", "dac", "weights", "bit_accurate"):
+            if not isinstance(getattr(self, name), bool):
+                raise UsageError(f"SimOptions.{name} {getattr(self, name)!r}: expected True or "
+                                 "False")
+        if self.adc_range not in ("calibrated", "full_scale"):
+            raise UsageError(f"SimOptions.adc_range {self.adc_range!r} (--adc-range): expected "
+                             "calibrated or full_scale")
+        for name, low in (("act_percentile", 0.0), ("t_inference_s", 0.0)):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
+                                  or not math.isfinite(v) or v < low
+                                  or (name == "act_percentile" and not 0 < v <= 100)):
+                raise UsageError(f"SimOptions.{name} {v!r}: expected None or a finite number "
+                                 + ("in (0, 100]" if name == "act_percentile" else ">= 0"))
         if self.bit_accurate and not (self.dac and self.weights):
             raise DataError("bit-accurate simulation needs quantized inputs and weights "
                             "(it works on their integer codes): keep dac and weights on")
@@ -221,6 +239,9 @@ def _check_labels(src: str, value: Any, graph: Graph, total: int, n: int) -> np.
 
 
 BATCH = 64  # samples per onnxruntime call when the model runs batched (bounds the activations)
+# samples the input bit activity is measured on (`calibrate` ``activity``): an assumption; the
+# activity of a layer is a mean over many input elements per sample, 64 samples settle it
+ACTIVITY_SAMPLES = 64
 
 
 def _batched_copy(model, data_inputs: list[str] | None = None) -> Any:
@@ -270,13 +291,27 @@ class Runner:
             self._bytes = self._emitted.structure
             names = [o.name for o in self._emitted.model.graph.output]
         self.key = sessions.key_of(self._bytes)
+        # read-out noise (RandomNormalLike, seeded from the noise seed) draws from a generator a
+        # session keeps across runs: such a model gets sessions of its own, never cached, so
+        # that a seed gives the same draws in every run of the simulation
+        self._own: dict[str, Any] | None = (
+            {} if self._emitted is not None and any(
+                n.op_type == "RandomNormalLike" for n in self._emitted.model.graph.node)
+            else None)
         self.weights: dict[str, np.ndarray] = self._emitted.feeds if self._emitted else {}
         if outputs is None and names is None:
             outputs = [o.name for o in self._single().get_outputs()]
         self.outputs = outputs or names or []
 
+    def _session(self, key: str, build: Callable[[], bytes]) -> Any:
+        if self._own is None:
+            return sessions.session(key, build, self.threads)
+        if key not in self._own:
+            self._own[key] = sessions.make(build(), self.threads)
+        return self._own[key]
+
     def _single(self) -> Any:
-        return sessions.session(self.key, lambda: self._bytes, self.threads)
+        return self._session(self.key, lambda: self._bytes)
 
     def _batched(self) -> Any:
         def build() -> bytes:
@@ -284,7 +319,7 @@ class Runner:
             copy = _batched_copy(self._emitted.model, self._emitted.data_inputs)
             assert copy is not None
             return copy.SerializeToString()
-        return sessions.session(self.key + ":batched", build, self.threads)
+        return self._session(self.key + ":batched", build)
 
     def _feed(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {**feed, **self.weights} if self.weights else feed
@@ -317,10 +352,13 @@ class Runner:
         if len(data.feeds) < 2:
             return "single"
         name = "batched:" + ",".join(self.outputs)
-        mode = sessions.fact(self.key, name)
+        mode = sessions.fact(self.key, name) if self._own is None else self._own.get(name)
         if mode is None:
             mode = "batched" if self._batch_ok(data) else "single"
-            sessions.record(self.key, name, mode)
+            if self._own is None:
+                sessions.record(self.key, name, mode)
+            else:
+                self._own[name] = mode
         return mode
 
     def run(self, data: Dataset, on_outputs: Callable[[int, list[np.ndarray]], None]) -> None:
@@ -446,16 +484,20 @@ def _needs_float_pass(graph: Graph, opts: SimOptions, reference: Outputs | None)
 def calibrate(graph: Graph, target, data: Dataset, opts: SimOptions,
               mapping: "ChipMapping | None" = None, *, reference: Outputs | None = None,
               threads: int = 1, activity: bool = False) -> Calibration:
-    """DAC steps (from the pass-set act_range or the data) and ADC steps per ADC row group,
-    and with ``activity`` the DAC codes' bit activity per layer (`Calibration.activity`; it
-    costs about 6 x in_bits element operations per crossbar input element in that run).
+    """DAC steps (from the pass-set act_range or the data; the unit range of the scaled vectors
+    with abs_max input scaling) and ADC steps per ADC row group (calibrated, worst case, or the
+    spec's ``adc.out_bound``), and with ``activity`` the DAC codes' bit activity per layer
+    (`Calibration.activity`), measured on the first `ACTIVITY_SAMPLES` samples only (it costs
+    about 6 x in_bits element operations per crossbar input element of each sample measured).
 
     At most two passes over the data: the float model (its outputs, the crossbar inputs'
     ranges; skipped when ``reference`` is given and the passes set every DAC range), then the
     noise-free quantized model, which gives in one run every row tile's partial-sum range for
-    the ADC (``adc_range="calibrated"``) and every layer's bit activity; it runs when either is
-    wanted. Both reuse the session of an earlier model of the same structure."""
+    the ADC (``adc_range="calibrated"``) and, on its first samples, every layer's bit
+    activity; it runs when either is wanted. Both reuse the session of an earlier model of the
+    same structure."""
     mats = graph.matrix_ops
+    _check_readout(graph, target, opts)
     lay = layouts(graph, target, mapping)
     stats: dict[str, tuple[float, float]] = {}
     if _needs_float_pass(graph, opts, reference):
@@ -470,45 +512,69 @@ def calibrate(graph: Graph, target, data: Dataset, opts: SimOptions,
         else:
             rng, xmin = stats[op.inputs[0]]
             unsigned = xmin >= 0.0
+        if _scales_inputs(target, opts):  # x / max|x| per vector: the DAC's range is 1
+            rng = 1.0
         act[op.name] = dac_quantizer(ib, rng, unsigned)
     adc: dict[str, tuple[float, ...]] = {}
     levels = adc_levels(target.adc.bits)
     by_name = {op.name: op for op in mats}
     with_adc = opts.adc and target.adc.type != "digital"
-    probing = with_adc and opts.adc_range == "calibrated"
+    bounded = with_adc and target.adc.out_bound is not None
+    probing = with_adc and not bounded and opts.adc_range == "calibrated"
+    if bounded:
+        for op in mats:  # the hardware's fixed range: out_bound x (one device at g_max, full input)
+            q, wstep = quantized_weight(op, target, opts)
+            step, lo, hi = act[op.name]
+            x_full = max(abs(lo), abs(hi)) * step  # the DAC's full-scale input
+            w_max = float(np.abs(q * wstep[None, :]).max()) if q.size else 0.0
+            if target.adc.out_bound_unit == "weight":  # aihwkit's raw units: w = 1 at x = 1
+                w_max, x_full = 1.0, 1.0
+            adc[op.name] = bound_steps(target.adc.out_bound, w_max, x_full, levels,
+                                       len(adc_tiles(op, lay[op.name])))
 
-    def make(name: str) -> OpSim:  # noise-free, quantized
-        sim = _opsim(by_name[name], target, opts, act, None, None, lay[name], probe=probing)
-        return dataclasses.replace(sim, activity=True) if activity else sim
+    def sims(measure: bool) -> _LazySims:
+        def make(name: str) -> OpSim:  # noise-free, quantized
+            sim = _opsim(by_name[name], target, opts, act, None, None, lay[name], probe=probing)
+            return dataclasses.replace(sim, activity=True) if measure else sim
+        return _LazySims(make, list(by_name))
 
     bit_activity: dict[str, float] = {}
-    if probing or (activity and opts.dac):
-        emitted = emit_parts(graph, _LazySims(make, list(by_name)), feed_params=True)
+    measure = activity and opts.dac
+    # the first ACTIVITY_SAMPLES samples run with the activity outputs, the rest (for the ADC
+    # ranges) without them: a second structure, so a second session
+    n_act = min(len(data.feeds), ACTIVITY_SAMPLES) if measure else 0
+    parts = [(True, data.feeds[:n_act])] if n_act else []
+    if probing and n_act < len(data.feeds):
+        parts.append((False, data.feeds[n_act:]))
+    pmax: dict[str, float] = {}
+    for with_activity, feeds in parts:
+        emitted = emit_parts(graph, sims(with_activity), feed_params=True)
         probes = emitted.probes
         pr = Runner(emitted, probes, threads)
-        pmax = dict.fromkeys(probes, 0.0)
+        for name in probes:
+            pmax.setdefault(name, 0.0)
 
-        def take_p(i: int, outs: list[np.ndarray]) -> None:
+        def take_p(i: int, outs: list[np.ndarray], probes: list[str] = probes) -> None:
             for name, v in zip(probes, outs):
                 if name.endswith("__activity"):
                     pmax[name] += float(v.sum())
                 else:
                     pmax[name] = max(pmax[name], float(np.abs(v).max()))
 
-        pr.run(data, take_p)
-        tile_max: dict[tuple[str, int], float] = {}
-        for name, v in pmax.items():  # one ADC range per row tile (all its partials)
-            if name.endswith("__activity"):
-                bit_activity[name[:-len("__activity")]] = v / len(data.feeds)
-                continue
-            key = probe_tile(name)
-            tile_max[key] = max(tile_max.get(key, 0.0), v)
-        if probing:
-            for op in mats:
-                n_tiles = len(adc_tiles(op, lay[op.name]))
-                adc[op.name] = tuple(max(tile_max.get((op.name, t), 0.0), 1e-12) / levels
-                                     for t in range(n_tiles))
-    if with_adc and not probing:
+        pr.run(Dataset(feeds, None, data.source), take_p)
+    tile_max: dict[tuple[str, int], float] = {}
+    for name, v in pmax.items():  # one ADC range per row tile (all its partials)
+        if name.endswith("__activity"):
+            bit_activity[name[:-len("__activity")]] = v / n_act
+            continue
+        key = probe_tile(name)
+        tile_max[key] = max(tile_max.get(key, 0.0), v)
+    if probing:
+        for op in mats:
+            n_tiles = len(adc_tiles(op, lay[op.name]))
+            adc[op.name] = tuple(max(tile_max.get((op.name, t), 0.0), 1e-12) / levels
+                                 for t in range(n_tiles))
+    if with_adc and not probing and not bounded:
         for op in mats:
             sim = _opsim(by_name[op.name], target, opts, act, None, None, lay[op.name])
             step, lo, hi = act[op.name]
@@ -529,23 +595,55 @@ def calibrate(graph: Graph, target, data: Dataset, opts: SimOptions,
     return Calibration(act, adc, tuple(reference), bit_activity)
 
 
+def _scales_inputs(target, opts: SimOptions) -> bool:
+    """Per-vector (abs_max) input scaling is simulated: the target has it and a converter is."""
+    return target.dac.input_scaling == "abs_max" and (opts.dac or opts.adc)
+
+
+def _check_readout(graph: Graph, target, opts: SimOptions) -> None:
+    """Read-out features the simulation cannot build for this graph are refused up front."""
+    if _scales_inputs(target, opts):
+        for op in graph.matrix_ops:
+            if not scales_vectors(op):
+                raise DataError(
+                    f"layer {op.name!r} ({op.kind}, {op.groups} group(s)): dac.input_scaling "
+                    "'abs_max' scales each input vector, which the simulation builds for "
+                    "Gemm/MatMul layers and convs of one group only; use --set "
+                    "dac.input_scaling=calibrated")
+    if opts.adc and opts.adc_range == "full_scale" and target.adc.out_bound is not None:
+        raise DataError(f"--adc-range full_scale: the target fixes the ADC's range "
+                        f"(adc.out_bound = {target.adc.out_bound:g}); drop the option or unset "
+                        "adc.out_bound (--set adc.out_bound=null)")
+    if opts.bit_accurate and opts.adc and target.adc.out_bound is not None:
+        raise DataError("adc.out_bound (a range in device units) is not simulated bit-accurately "
+                        "(partial sums are in digit units there): drop --bit-accurate or unset "
+                        "adc.out_bound")
+
+
 def _converters(op: MatrixOp, target, opts: SimOptions, act, adc, lm: LayerLayout,
-                probe: bool = False) -> dict[str, Any]:
-    """The layer's own DAC and ADC fields of its OpSim (not its weights)."""
+                probe: bool = False, seed: int | None = None) -> dict[str, Any]:
+    """The layer's own DAC and ADC fields of its OpSim (not its weights); ``seed``: the noise
+    seed of a noisy simulation (None: noise-free, e.g. calibration)."""
     a_step, lo, hi = act[op.name] if opts.dac else (None, 0, 0)
+    noisy = seed is not None and opts.noise and bool(adc) and bool(target.adc.read_noise)
     return {"act_step": a_step, "act_lo": lo, "act_hi": hi, "tiles": adc_tiles(op, lm),
             "adc_steps": adc.get(op.name) if adc else None,
             "adc_levels": adc_levels(target.adc.bits), "probe": probe,
-            "in_bits": _bits(op, target)[1]}
+            "in_bits": _bits(op, target)[1], "input_scaling": _scales_inputs(target, opts),
+            "adc_noise": float(target.adc.read_noise) if noisy else 0.0,
+            "noise_seed": seed if noisy else 0}
 
 
 def _opsim(op: MatrixOp, target, opts: SimOptions, act, adc, rng: np.random.Generator | None,
-           lm: LayerLayout, probe: bool = False, threads: int = 1) -> OpSim:
-    io = _converters(op, target, opts, act, adc, lm, probe)
+           lm: LayerLayout, probe: bool = False, threads: int = 1,
+           seed: int | None = None) -> OpSim:
+    io = _converters(op, target, opts, act, adc, lm, probe, seed if rng is not None else None)
     q, step = quantized_weight(op, target, opts) if opts.weights else (None, None)
     if opts.bit_accurate:
         assert q is not None and step is not None  # SimOptions: bit-accurate needs weights
         wb, _ = _bits(op, target)
+        # (the gain of an exact reference read folded into the digits: bit-accurate mode does
+        # not read the reference through the converters)
         digits, base, offset = (noisy_slices(q, wb, target, rng, opts.t_inference_s)
                                 if opts.noise and rng is not None else slice_digits(q, wb, target))
         serial = target.dac.mode == "bit_serial"
@@ -559,9 +657,21 @@ def _opsim(op: MatrixOp, target, opts: SimOptions, act, adc, rng: np.random.Gene
         assert q is not None and step is not None
         if opts.noise and rng is not None:
             wb, _ = _bits(op, target)
-            q = noisy_codes(q, wb, target, rng, opts.t_inference_s, threads)
+            code0, q = device_codes(q, wb, target, rng, opts.t_inference_s, threads)
+            if target.noise.drift_compensation and target.noise.model != "none":
+                io["gain"] = _drift_gain(op, act, io, code0 * step[None, :], q * step[None, :],
+                                         rng)
         w = (q * step[None, :]).astype(np.float32)
     return OpSim(weight=w, **io)
+
+
+def _drift_gain(op: MatrixOp, act, io: dict[str, Any], w0: np.ndarray, w_t: np.ndarray,
+                rng: np.random.Generator) -> float:
+    """Global drift compensation of a layer: its one-hot reference read at the DAC's full-scale
+    input through the layer's ADCs and read-out noise (`imccompile.readout.drift_gain`)."""
+    step, lo, hi = act[op.name]
+    return drift_gain(op, w0, w_t, io["tiles"], max(abs(lo), abs(hi)) * step, io["adc_steps"],
+                      io["adc_levels"], io["adc_noise"], rng)
 
 
 def simulation_model(graph: Graph, target, cal: Calibration, opts: SimOptions, seed: int,
@@ -588,14 +698,36 @@ def simulation_parts(graph: Graph, target, cal: Calibration, opts: SimOptions, s
         owner = lay[name].shares
         if owner is not None and owner in made:  # the owner's devices, this layer's converters
             sim = dataclasses.replace(made[owner],
-                                      **_converters(op, target, opts, cal.act, adc, lay[name]))
+                                      **_converters(op, target, opts, cal.act, adc, lay[name],
+                                                    seed=seed))
         else:
-            sim = _opsim(op, target, opts, cal.act, adc, rng, lay[name], threads=threads)
+            sim = _opsim(op, target, opts, cal.act, adc, rng, lay[name], threads=threads,
+                         seed=seed)
         if name in owners:
             made[name] = sim
         return sim
 
     return emit_parts(graph, _LazySims(make, list(ops)), feed_params=True)
+
+
+def one_layer_parts(graph: Graph, target, cal: Calibration, opts: SimOptions, seed: int,
+                    layer: str, others: Mapping[str, np.ndarray],
+                    mapping: "ChipMapping | None" = None) -> Emitted:
+    """The simulation model with only ``layer`` on the hardware (its noise draw for ``seed``,
+    DAC, ADC and weight quantization as in `simulation_parts`), every other crossbar layer an
+    exact float product with the weight ``others`` gives it (`imccompile.sensitivity`)."""
+    rng = np.random.default_rng(seed)
+    lay = layouts(graph, target, mapping)
+    adc = cal.adc if opts.adc else None
+    sims = {op.name: (_opsim(op, target, opts, cal.act, adc, rng, lay[op.name])
+                      if op.name == layer else OpSim(weight=np.asarray(others[op.name], np.float32)))
+            for op in graph.matrix_ops}
+    return emit_parts(graph, sims)
+
+
+def run_outputs(graph: Graph, model: Emitted, data: Dataset) -> Outputs:
+    """Every graph output of an emitted model on the data, stacked over the samples."""
+    return _outputs(graph, model, data)
 
 
 class _LazySims(MappingABC):

@@ -20,6 +20,7 @@ Knobs (names as given to ``--fix`` and in ``--space`` files):
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -132,9 +133,14 @@ def build_space(graph: Graph, target, fix: Mapping[str, Any] | None = None,
         tied_knob(name, "--space")
         targets = [k for k in knobs if k == name] or \
             [k for k in knobs if k.startswith(name + ":")]
+        pinned = [f for f in fixed if f == name or f.startswith(name + ":")]
+        if pinned:  # a knob both pinned and narrowed: which one was meant is not ours to guess
+            given = dict(fix or {})
+            flag = next((f"--fix {k}={given[k]}" for k in given
+                         if k == name or k in pinned or name.startswith(k + ":")), "--fix")
+            raise UsageError(f"--space {name}: the knob is pinned by {flag}; give it in --space "
+                             "or in --fix, not both")
         if not targets:
-            if name in fixed or any(f.startswith(name + ":") for f in fixed):
-                continue
             raise UsageError(f"--space: unknown knob {name!r} (knobs: {', '.join(sorted(knobs))})")
         for k in targets:
             knobs[k] = _narrow(knobs[k], rng)
@@ -155,31 +161,65 @@ def _narrow(knob: Knob, rng: Any) -> Knob:
     where = f"--space {knob.name}"
     if knob.choices is not None:
         if not isinstance(rng, list) or not rng:
-            raise UsageError(f"{where}: expected a non-empty list of choices from {list(knob.choices)}")
+            raise UsageError(f"{where}: expected a non-empty list of choices from "
+                             f"{list(knob.choices)}, got {_json(rng)}")
         for v in rng:
             _check_value(knob, v, where)
         return Knob(knob.name, tuple(rng))
-    if not (isinstance(rng, dict) and set(rng) <= {"low", "high", "step"}):
-        raise UsageError(f'{where}: expected {{"low": x, "high": y}} within [{knob.low}, {knob.high}]')
     k_low, k_high = knob.bounds()
-    low = float(rng.get("low", k_low))
-    high = float(rng.get("high", k_high))
+    if not (isinstance(rng, dict) and set(rng) <= {"low", "high", "step"}):
+        raise UsageError(f'{where}: expected {{"low": x, "high": y, "step": s}} within '
+                         f"[{k_low}, {k_high}], got {_json(rng)}")
+    low = _number(rng.get("low", k_low), f"{where} low")
+    high = _number(rng.get("high", k_high), f"{where} high")
     if not k_low <= low <= high <= k_high:
         raise UsageError(f"{where}: range [{low}, {high}] is not within [{k_low}, {k_high}]")
     step = rng.get("step", knob.step)
-    return Knob(knob.name, low=low, high=high, step=None if step is None else float(step))
+    if step is not None:
+        step = _number(step, f"{where} step")
+        if step <= 0 or (high > low and step > high - low):
+            raise UsageError(f"{where} step: expected a number > 0 and at most high - low "
+                             f"({high - low:g}), got {step:g}")
+    return Knob(knob.name, low=low, high=high, step=step)
+
+
+def _number(value: Any, where: str) -> float:
+    """A finite JSON number, or a UsageError naming ``where``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+            not math.isfinite(value):
+        raise UsageError(f"{where}: expected a finite number, got {_json(value)}")
+    return float(value)
+
+
+def _json(value: Any) -> str:
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def load_space_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The ``--space`` argument: inline JSON (text starting with ``{``) or a JSON file's path
+    (read with a size bound: /dev/zero is refused, not read)."""
+    from imccompile.userfile import read_text
+
+    text = str(path)
+    inline = text.lstrip().startswith("{")
+    where = "--space (inline JSON)" if inline else f"--space {path}"
+    if not inline:
+        if not os.path.exists(path):
+            raise UsageError(f"--space {path}: no such file (give a JSON file or inline JSON "
+                             "such as '{\"adc.bits\": [4, 6]}')")
+        text = read_text(path, where, UsageError)
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        raise UsageError(f"--space {path}: no such file") from None
+        data = json.loads(text)
+    except RecursionError:
+        raise UsageError(f"{where}: not JSON (nested too deeply)") from None
     except json.JSONDecodeError as e:
-        raise UsageError(f"--space {path}: not JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+        raise UsageError(f"{where}: not JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
     if not isinstance(data, dict):
-        raise UsageError(f"--space {path}: expected an object of knob -> choices or range")
+        raise UsageError(f"{where}: expected an object of knob -> choices or range")
     return data
 
 

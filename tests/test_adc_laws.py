@@ -147,11 +147,12 @@ def _fc(k: int, n: int, vectors: int) -> Graph:
 def test_leakage_by_hand_on_rram() -> None:
     # the fc of test_cost.test_layer_cost_by_hand_on_rram: 4 arrays of 128x128, one ADC each
     # (128 columns per ADC); latency 3 vectors x 16 cycles x 100 ns + hop 2.34 ns + 300 B/5.12 GB/s
+    # + its 600 + 300 buffer bytes at 2.67 B/cycle x 1.28 GHz
     t = load_target("rram", ["array.leakage_w=1e-3", "adc.leakage_w=2e-4",
                              "periphery.leakage_w_per_array=5e-4"])
     res = compile_graph(_fc(100, 50, 3), t)
     assert res.mapping.layer("fc").arrays == 4
-    lat = 3 * 16 * 100e-9 + 2.34e-9 + 300 / 5.12e9
+    lat = 3 * 16 * 100e-9 + 2.34e-9 + 300 / 5.12e9 + 900 / (2.67 * 1.28e9)
     watts = 4 * (1e-3 + 1 * 2e-4 + 5e-4)
     lc = res.cost.layer("fc")
     assert lc.latency_s == pytest.approx(lat)
@@ -172,7 +173,8 @@ def test_leakage_is_charged_over_every_layer_including_digital() -> None:
     res = compile_graph(g, t)
     watts = 4 * 1e-3
     d = res.cost.layer("relu")
-    assert d.latency_s == pytest.approx(50 / t.periphery.digital_ops_per_s)
+    # 50 ops, and 50 + 50 elements at 16 bits = 200 B at 2.67 B/cycle x 1.28 GHz
+    assert d.latency_s == pytest.approx(50 / t.periphery.digital_ops_per_s + 200 / (2.67 * 1.28e9))
     assert d.energy["leakage"] == pytest.approx(watts * d.latency_s)
     total = sum(lc.latency_s for lc in res.cost.layers)
     assert res.cost.energy_breakdown_j["leakage"] == pytest.approx(watts * total)

@@ -125,9 +125,15 @@ def test_layer_cost_by_hand_on_rram():
     assert e["noc"] == pytest.approx(300 * 2.05e-12)
     assert e["write"] == 0.0 and e["digital"] == 0.0
     # cycle: max(100 ns read, 101 conversions per array x 0.78125 ns = 78.9 ns) = 100 ns
-    # latency = 3 vectors x 16 cycles x 100 ns + one hop 2.34 ns + 300 B / 5.12 GB/s
-    lat = 3 * 16 * 100e-9 + 2.34e-9 + 300 / 5.12e9
-    assert res.cost.layer("fc").latency_s == pytest.approx(lat)
+    # latency = compute 3 vectors x 16 cycles x 100 ns + data movement: one hop 2.34 ns +
+    # 300 B / 5.12 GB/s + the 900 buffer bytes at 2.67 B/cycle x 1.28 GHz on its one core
+    # (4 arrays, 8 per core)
+    compute = 3 * 16 * 100e-9
+    move = 2.34e-9 + 300 / 5.12e9 + 900 / (2.67 * 1.28e9)
+    lc = res.cost.layer("fc")
+    assert lc.compute_s == pytest.approx(compute)
+    assert lc.movement_s == pytest.approx(move)
+    assert lc.latency_s == pytest.approx(compute + move)
     assert res.cost.energy_j == pytest.approx(sum(e.values()))
 
 

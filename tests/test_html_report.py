@@ -59,7 +59,7 @@ def cnn_report() -> dict:
 
 def test_plots_of_a_real_report(cnn_report: dict) -> None:
     page = render_html(cnn_report)
-    assert plot_ids(page) == ["energy", "latency", "utilization", "accuracy"]
+    assert plot_ids(page) == ["energy", "latency", "area", "utilization", "accuracy"]
     for name in ("digits_cnn", "pcm", "/features/features.3/Conv", "energy per inference"):
         assert name in page
     # one coloured cell per used array (7 on pcm), the 57 unused ones in one grey path
@@ -72,7 +72,7 @@ def test_plots_of_a_real_report(cnn_report: dict) -> None:
 def test_other_models_and_targets(model: str, target: str) -> None:
     rep = build_report(imccompile.compile(EXAMPLES / f"{model}.onnx", target))
     page = render_html(rep)
-    assert plot_ids(page) == ["energy", "latency", "utilization"]
+    assert plot_ids(page) == ["energy", "latency", "area", "utilization"]
     if model == "digits_transformer":  # 45 digital ops merged into one bar
         assert "digital ops (45)" in page
 
@@ -81,7 +81,7 @@ def test_search_adds_a_pareto_plot(cnn_report: dict) -> None:
     rep = with_search(cnn_report)
     page = render_html(rep)
     assert plot_ids(page)[-1] == "pareto"
-    assert f"chosen (trial {rep['search']['chosen']})" in page
+    assert f"chosen: trial {rep['search']['chosen']}" in page
     assert "plot-pareto" not in render_html(cnn_report)
     broken = dict(cnn_report, search={"objectives": [], "pareto": None})  # unusable: skipped
     assert "plot-pareto" not in render_html(broken)
@@ -121,7 +121,7 @@ def test_from_json_alone_and_partial_reports(cnn_report: dict) -> None:
     del rep["target"]["hierarchy"], rep["accuracy"]
     for row in rep["layers"]:
         row.pop("first_array", None)
-    assert plot_ids(render_html(rep)) == ["energy", "latency"]
+    assert plot_ids(render_html(rep)) == ["energy", "latency", "area"]
 
 
 def test_many_arrays_are_aggregated(cnn_report: dict) -> None:
@@ -155,7 +155,7 @@ def test_cli_out_writes_report_html(out_dir: Path) -> None:
     page = (out_dir / "report.html").read_text(encoding="utf-8")
     report = json.loads((out_dir / "report.json").read_text(encoding="utf-8"))
     assert page == render_html(report)  # regenerable from report.json
-    assert plot_ids(page) == ["energy", "latency", "utilization", "accuracy"]
+    assert plot_ids(page) == ["energy", "latency", "area", "utilization", "accuracy"]
 
 
 def chromium() -> str:
@@ -218,7 +218,7 @@ def run_chromium(exe: str, url: str, *extra: str) -> subprocess.CompletedProcess
 def test_renders_in_chromium(out_dir: Path, tmp_path: Path, case: str) -> None:
     exe = chromium()
     page = (out_dir / "report.html").read_text(encoding="utf-8")
-    expected = ["energy", "latency", "utilization", "accuracy"]
+    expected = ["energy", "latency", "area", "utilization", "accuracy"]
     if case == "search":
         report = json.loads((out_dir / "report.json").read_text(encoding="utf-8"))
         page = render_html(with_search(report))

@@ -304,9 +304,17 @@ def test_reload_on_a_one_array_chip_by_hand():
     # every array is written row by row before its round: fc1 128 + 128 + 72 + 72 rows, fc2 30
     writes = {"fc1": (128 + 128 + 72 + 72) * t_row, "fc2": 30 * t_row}
     out_bytes = {"fc1": 30 * 2, "fc2": 10 * 2}  # 16-bit outputs
+    in_bytes = {"fc1": 200 * 2, "fc2": 30 * 2}
+    # data movement: buffer bytes at 2.67 B/cycle x 1.28 GHz on the pool's one core, and every
+    # 16-bit weight code read from DRAM each inference (100 ns + bytes / 17.1 GB/s)
+    weight_bytes = {"fc1": 200 * 30 * 2, "fc2": 30 * 10 * 2}
     for name in ("fc1", "fc2"):
-        lat = compute[name] + writes[name] + 2.34e-9 + out_bytes[name] / 5.12e9
+        move = (2.34e-9 + out_bytes[name] / 5.12e9
+                + (in_bytes[name] + out_bytes[name]) / (2.67 * 1.28e9)
+                + 1e-7 + weight_bytes[name] / 1.71e10)
+        lat = compute[name] + writes[name] + move
         assert res.cost.layer(name).latency_s == pytest.approx(lat)
+        assert res.cost.layer(name).traffic.dram_bytes == weight_bytes[name]
     total = sum(compute.values()) + sum(writes.values())
     assert res.schedule.latency_s >= total
     assert res.schedule.period_s >= total  # the next inference waits for the pool

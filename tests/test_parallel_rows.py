@@ -51,7 +51,8 @@ def test_gemm_on_rram_read_64_rows_at_a_time():
     assert e["dac"] == pytest.approx(reads * 800 * 3.90625e-13)
     # latency: 3 vectors x 16 cycles x 2 reads x max(100 ns read, 101 conversions per read on
     # the array's one ADC x 0.78125 ns = 78.9 ns) + one hop + 300 output bytes / 5.12 GB/s
-    lat = 3 * 16 * 2 * 100e-9 + 2.34e-9 + 300 / 5.12e9
+    # + 1200 + 300 buffer bytes at 2.67 B/cycle x 1.28 GHz
+    lat = 3 * 16 * 2 * 100e-9 + 2.34e-9 + 300 / 5.12e9 + 1500 / (2.67 * 1.28e9)
     assert res.cost.layer("fc").latency_s == pytest.approx(lat)
 
 

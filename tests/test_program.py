@@ -87,6 +87,9 @@ def compiled(model_files, tmp_path_factory):
 
 
 MAIN = [pytest.param(m, t, id=f"{m}-{t}") for m in EXAMPLES + TORCH for t in ("pcm", "rram")]
+# aihwkit-pcm scales every input vector (conv: patch) by its max |x| (dac.input_scaling abs_max)
+PER_VECTOR = [pytest.param(m, "aihwkit-pcm", id=f"{m}-aihwkit")
+              for m in ("digits_transformer", "digits_cnn")]
 
 
 # -- independent references ------------------------------------------------------------------
@@ -182,7 +185,7 @@ def test_weights_read_back_exactly(compiled, model, target):
         np.testing.assert_array_equal(codes_from_placement(img, img.layer(op.name)), want_q)
 
 
-@pytest.mark.parametrize("model,target", MAIN)
+@pytest.mark.parametrize("model,target", MAIN + PER_VECTOR)
 def test_executor_matches_simulation_model(compiled, model_files, model, target):
     res, img = compiled(model, target)
     feeds = feeds_of(res, model_files(model)[1])

@@ -104,6 +104,11 @@ def import_model(model: str | os.PathLike[str] | onnx.ModelProto,
         ModelImportError: unreadable or invalid model, control flow, unknown shapes, ops the
             frontend cannot classify (UnsupportedOpError).
     """
+    from imccompile.options import CompileOptions
+
+    # the one check of input_shapes / dims (types, positive sizes), as for a compile
+    checked = CompileOptions.make(input_shapes=input_shapes, dims=dims)
+    input_shapes, dims = dict(checked.input_shapes), dict(checked.dims)
     full, display, base = read_model(model)
     check_model(full, display)
     consts: dict[str, np.ndarray] = initializer_arrays(full, base, display)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 import onnx
@@ -119,17 +119,28 @@ def weight_bytes(proto: onnx.ModelProto) -> int:
     return total
 
 
+def _show(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def read_model(model: str | os.PathLike[str] | onnx.ModelProto
                ) -> tuple[onnx.ModelProto, str, Path | None]:
     """Load a model's graph (external weight data stays on disk) with a display name and the
     folder its external data lives in. Refuses a model whose weights exceed the free memory."""
     if isinstance(model, onnx.ModelProto):
         return model, model.graph.name or "model", None
+    if not isinstance(model, (str, os.PathLike)) or (isinstance(model, str) and not model):
+        raise ModelImportError(f"model {_show(model)}: expected a path to an .onnx file or an "
+                               "onnx.ModelProto")
     path = Path(model)
     if not path.exists():
         raise ModelImportError(f"{path}: no such file")
     if path.is_dir():
         raise ModelImportError(f"{path}: is a directory, expected an .onnx file")
+    if not path.is_file():  # /dev/zero, a pipe: endless or unsized, never read whole
+        raise ModelImportError(f"{path}: not a regular file (a device or a pipe); expected an "
+                               ".onnx file")
     avail = available_memory_bytes()
     size = path.stat().st_size
     if avail is not None and size > avail:
@@ -322,6 +333,36 @@ def fix_input_shapes(proto: onnx.ModelProto, shapes: InputShapes, display: str,
             + (" (replace each ? with that size)" if unsure else "")
             + " (batch 1, sequences of 128 and 224x224 images are typical guesses: check them)"
             + _dim_hint(dynamic))
+    _check_input_memory(real, display)
+
+
+def _check_input_memory(inputs: Sequence[onnx.ValueInfoProto], display: str) -> None:
+    """Refuse, before any work, input dims whose one sample does not fit in the free memory
+    (``--input-shape x=1000000000,16``): every input tensor, and the activations computed from
+    it, is at least that large."""
+    avail = available_memory_bytes()
+    if avail is None:
+        return
+    total = 0
+    sizes = []
+    for vi in inputs:
+        dims = dims_of(vi) or ()
+        count = 1
+        for d in dims:
+            count *= d if isinstance(d, int) and d > 0 else 1
+        elem = vi.type.tensor_type.elem_type
+        try:
+            item = onnx.helper.tensor_dtype_to_np_dtype(elem).itemsize if elem else 4
+        except (KeyError, TypeError, ValueError):
+            item = 4
+        total += count * item
+        sizes.append((count * item, vi.name, dims))
+    if total > avail:
+        size, name, dims = max(sizes)
+        raise ModelImportError(
+            f"{display}: one sample of the inputs takes {human_bytes(total)} (input {name!r} of "
+            f"shape {_fmt(dims)}: {human_bytes(size)}) but only {human_bytes(avail)} of memory is "
+            "free; give smaller dims (--input-shape / --dim)")
 
 
 def _dim_hint(dynamic: list[tuple[str, tuple[int | str | None, ...]]]) -> str:

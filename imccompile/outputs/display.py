@@ -8,16 +8,39 @@ from typing import Any
 from rich.console import Console as RichConsole
 from rich.table import Table
 
+from imccompile.units import PREFIXES, si, unit_of
 
-def si(value: float, unit: str) -> str:
-    """Engineering notation: 1.23 µJ, 45.6 ns."""
-    if value == 0:
-        return f"0 {unit}"
-    for factor, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "k"), (1, ""), (1e-3, "m"), (1e-6, "µ"),
-                           (1e-9, "n"), (1e-12, "p"), (1e-15, "f")):
-        if abs(value) >= factor:
-            return f"{value / factor:.3g} {prefix}{unit}"
-    return f"{value:.3g} {unit}"
+def printable(text: str) -> str:
+    """``text`` with its control characters shown escaped (``\\x1b``, ``\\r``): a name from
+    the user or the model cannot drive the terminal; line breaks are kept."""
+    if text.isprintable():
+        return text
+    return "\n".join("".join(c if c.isprintable() else repr(c)[1:-1] for c in line)
+                     for line in text.split("\n"))
+
+
+class _Terminal(RichConsole):
+    """A rich console that prints every string as written: markup off (``[/x]`` is text) and
+    control characters escaped (`printable`), for table cells and titles as for lines."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(markup=False, **kwargs)
+
+    def render_str(self, text: str, **kwargs: Any):
+        return super().render_str(printable(text), **kwargs)
+
+
+__all__ = ["PREFIXES", "Console", "count", "metric_text", "quantity", "si", "unit_of"]
+
+
+def quantity(key: str, value: float) -> str:
+    """A machine figure (report key, CSV column) as people read it."""
+    unit = unit_of(key)
+    if unit:
+        return si(value, unit)
+    if float(value).is_integer() and abs(value) < 1e15:
+        return count(value)
+    return f"{value:.4g}"
 
 
 def count(n: float) -> str:
@@ -27,8 +50,11 @@ def count(n: float) -> str:
 class Console:
     def __init__(self, quiet: bool = False) -> None:
         self.quiet = quiet
-        self.out = RichConsole(file=sys.stdout, soft_wrap=False, width=160 if not sys.stdout.isatty() else None)
-        self.err = RichConsole(file=sys.stderr)
+        # markup off: every table cell and line holds names from the user or the model (layer,
+        # study, pass, spec names), printed as written, never parsed as rich markup ("[/x]")
+        self.out = _Terminal(file=sys.stdout, soft_wrap=False,
+                             width=160 if not sys.stdout.isatty() else None)
+        self.err = _Terminal(file=sys.stderr)
 
     def progress(self, what: str, total: int):
         """A callback(done, total) that shows progress on stderr for long work (total > 1)."""
@@ -62,8 +88,14 @@ class Console:
 
         return update
 
+    def to_stderr(self) -> None:
+        """Print the tables on stderr (stdout carries a JSON report: ``--json -``)."""
+        self.out = _Terminal(file=sys.stderr, soft_wrap=False)
+
     def warn(self, msg: str) -> None:
-        self.err.print(f"[yellow]warning:[/] {msg}", highlight=False)
+        from rich.text import Text
+
+        self.err.print(Text("warning:", style="yellow"), msg, highlight=False)
 
     def graph_table(self, report: dict[str, Any], verbose: bool = False) -> None:
         if self.quiet:
@@ -126,14 +158,17 @@ class Console:
             ("weights / MACs", f"{count(tot['weights'])} / {count(tot['macs'])}"),
             ("energy per inference", si(tot["energy_j"], "J")),
             ("latency (critical path)", si(tot["latency_s"], "s")),
-            ("throughput (pipelined)", f"{tot['inferences_per_s']:.4g} inferences/s"),
-            ("area used / chip area", f"{tot['area_mm2']:.4g} mm² / {tot['chip_area_mm2']:.4g} mm²"),
+            ("throughput (pipelined)", si(tot["inferences_per_s"], "inferences/s")),
+            ("area used / chip area", f"{si(tot['area_mm2'], 'mm²')} / {si(tot['chip_area_mm2'], 'mm²')}"),
             ("TOPS: one inference / pipelined",
              f"{tot['tops']:.4g} / {tot.get('pipelined_tops', 0.0):.4g}"),
             ("TOPS/mm²: one inference / pipelined",
              f"{tot['tops_per_mm2']:.4g} / {tot.get('pipelined_tops_per_mm2', 0.0):.4g}"),
             ("TOPS/W", f"{tot['tops_per_w']:.4g}"),
         ]
+        activity = activity_text(report["layers"])
+        if activity:
+            rows.insert(3, ("input bit activity", activity))
         if report.get("pipeline"):
             rows.insert(0, ("pipeline", report["pipeline"]))
         for k, v in rows:
@@ -150,6 +185,22 @@ class Console:
         self.out.print(b)
         if "accuracy" in report:
             self.accuracy(report["accuracy"])
+        if "sensitivity" in report:
+            self.sensitivity(report["sensitivity"])
+
+    def sensitivity(self, sens: dict[str, Any]) -> None:
+        """Per-layer sensitivity, ranked: the drop when each layer alone is on the hardware."""
+        if self.quiet:
+            return
+        fmt = metric_text(sens["metric"])
+        t = Table(title=f"sensitivity: {sens['metric']} with only this layer on the hardware "
+                        f"(float {fmt(sens['float'])}, {sens['seeds']} seed"
+                        f"{'s' if sens['seeds'] != 1 else ''})", title_justify="left")
+        for col in ("rank", "layer", "", sens["metric"], f"drop ({sens['unit']})"):
+            t.add_column(col, justify="left" if col in ("layer", "") else "right")
+        for r in sens["layers"]:
+            t.add_row(str(r["rank"]), r["label"], r["name"], fmt(r["accuracy"]), f"{r['drop']:.3g}")
+        self.out.print(t)
 
     def accuracy(self, a: dict[str, Any]) -> None:
         """The headline accuracy line, then every output's metrics (hardware mean)."""
@@ -175,6 +226,25 @@ class Console:
             t.add_row(o["name"], "x".join(map(str, o["shape"])) or "scalar",
                       "class scores" if o["kind"] == "class_scores" else "values", *cells)
         self.out.print(t)
+
+
+_ACTIVITY_SOURCES = {"given": "given", "data": "measured on the data",
+                     "spec": "spec default dac.input_activity",
+                     "worst_case": "worst case: the spec states no dac.input_activity"}
+
+
+def activity_text(layers: list[dict[str, Any]]) -> str:
+    """The input bit activities the array and DAC energies were priced at, and their sources."""
+    by_source: dict[str, list[float]] = {}
+    for row in layers:
+        if "activity_source" in row:
+            by_source.setdefault(row["activity_source"], []).append(row["input_activity"])
+    parts = []
+    for src, values in by_source.items():
+        lo, hi = min(values), max(values)
+        span = f"{lo:.3g}" if lo == hi else f"{lo:.3g}-{hi:.3g}"
+        parts.append(f"{span} ({_ACTIVITY_SOURCES.get(src, src)})")
+    return "; ".join(parts)
 
 
 def metric_text(metric: str):

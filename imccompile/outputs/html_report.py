@@ -20,6 +20,10 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from imccompile.outputs.display import PREFIXES as _PREFIXES
+from imccompile.outputs.display import si as display_si
+from imccompile.outputs.display import unit_of
+
 __all__ = ["render_html"]
 
 PLOT_W = 1040  # default SVG width (px)
@@ -37,9 +41,6 @@ _SPARE_COLORS = ["#1f77b4", "#8c564b", "#17becf", "#bcbd22", "#7f7f7f"]
 _VIRIDIS = [(0x44, 0x01, 0x54), (0x3b, 0x52, 0x8b), (0x21, 0x91, 0x8c), (0x5e, 0xc9, 0x62),
             (0xfd, 0xe7, 0x25)]
 _EMPTY = "#dfe3e8"
-_PREFIXES = [(1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, ""), (1e-3, "m"),
-             (1e-6, "µ"), (1e-9, "n"), (1e-12, "p"), (1e-15, "f"), (1e-18, "a")]
-
 
 # ---------------------------------------------------------------- formatting helpers
 
@@ -73,12 +74,8 @@ def _prefix(v: float) -> tuple[float, str]:
 
 
 def si(v: Any, unit: str) -> str:
-    """Engineering notation: 51.6 nJ, 8.58 µs."""
-    v = _f(v)
-    if v == 0:
-        return f"0 {unit}".strip()
-    factor, p = _prefix(v)
-    return f"{v / factor:.3g} {p}{unit}".strip()
+    """Engineering notation: 51.6 nJ, 8.58 µs (the terminal's formatter, `display.si`)."""
+    return display_si(_f(v), unit)
 
 
 def _num(v: Any) -> str:
@@ -95,7 +92,15 @@ def _pct(v: Any) -> str:
 
 
 def _short(name: str, n: int = 26) -> str:
-    return name if len(name) <= n else "…" + name[-(n - 1):]
+    """A name cut from the right (its start is what tells layers apart in a model's names)."""
+    return name if len(name) <= n else name[:n - 1] + "…"
+
+
+def _bar_label(row: dict, number: int | None) -> str:
+    """A bar's label: the layer's L-number (that of the heat map and the layer table) and the
+    start of its name."""
+    name = str(row.get("name", ""))
+    return f"L{number} {_short(name, 22)}" if number else _short(name)
 
 
 def _text_w(s: str, size: float = 11) -> float:
@@ -111,10 +116,7 @@ def _viridis(u: float) -> str:
 
 
 def _unit_of(name: str) -> str:
-    for suffix, unit in (("_mm2", "mm²"), ("_j", "J"), ("_s", "s"), ("_w", "W")):
-        if name.endswith(suffix):
-            return unit
-    return ""
+    return unit_of(name)
 
 
 # ---------------------------------------------------------------- axes
@@ -136,7 +138,9 @@ class _Axis:
     """Maps data values to pixels; linear or log10."""
 
     def __init__(self, lo: float, hi: float, p0: float, p1: float, log: bool = False,
-                 nice: bool = True) -> None:
+                 nice: bool = True, tight: bool = False) -> None:
+        """``tight``: the axis spans exactly lo..hi (nice ticks inside it), not the nice ticks'
+        range (which can run far past the data: a 0.9..0.99 range to 1.25)."""
         self.log = log
         if log:
             lo, hi = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
@@ -147,6 +151,10 @@ class _Axis:
                 self.ticks = sorted(t * m for t in self.ticks for m in (1, 2, 5)
                                     if t * m <= 10.0 ** hi)
             self.lo, self.hi = float(lo), float(hi)
+        elif tight and hi > lo:
+            inside = [t for t in _nice_ticks(lo, hi, 6) if lo - 1e-12 <= t <= hi + 1e-12]
+            self.ticks = inside if len(inside) >= 2 else [lo, hi]
+            self.lo, self.hi = lo, hi
         else:
             self.ticks = _nice_ticks(lo, hi) if nice else [lo, hi]
             self.lo, self.hi = self.ticks[0], self.ticks[-1]
@@ -211,14 +219,21 @@ def _legend(out: list[str], items: Sequence[tuple[str, str, str]], x0: float, wi
 
 def _bar_chart(names: Sequence[str], series: Sequence[tuple[str, str, Sequence[float]]],
                unit: str, title: str, hlines: Sequence[tuple[float, str, str]] = (),
-               extra: Sequence[str] | None = None) -> str:
-    """Stacked bars, one per name; ``series`` = (label, color, value per bar)."""
+               extra: Sequence[str] | None = None, labels: Sequence[str] | None = None,
+               xtitle: str = "layer (L1… as in the heat map and the layer table)",
+               prefixed: bool = True) -> str:
+    """Stacked bars, one per name; ``series`` = (label, color, value per bar); ``labels``: the
+    bars' axis labels (default: the names, cut)."""
     n = len(names)
     series = [s for s in series if any(_f(v) > 0 for v in s[2])]
     totals = [sum(_f(s[2][i]) for s in series) for i in range(n)]
     vmax = max(totals + [_f(h[0]) for h in hlines] + [0.0])
-    factor, p = _prefix(vmax)
-    labels = [_short(nm) for nm in names]
+    factor, p = _prefix(vmax) if prefixed else (1.0, "")
+
+    def fmt(v: float) -> str:
+        return si(v, unit) if prefixed else f"{_f(v):.3g} {unit}"
+
+    labels = list(labels) if labels is not None else [_short(nm) for nm in names]
     ml, mr = 72, 16
     pw = max(PLOT_W - ml - mr, n * 26)
     w = ml + pw + mr
@@ -226,7 +241,7 @@ def _bar_chart(names: Sequence[str], series: Sequence[tuple[str, str, Sequence[f
     leg = [(s[0], s[1], "box") for s in series] + [(h[1], h[2], "dash") for h in hlines]
     mt = _legend(legend, leg, ml, pw, 16) + 8
     ph = 260
-    mb = 26 + max([_text_w(s) for s in labels] + [0]) * 0.66
+    mb = 26 + max([_text_w(s) for s in labels] + [0]) * 0.66 + 22
     h = mt + ph + mb
     ax = _Axis(0.0, vmax / factor if vmax else 1.0, mt + ph, mt)
     out = [_svg_open(w, h, title)] + legend
@@ -246,7 +261,7 @@ def _bar_chart(names: Sequence[str], series: Sequence[tuple[str, str, Sequence[f
             share = f" ({100 * v / totals[i]:.1f}%)" if len(series) > 1 and totals[i] else ""
             out.append(f'<rect x="{_n(cx - bw / 2)}" y="{_n(y1)}" width="{_n(bw)}" '
                        f'height="{_n(max(y - y1, 0.5))}" fill="{color}"><title>{_e(name)}\n'
-                       f'{_e(label)}: {si(v, unit)}{share}\ntotal: {si(totals[i], unit)}'
+                       f'{_e(label)}: {fmt(v)}{share}\ntotal: {fmt(totals[i])}'
                        f'{_e(tip)}</title></rect>')
             y = y1
         out.append(f'<text class="tick" transform="translate({_n(cx + 4)},{_n(mt + ph + 12)}) '
@@ -256,10 +271,27 @@ def _bar_chart(names: Sequence[str], series: Sequence[tuple[str, str, Sequence[f
         y = ax(_f(v) / factor)
         out.append(f'<line x1="{_n(ml)}" x2="{_n(ml + pw)}" y1="{_n(y)}" y2="{_n(y)}" '
                    f'stroke="{color}" stroke-width="1.5" stroke-dasharray="6 4">'
-                   f'<title>{_e(label)}: {si(v, unit)}</title></line>')
+                   f'<title>{_e(label)}: {fmt(v)}</title></line>')
+    out.append(f'<text class="axt" x="{_n(ml + pw / 2)}" y="{_n(h - 8)}" '
+               f'text-anchor="middle">{_e(xtitle)}</text>')
     out.append(f'<line class="axis" x1="{_n(ml)}" x2="{_n(ml + pw)}" y1="{_n(mt + ph)}" '
                f'y2="{_n(mt + ph)}"/></svg>')
     return "".join(out)
+
+
+def _numbers_by_name(layers: list[dict]) -> dict[str, int]:
+    """L-numbers of the crossbar layers by name (graph order), as the heat map numbers them."""
+    out: dict[str, int] = {}
+    for r in layers:
+        if r.get("kind") != "digital":
+            out[str(r.get("name", ""))] = len(out) + 1
+    return out
+
+
+def _labels(bars: list[dict], layers: list[dict]) -> list[str]:
+    num = _numbers_by_name(layers)
+    return [_bar_label(r, num.get(str(r.get("name", ""))) if r.get("kind") != "digital"
+                       else None) for r in bars]
 
 
 def _layer_groups(layers: list[dict]) -> tuple[list[dict], dict | None]:
@@ -297,7 +329,8 @@ def _energy_chart(layers: list[dict]) -> str | None:
             for r in bars]
     if any(v > 1e-30 for v in rest):
         series.append(("other", "#cccccc", rest))
-    return _bar_chart([str(r.get("name", "")) for r in bars], series, "J", "energy")
+    return _bar_chart([str(r.get("name", "")) for r in bars], series, "J", "energy",
+                      labels=_labels(bars, layers))
 
 
 def _latency_chart(report: dict, layers: list[dict]) -> str | None:
@@ -319,7 +352,64 @@ def _latency_chart(report: dict, layers: list[dict]) -> str | None:
     period = _f((report.get("totals") or {}).get("pipeline_period_s"))
     if period > 0:
         hl.append((period, "pipeline period (busiest stage)", "#d62728"))
-    return _bar_chart([str(r.get("name", "")) for r in bars], series, "s", "latency", hl)
+    return _bar_chart([str(r.get("name", "")) for r in bars], series, "s", "latency", hl,
+                      labels=_labels(bars, layers))
+
+
+def _area_chart(layers: list[dict]) -> str | None:
+    """Area per crossbar layer (its arrays with their converters and periphery)."""
+    rows = [r for r in layers if r.get("kind") != "digital" and "area_mm2" in r]
+    if not rows or not any(_f(r.get("area_mm2")) for r in rows):
+        return None
+    return _bar_chart([str(r.get("name", "")) for r in rows],
+                      [("arrays with converters and periphery", "#59a14f",
+                        [_f(r.get("area_mm2")) for r in rows])], "mm²", "area",
+                      labels=_labels(rows, layers), prefixed=False)
+
+
+def _sensitivity_chart(sens: dict, layers: list[dict]) -> str | None:
+    """Accuracy drop of each crossbar layer alone on the hardware, ranked."""
+    rows = [r for r in sens.get("layers") or [] if isinstance(r, dict)]
+    if not rows:
+        return None
+    unit = str(sens.get("unit", "points"))
+    drops = [_f(r.get("drop")) for r in rows]
+    labels = [f"{r.get('label', '')} {_short(str(r.get('name', '')), 22)}" for r in rows]
+    return _signed_bars(labels, [str(r.get("name", "")) for r in rows], drops,
+                        f"accuracy drop ({unit})")
+
+
+def _signed_bars(labels: Sequence[str], names: Sequence[str], values: Sequence[float],
+                 ytitle: str) -> str:
+    """One bar per value, negative ones below the zero line."""
+    n = len(values)
+    lo, hi = min(list(values) + [0.0]), max(list(values) + [0.0])
+    ml, mr, ph = 72, 16, 220
+    pw = max(PLOT_W - ml - mr, n * 26)
+    mt = 14
+    mb = 26 + max([_text_w(s) for s in labels] + [0]) * 0.66 + 22
+    w, h = ml + pw + mr, mt + ph + mb
+    ax = _Axis(lo, hi if hi > lo else lo + 1.0, mt + ph, mt)
+    out = [_svg_open(w, h, ytitle)]
+    _y_axis(out, ax, ml, ml + pw, [f"{t:g}" for t in ax.ticks], ytitle, mt, mt + ph)
+    slot = pw / max(n, 1)
+    bw = min(44.0, slot * 0.72)
+    zero = ax(0.0)
+    for i, v in enumerate(values):
+        cx = ml + slot * (i + 0.5)
+        y1 = ax(v)
+        top, height = min(y1, zero), max(abs(zero - y1), 0.5)
+        out.append(f'<rect x="{_n(cx - bw / 2)}" y="{_n(top)}" width="{_n(bw)}" '
+                   f'height="{_n(height)}" fill="{"#d62728" if v > 0 else "#59a14f"}">'
+                   f'<title>{_e(names[i])}\n{_e(ytitle)}: {v:.4g}</title></rect>')
+        out.append(f'<text class="tick" transform="translate({_n(cx + 4)},{_n(mt + ph + 12)}) '
+                   f'rotate(-40)" text-anchor="end"><title>{_e(names[i])}</title>'
+                   f'{_e(labels[i])}</text>')
+    out.append(f'<line class="axis" x1="{_n(ml)}" x2="{_n(ml + pw)}" y1="{_n(zero)}" '
+               f'y2="{_n(zero)}"/><text class="axt" x="{_n(ml + pw / 2)}" y="{_n(h - 8)}" '
+               'text-anchor="middle">layer, most sensitive first (L1… as in the layer table)'
+               '</text></svg>')
+    return "".join(out)
 
 
 def _best_cols(n: int, w: float, h: float, aspect: float) -> int:
@@ -473,8 +563,10 @@ def _heatmap(report: dict, numbers: dict[int, int]) -> tuple[str, str] | None:
 
 
 def _accuracy_chart(acc: dict) -> str | None:
+    """Accuracy per noise seed; None with fewer than two seeds (one dot on a line shows nothing:
+    the page gives the numbers instead)."""
     per = [_f(v) for v in acc.get("per_seed") or []]
-    if not per:
+    if len(per) < 2:
         return None
     seeds = acc.get("seeds") or list(range(len(per)))
     seeds = [str(s) for s in seeds][:len(per)] + [str(i) for i in range(len(seeds), len(per))]
@@ -491,10 +583,12 @@ def _accuracy_chart(acc: dict) -> str | None:
     if ref is not None:
         leg.append((f"float reference {_f(ref):.4g}", "#d62728", "dash"))
     mt = _legend(legend, leg, ml, pw, 16) + 8
-    ax = _Axis(lo - pad, hi + pad, mt + ph, mt)
+    ax = _Axis(lo - pad, hi + pad, mt + ph, mt, tight=True)
     w, h = ml + pw + mr, mt + ph + 44
     out = [_svg_open(w, h, "accuracy per seed")] + legend
-    _y_axis(out, ax, ml, ml + pw, [f"{t:.6g}" for t in ax.ticks], metric, mt, mt + ph)
+    ytitle = f"{metric} (dB)" if metric == "snr" else f"{metric} (fraction)" \
+        if metric in ("top1", "agreement", "cosine") else metric
+    _y_axis(out, ax, ml, ml + pw, [f"{t:.6g}" for t in ax.ticks], ytitle, mt, mt + ph)
     slot = pw / len(per)
     out.append(f'<rect x="{_n(ml)}" y="{_n(ax(mean + std))}" width="{_n(pw)}" '
                f'height="{_n(max(ax(mean - std) - ax(mean + std), 0.5))}" fill="#2c5d8f" '
@@ -593,26 +687,35 @@ def _pareto_chart(search: dict) -> tuple[str, str] | None:
 
     xlog, ylog = (not one) and is_log(xs, xu), is_log(ys, yu)
 
-    def rng(vs: list[float], log: bool) -> tuple[float, float]:
+    def rng(vs: list[float], log: bool, unit: str = "x") -> tuple[float, float]:
         lo, hi = min(vs), max(vs)
         if log:
             return lo, hi
         pad = max((hi - lo) * 0.06, abs(hi) * 1e-3, 1e-12)
-        return (max(lo - pad, 0.0) if lo >= 0 else lo - pad), hi + pad
+        top = hi + pad
+        if not unit and 0 <= lo and hi <= 1:  # a fraction (top-1, agreement, cosine): to 1 at most
+            top = max(min(top, 1.0), hi)
+        return (max(lo - pad, 0.0) if lo >= 0 else lo - pad), top
 
     ml, mr, pw, ph = 80, 20, PLOT_W - 100, 320
     legend: list[str] = []
-    leg = [("trial", "#9aa5b1", "dot"), ("Pareto front", "#2c5d8f", "line"),
-           ("chosen", "#d62728", "ring")]
+    base = next((p for p in pareto + trials if p.get("trial") == 0), None)
+    leg = [("trial", "#9aa5b1", "dot"), ("Pareto front", "#2c5d8f", "line")]
+    if base is not None:
+        leg.append(("baseline: trial 0 (the target's own settings)", "#e08214", "box"))
+    if chosen is not None:
+        leg.append((f"chosen: trial {chosen}", "#d62728", "ring"))
     mt = _legend(legend, leg, ml, pw, 16) + 8
-    ax = _Axis(*rng(ys, ylog), mt + ph, mt, log=ylog)
-    bx = _Axis(*rng(xs, xlog), ml, ml + pw, log=xlog)
+    ax = _Axis(*rng(ys, ylog, yu), mt + ph, mt, log=ylog, tight=True)
+    bx = _Axis(*rng(xs, xlog, "x" if one else xu), ml, ml + pw, log=xlog, tight=True)
     w, h = ml + pw + mr, mt + ph + 48
 
     def lab(name: str, i: int) -> str:
         d = dirs[i] if i < len(dirs) else ""
-        better = {"minimize": " (lower is better)", "maximize": " (higher is better)"}
-        return name + better.get(d, "")
+        better = {"minimize": "lower is better", "maximize": "higher is better"}
+        unit = _unit_of(name) or ("" if name == "trial" else "headline metric")
+        notes = [x for x in (unit, better.get(d, "")) if x]
+        return name + (f" ({', '.join(notes)})" if notes else "")
 
     out = [_svg_open(w, h, "Pareto front")] + legend
     _y_axis(out, ax, ml, ml + pw, [_tick_label(t, yu, ylog) for t in ax.ticks],
@@ -645,26 +748,35 @@ def _pareto_chart(search: dict) -> tuple[str, str] | None:
         x, y = xy(p)
         out.append(f'<circle cx="{_n(bx(x))}" cy="{_n(ax(y))}" r="5" fill="#2c5d8f">'
                    f'<title>{_e(tip(p))}</title></circle>')
+    if base is not None:  # a square: told apart from the dots without a label over the front
+        x, y = xy(base)
+        out.append(f'<rect x="{_n(bx(x) - 5)}" y="{_n(ax(y) - 5)}" width="10" height="10" '
+                   f'fill="#e08214"><title>baseline: {_e(tip(base))}</title></rect>')
     ch = next((p for p in pareto + trials if chosen is not None and p.get("trial") == chosen),
               None)
-    if ch is not None:
+    if ch is not None:  # named in the legend, not by a label that would cover the front
         x, y = xy(ch)
-        px, py = bx(x), ax(y)
-        left = px > ml + pw - 140
-        anchor = ' text-anchor="end"' if left else ""
-        out.append(f'<circle cx="{_n(px)}" cy="{_n(py)}" r="9" fill="none" '
+        out.append(f'<circle cx="{_n(bx(x))}" cy="{_n(ax(y))}" r="9" fill="none" '
                    f'stroke="#d62728" stroke-width="2.5"><title>chosen: {_e(tip(ch))}</title>'
-                   f'</circle><text class="leg" x="{_n(px - 12 if left else px + 12)}" '
-                   f'y="{_n(py - 8 if py > mt + 20 else py + 20)}" fill="#d62728"'
-                   f'{anchor}>chosen (trial {_e(chosen)})</text>')
+                   f'</circle>')
     out.append("</svg>")
+    def knobs(p: dict) -> str:
+        text = " ".join(str(o) for o in p.get("overrides") or [])
+        pipe = str(p.get("pipeline") or "")
+        return (f"<code>{_e(text)}</code>" if text else "") + (
+            f"<br><code>{_e(pipe)}</code>" if pipe else "")
+
     rows = "".join(
         f'<tr{" class=chosen" if p.get("trial") == chosen else ""}><td>{_e(p.get("trial"))}'
-        f'{" ★" if p.get("trial") == chosen else ""}</td>'
+        f'{" ★" if p.get("trial") == chosen else ""}'
+        f'{" (baseline)" if p.get("trial") == 0 else ""}</td>'
         + "".join(f'<td class="r">{_e(_objval((p.get("values") or {}).get(o), o))}</td>'
                   for o in objs)
-        + "</tr>" for p in sorted(pareto, key=lambda p: _f((p.get("values") or {}).get(objs[0]))))
-    table = ("<table><thead><tr><th>trial</th>" + "".join(f"<th>{_e(o)}</th>" for o in objs)
+        + f"<td class=knobs>{knobs(p)}</td></tr>"
+        for p in sorted(pareto, key=lambda p: _f((p.get("values") or {}).get(objs[0]))))
+    table = ("<table class=front><thead><tr><th>trial</th>"
+             + "".join(f"<th>{_e(o)}</th>" for o in objs)
+             + "<th>knobs and per-layer pipeline</th>"
              + f"</tr></thead><tbody>{rows}</tbody></table>") if pareto else ""
     return "".join(out), table
 
@@ -683,6 +795,7 @@ _TOTALS = [
     ("area_mm2", "area used", "mm2"), ("chip_area_mm2", "chip area", "mm2"),
     ("weights", "weights", ""), ("macs", "MACs", ""), ("matrix_ops", "matrix ops", ""),
     ("digital_ops", "digital ops", ""), ("digital_op_count", "digital operations", ""),
+    ("dram_bytes", "off-chip DRAM traffic", "B"),
 ]
 _SKIP_TOTALS = {"energy_per_inference_j"}
 
@@ -691,9 +804,9 @@ def _fmt_total(v: Any, unit: str) -> str:
     if unit == "%":
         return _pct(v)
     if unit == "mm2":
-        return f"{_f(v):.4g} mm²"
+        return si(v, "mm²")
     if unit == "/s":
-        return f"{_num(round(_f(v)) if _f(v) >= 100 else _f(v))} inferences/s"
+        return si(v, "inferences/s")
     if unit:
         return si(v, unit)
     return _num(v)
@@ -751,8 +864,8 @@ def _target_summary(t: dict) -> list[tuple[str, str]]:
 
 
 def _layer_table(layers: list[dict], numbers: dict[int, int]) -> str:
-    head = ("#", "layer", "kind", "K", "N", "groups", "MACs", "arrays", "util", "energy",
-            "latency")
+    head = ("#", "layer", "kind", "K", "N", "groups", "MACs", "arrays", "util", "area",
+            "energy", "latency")
     rows = []
     for i, r in enumerate(layers):
         dig = r.get("kind") == "digital"
@@ -760,7 +873,8 @@ def _layer_table(layers: list[dict], numbers: dict[int, int]) -> str:
         cells = [f"L{numbers[i]}" if i in numbers else "", str(r.get("name", "")), kind]
         cells += ["" if dig else _num(r.get(k, 0)) for k in ("rows", "cols", "groups", "macs",
                                                             "arrays")]
-        cells += ["" if dig else _pct(r.get("utilization")), si(r.get("energy_j"), "J"),
+        area = "" if dig or "area_mm2" not in r else f"{_f(r.get('area_mm2')):.3g} mm²"
+        cells += ["" if dig else _pct(r.get("utilization")), area, si(r.get("energy_j"), "J"),
                   si(r.get("latency_s"), "s")]
         rows.append("<tr" + (" class=dig" if dig else "") + ">" + "".join(
             f'<td{" class=r" if j >= 3 else ""}>{_e(c)}</td>' for j, c in enumerate(cells))
@@ -791,6 +905,10 @@ svg text{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif}
 .tick{font-size:11px;fill:#4a5866}.axt{font-size:12px;fill:#1d2733}.leg{font-size:11px;fill:#1d2733}
 .cell{font-size:10px;pointer-events:none}.grid{stroke:#e7ebf0}.axis{stroke:#7b8794}
 footer{color:#8a96a3;font-size:12px;text-align:center;padding:8px}
+.sub,td,th,li,code,.cmd{overflow-wrap:anywhere}.cols>*{min-width:0}
+.cmd{background:#f4f7fb;border:1px solid #dde3ea;border-radius:6px;padding:6px 10px;
+font:12px ui-monospace,SFMono-Regular,Menlo,monospace;margin:8px 0 0;white-space:pre-wrap}
+td.knobs{font-size:12px;max-width:640px}section{overflow-x:auto}
 """
 
 
@@ -815,7 +933,7 @@ def render_html(report: dict) -> str:
     parts = [f"<section><h1>{_e(model)}{' on ' + _e(tname) if tname else ''}</h1>"]
     sub = [f"imccompile {report.get('imccompile', '')}".strip()]
     if report.get("pipeline"):
-        sub.append(f"pipeline: {report['pipeline']}")
+        sub.append(f"pipeline: {report['pipeline']}")  # long: wraps anywhere (CSS .sub)
     if report.get("overflow_policy"):
         sub.append(f"overflow: {report['overflow_policy']}")
     parts.append(f'<p class="sub">{" · ".join(_e(s) for s in sub)}</p>')
@@ -833,13 +951,18 @@ def render_html(report: dict) -> str:
                 v += f" on {_num(totals['chips'])} chips"
             cards.append((label, v))
     if acc:
+        db = " dB" if acc.get("metric") == "snr" else ""
         cards.append((f"{acc.get('metric', 'accuracy')} (hardware)",
-                      f"{_f(acc.get('mean')):.4g} ± {_f(acc.get('std')):.2g}"
-                      + (" dB" if acc.get("metric") == "snr" else "")))
+                      f"{_f(acc.get('mean')):.4g} ± {_f(acc.get('std')):.2g}" + db))
+        cards.append((f"{acc.get('metric', 'accuracy')} (float model)",
+                      f"{_f(acc.get('float')):.4g}" + db))
     if cards:
         parts.append('<div class="cards">' + "".join(
             f"<div class=card><b>{_e(v)}</b><span>{_e(k)}</span></div>" for k, v in cards)
             + "</div>")
+    if report.get("command"):
+        parts.append('<p class="sub">reproduce this report with:</p>'
+                     f'<div class="cmd" id="command">{_e(report["command"])}</div>')
     warnings = [str(w) for w in report.get("warnings") or []]
     if warnings:
         parts.append('<ul class="warn">' + "".join(f"<li>{_e(w)}</li>" for w in warnings)
@@ -868,11 +991,25 @@ def render_html(report: dict) -> str:
                            "critical path. In the pipeline the busiest stage sets the period: a layer "
                            "alone, or the layers that take turns on the same arrays (a shared "
                            "weight, the reload pool)."))
+    svg = _area_chart(layers)
+    if svg:
+        parts.append(_plot("area", "Area per layer", svg, "Area of the arrays each crossbar "
+                           "layer places, with their converters and periphery; the buffers of "
+                           "the cores and the routers of the tiles they share are in the total "
+                           "only."))
     hm = _heatmap(report, numbers)
     if hm:
         parts.append(_plot("utilization", "Array utilization on the chip", hm[0], hm[1]))
     if acc:
         svg = _accuracy_chart(acc)
+        if not svg:
+            metric = acc.get("metric", "metric")
+            parts.append("<section><h2>Accuracy</h2>"
+                         f"<p>{_e(metric)} under the hardware "
+                         f"{_metric_num(str(metric), acc.get('mean'))}"
+                         f", float model {_metric_num(str(metric), acc.get('float'))}, over one "
+                         "noise seed (run with --seeds N for the spread over noise draws)."
+                         f"</p>{_output_table(acc)}</section>")
         if svg:
             n = len(acc.get("per_seed") or [])
             s = acc.get("samples")
@@ -882,16 +1019,33 @@ def render_html(report: dict) -> str:
                                f"hardware for each of {n} noise draws"
                                + (f" on {_num(s)} samples" if s else "")
                                + "; the dashed line is the float model.", _output_table(acc)))
+    sens = report.get("sensitivity")
+    if isinstance(sens, dict):
+        svg = _sensitivity_chart(sens, layers)
+        if svg:
+            parts.append(_plot("sensitivity", "Sensitivity per layer", svg,
+                               f"{sens.get('metric', 'metric')} drop below the float model "
+                               f"({_metric_num(str(sens.get('metric')), sens.get('float'))}) "
+                               "with only that layer on the hardware (its noise, DAC, ADC, "
+                               "quantization and pruning) and the others exact, ranked; over "
+                               f"{_num(sens.get('seeds', 1))} noise seed(s)."))
     search = report.get("search")
     if isinstance(search, dict):
         pc = _pareto_chart(search)
         if pc:
             objs = [str(o) for o in search.get("objectives") or []]
             cap = (f"{len(search.get('trials') or [])} trials; Pareto-optimal points in blue, "
-                   "the chosen one circled in red."
+                   "the chosen one circled in red, the baseline (trial 0, the target's own settings) an "
+                   "orange square."
                    + (f" Plotted: {objs[0]} vs {objs[1]}; the table lists every objective."
                       if len(objs) > 2 else ""))
-            parts.append(_plot("pareto", "Search: Pareto front", pc[0], cap, pc[1]))
+            extra = pc[1]
+            if search.get("rule"):
+                extra = f'<p class="cap">chosen: {_e(search["rule"])}</p>' + extra
+            if search.get("recreate_command"):
+                extra += ('<p class="cap">re-create the chosen point with:</p><div class="cmd">'
+                          f'{_e(search["recreate_command"])}</div>')
+            parts.append(_plot("pareto", "Search: Pareto front", pc[0], cap, extra))
     if layers:
         parts.append(f"<section><details{' open' if len(layers) <= 40 else ''}><summary><h2 "
                      f"style='display:inline'>Layers ({len(layers)})</h2></summary>"

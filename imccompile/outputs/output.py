@@ -37,6 +37,34 @@ def _exchange(a: Path, b: Path) -> bool:
     return fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0
 
 
+# The file every folder imccompile writes holds: --force replaces only a folder that has it (or an
+# empty one), so it never destroys a folder of the user's.
+MARKER = ".imccompile-output"
+MARKER_TEXT = ("This folder was written by imccompile; `--force` may replace it as a whole.\n"
+               "Delete this file to keep imccompile from ever replacing the folder.\n")
+
+
+def check_replaceable(option: str, folder: str | os.PathLike[str], force: bool) -> None:
+    """Refuse to write over an existing ``folder``: without ``force`` always; with it unless the
+    folder is empty or holds imccompile's marker file (`MARKER`, put in every folder written)."""
+    dest = Path(folder)
+    if not dest.exists() and not dest.is_symlink():
+        return
+    if not force:
+        raise UsageError(f"{option} {dest}: already exists; choose another folder or pass "
+                         "--force to replace it")
+    if not dest.is_dir():
+        raise UsageError(f"{option} {dest}: exists and is not a folder; choose a folder path")
+    try:
+        empty = not any(dest.iterdir())
+    except OSError as e:
+        raise UsageError(f"{option} {dest}: cannot read the folder: {e.strerror}") from None
+    if not empty and not (dest / MARKER).is_file():
+        raise UsageError(f"{option} {dest}: --force replaces only a folder imccompile wrote "
+                         f"(one holding its {MARKER} file) or an empty one; this one has no "
+                         f"{MARKER}: choose another folder or remove it yourself")
+
+
 # Bytes a written name gets on top of the user's, for the temporaries beside it: a folder's
 # ".NAME.tmp-XXXXXXXX" / ".NAME.old-PID", a file's "NAME.tmpPID" (and --emit's "NAME.data").
 FOLDER_RESERVE = 16
@@ -103,17 +131,14 @@ def write_folder(out: str | os.PathLike[str], files: Mapping[str, Content], forc
                  option: str = "output folder") -> Path:
     """Write ``files`` (name -> bytes, text, or a writer taking the target path) into ``out``.
 
-    An existing ``out`` is refused unless ``force``; then it is replaced as a whole. A folder
-    that is, or holds, one of the files of ``keep`` (what -> path) is refused either way.
+    An existing ``out`` is refused unless ``force``, and then unless it is empty or imccompile
+    wrote it (`MARKER`); it is replaced as a whole. A folder that is, or holds, one of the files
+    of ``keep`` (what -> path) is refused either way. The marker file is written into ``out``.
     """
     check_path(option, out, FOLDER_RESERVE)
     check_keeps(option, out, keep or {})
+    check_replaceable(option, out, force)
     dest = Path(out)
-    if dest.exists() and not force:
-        raise UsageError(f"{dest}: already exists; choose another folder or pass --force to "
-                         "replace it")
-    if dest.exists() and not dest.is_dir():
-        raise UsageError(f"{dest}: exists and is not a folder")
     parent = dest.resolve().parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
@@ -124,6 +149,7 @@ def write_folder(out: str | os.PathLike[str], files: Mapping[str, Content], forc
     except OSError as e:
         raise UsageError(f"{dest}: cannot create the output folder: {e.strerror}") from None
     try:
+        (tmp / MARKER).write_text(MARKER_TEXT, encoding="utf-8")
         for name, content in files.items():
             path = tmp / name
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -154,9 +180,11 @@ def write_folder(out: str | os.PathLike[str], files: Mapping[str, Content], forc
 
 def output_files(res: CompileResult | None, report: dict[str, Any], *,
                  program: Mapping[str, Content] | None = None,
-                 pareto_csv: str | None = None) -> dict[str, Content]:
+                 pareto_csv: str | None = None,
+                 trials_csv: str | None = None) -> dict[str, Content]:
     """The files of an output folder (``-o DIR``): report.json, report.html, the simulation
-    model when the compile had data, pareto.csv after a search, the program image."""
+    model when the compile had data, pareto.csv and trials.csv after a search, the program
+    image."""
     from imccompile.outputs.html_report import render_html
     from imccompile.outputs.report import dumps
 
@@ -175,6 +203,8 @@ def output_files(res: CompileResult | None, report: dict[str, Any], *,
             files["simulation.onnx"] = sim_model.model.SerializeToString()
     if pareto_csv is not None:
         files["pareto.csv"] = pareto_csv
+    if trials_csv is not None:
+        files["trials.csv"] = trials_csv
     for name, content in (program or {}).items():
         files[f"program/{name}"] = content
     return files

@@ -48,17 +48,26 @@ def graph_report(graph: Graph) -> dict[str, Any]:
 
 
 def build_report(res: CompileResult, *, search: dict[str, Any] | None = None,
-                 from_trial: dict[str, Any] | None = None) -> dict[str, Any]:
+                 from_trial: dict[str, Any] | None = None,
+                 command: str | None = None) -> dict[str, Any]:
     """The report of a compile; ``search``: the search section (after ``--search``),
-    ``from_trial``: what ``--from-trial`` re-created."""
+    ``from_trial``: what ``--from-trial`` re-created; ``command``: the command line that
+    reproduces the report (one line, shell-quoted)."""
+    from imccompile.guardrails import result_warning
+    from imccompile.tables import layer_rows
+
     g, m, c, s, t = res.graph, res.mapping, res.cost, res.schedule, res.target
     lm_by = {lm.name: lm for lm in m.layers}
     layers = []
-    for op, lc in zip(g.ops, c.layers):
+    flat = layer_rows(res)  # the label and area of each op: one place (imccompile.tables)
+    for op, lc, fr in zip(g.ops, c.layers, flat):
         row = {"name": op.name, "kind": lc.kind, "rows": 0, "cols": 0, "groups": 1, "weights": 0,
                "vectors": 0, "macs": 0, "arrays": 0, "utilization": 0.0,
                "energy_j": lc.energy_j, "latency_s": lc.latency_s,
-               "energy_breakdown_j": dict(lc.energy)}
+               "energy_breakdown_j": dict(lc.energy),
+               "compute_latency_s": lc.compute_s, "movement_latency_s": lc.movement_s,
+               "buffer_bytes": lc.traffic.buffer_bytes, "noc_bytes": lc.traffic.noc_bytes,
+               "dram_bytes": lc.traffic.dram_bytes}
         if isinstance(op, MatrixOp):
             lm = lm_by[op.name]
             row.update(rows=op.rows, cols=op.cols, groups=op.groups, weights=op.weights,
@@ -67,7 +76,9 @@ def build_report(res: CompileResult, *, search: dict[str, Any] | None = None,
                        utilization=lm.utilization(m.rows, m.cols), replicas=lm.replicas,
                        slices=lm.slices, row_tiles=lm.row_tiles, col_tiles=lm.col_tiles,
                        packed=lm.packed, weight_bits=lm.weight_bits, input_bits=lm.input_bits,
-                       first_array=lm.first_array)
+                       first_array=lm.first_array, input_activity=c.activity.of(op.name),
+                       activity_source=c.activity.source(op.name), label=fr["label"],
+                       area_mm2=fr["area_mm2"])
         else:
             row.update(op_type=op.op_type, attention=op.attention, ops=op.ops, bytes=op.bytes)
         layers.append(row)
@@ -92,6 +103,7 @@ def build_report(res: CompileResult, *, search: dict[str, Any] | None = None,
         "inferences_per_s": s.inferences_per_s,
         "energy_per_inference_j": energy,
         "energy_breakdown_j": c.energy_breakdown_j,
+        "dram_bytes": sum(lc.traffic.dram_bytes for lc in c.layers),
         "area_breakdown_mm2": c.area_breakdown_mm2,
     }
     out: dict[str, Any] = {
@@ -105,10 +117,20 @@ def build_report(res: CompileResult, *, search: dict[str, Any] | None = None,
         "layers": layers,
         "schedule": {"latency_s": s.latency_s, "period_s": s.period_s,
                      "critical_path": list(s.critical_path)},
-        "warnings": list(m.warnings),
+        "warnings": list(m.warnings) + list(c.warnings),
     }
+    if command is not None:
+        out["command"] = command
     if res.accuracy is not None:
         out["accuracy"] = dict(res.accuracy)
+        out["max_accuracy_drop"] = res.options.max_accuracy_drop
+    if res.sensitivity is not None:
+        from imccompile.sensitivity import sensitivity_dict
+
+        out["sensitivity"] = sensitivity_dict(res.sensitivity)
+    warning = result_warning(res)
+    if warning is not None:
+        out["warnings"].append(warning)
     if search is not None:
         out["search"] = search
     if from_trial is not None:

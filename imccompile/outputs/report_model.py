@@ -18,7 +18,7 @@ Count = Annotated[int, Field(ge=0)]
 NonNeg = Annotated[float, Field(ge=0)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
 ENERGY_PARTS = ("array", "dac", "adc", "shift_add", "accumulate", "digital", "buffer", "noc",
-                "write", "leakage")
+                "dram", "write", "leakage")
 
 
 def _desc(text: str) -> Any:
@@ -60,6 +60,9 @@ class Totals(TypedDict):
     energy_breakdown_j: Annotated[dict[str, NonNeg], Field(
         description="Energy per component, J.", json_schema_extra={"required": list(ENERGY_PARTS)})]
     area_breakdown_mm2: dict[str, NonNeg]
+    dram_bytes: NotRequired[Annotated[NonNeg, _desc(
+        "Bytes moved off-chip per inference: activations beyond the buffers and weights "
+        "reloaded under --overflow reload (imccompile.memory).")]]
 
 
 class Layer(TypedDict):
@@ -80,6 +83,17 @@ class Layer(TypedDict):
     energy_j: Annotated[NonNeg, _desc("Energy per inference, J.")]
     latency_s: Annotated[NonNeg, _desc("Latency of this op for one inference, s.")]
     energy_breakdown_j: Annotated[dict[str, NonNeg], _desc("Energy per component, J.")]
+    compute_latency_s: NotRequired[Annotated[NonNeg, _desc(
+        "Compute part of latency_s (array reads and conversions, weight writes; digital ops), "
+        "s.")]]
+    movement_latency_s: NotRequired[Annotated[NonNeg, _desc(
+        "Data-movement part of latency_s (buffer, NoC and DRAM bytes over their bandwidths, "
+        "plus hop and DRAM latencies), s; latency_s = compute + movement.")]]
+    buffer_bytes: NotRequired[Annotated[NonNeg, _desc(
+        "Bytes read from and written to the on-chip buffers, at their activation precision.")]]
+    noc_bytes: NotRequired[Annotated[NonNeg, _desc("Bytes sent one NoC hop (the output).")]]
+    dram_bytes: NotRequired[Annotated[NonNeg, _desc(
+        "Bytes moved off-chip (spilled activations, reloaded weights).")]]
     # matrix ops
     replicas: NotRequired[Annotated[int, Field(ge=1)]]
     slices: NotRequired[Count]
@@ -89,6 +103,17 @@ class Layer(TypedDict):
     weight_bits: NotRequired[Count]
     input_bits: NotRequired[Count]
     first_array: NotRequired[Count]
+    input_activity: NotRequired[Annotated[Fraction, _desc(
+        "Input bit activity the array and DAC energy were priced at: fraction of 1 bits "
+        "(bit-serial) or mean relative pulse length (PWM).")]]
+    activity_source: NotRequired[Annotated[Literal["given", "data", "spec", "worst_case"], _desc(
+        "Where input_activity came from: given per layer, measured on the data, the spec's "
+        "dac.input_activity, or worst_case (the spec states none: 1.0, every input bit 1).")]]
+    label: NotRequired[Annotated[str, _desc(
+        "Short label of a crossbar layer, L1, L2... in graph order (the HTML heat map's).")]]
+    area_mm2: NotRequired[Annotated[NonNeg, _desc(
+        "Area of the arrays the layer places with their converters and periphery, mm² (the "
+        "buffers and routers they share are only in totals.area_mm2).")]]
     arrays_read: NotRequired[Annotated[Count, _desc(
         "Arrays the layer computes on (its own, or those of the layer it shares).")]]
     shares: NotRequired[Annotated[str | None, _desc(
@@ -177,6 +202,29 @@ class FromTrial(TypedDict):
     same: bool
 
 
+class SensitivityLayer(TypedDict):
+    """One crossbar layer alone on the hardware (noise, DAC, ADC, its quantization and
+    pruning), every other layer an exact float product."""
+
+    rank: Annotated[int, Field(ge=1)]
+    name: str
+    label: Annotated[str, _desc("L1, L2... (graph order).")]
+    accuracy: Annotated[float, _desc("Headline metric, mean over the seeds.")]
+    std: NonNeg
+    drop: Annotated[float, _desc("Float minus accuracy, in the section's unit.")]
+
+
+class SensitivitySection(TypedDict):
+    """Per-layer sensitivity (--sensitivity), ranked: the largest drop first."""
+
+    metric: MetricName
+    float: Annotated[float, _desc("The float model's headline value.")]
+    seeds: Annotated[int, Field(ge=1)]
+    unit: Annotated[Literal["percentage points", "percent of relative error", "dB"], _desc(
+        "Unit of drop (that of --max-accuracy-drop).")]
+    layers: list[SensitivityLayer]
+
+
 class Report(TypedDict):
     """The report written by `imccompile MODEL --target T --json PATH` and `-o DIR`
     (report.json). Format 1."""
@@ -192,6 +240,13 @@ class Report(TypedDict):
     schedule: ScheduleSection
     warnings: list[str]
     accuracy: NotRequired[AccuracySection]
+    max_accuracy_drop: NotRequired[Annotated[NonNeg | None, _desc(
+        "The accuracy budget (--max-accuracy-drop, in the unit of sensitivity.unit; null: "
+        "none); a compile over it has a warning naming the biggest contributor.")]]
+    sensitivity: NotRequired[SensitivitySection]
+    command: NotRequired[Annotated[str, _desc(
+        "The command line that computes this report, shell-quoted, on one line (output "
+        "options such as -o, --json, --force, -q left out).")]]
     search: NotRequired[Annotated[dict[str, Any], _desc(
         "Present after a search: objectives, Pareto front, chosen trial.")]]
     from_trial: NotRequired[FromTrial]

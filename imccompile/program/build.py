@@ -335,7 +335,8 @@ def build(result) -> dict[str, str | bytes | Callable[[Path], None]]:
             "blocks_per_array": lm.blocks_per_array, "arrays_per_replica": lm.arrays,
             "replicas": lm.replicas, "first_array": lm.first_array, "arrays": indices,
             "bias": op.bias is not None,
-            "dac": None if dac is None else {"step": dac[0], "lo": dac[1], "hi": dac[2]},
+            "dac": None if dac is None else {"step": dac[0], "lo": dac[1], "hi": dac[2],
+                                             "input_scaling": target.dac.input_scaling},
             "reference": ("column" if a.signed_scheme == "offset" else
                           "none" if a.signed_scheme == "differential_cell" else "row_sum"),
             "readout_columns": int(sum(b.n_cols for b in lm.blocks)),

@@ -18,6 +18,7 @@ No compiler IR here: only numpy, onnx, onnxruntime and the image.
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -220,7 +221,16 @@ def crossbar(image: Image, layer: dict, x: np.ndarray, dac: bool = True) -> np.n
     """One crossbar layer computed from the image's conductances (see module docstring)."""
     t = image.target
     x = np.asarray(x)
-    if layer["dac"] is not None and dac:
+    per_vector = (layer["dac"] is not None and dac
+                  and layer["dac"].get("input_scaling", "calibrated") == "abs_max")
+    if per_vector:  # each input vector divided by its max |x|, the output multiplied back
+        vec, ctx = _lower(layer, x.astype(np.float32))
+        s = np.abs(vec).max(axis=1)
+        s = np.where(s > 0, s, 1).astype(np.float32)
+        step = image.table(layer, "dac_step").astype(np.float32)
+        lo, hi = (float(v) for v in image.table(layer, "dac_range"))
+        vec = np.clip(np.rint(vec / s[:, None] / step), lo, hi).astype(np.float64)
+    elif layer["dac"] is not None and dac:
         step = image.table(layer, "dac_step").astype(np.float32)
         lo, hi = (float(v) for v in image.table(layer, "dac_range"))
         u = np.clip(np.rint(x.astype(np.float32) / step), lo, hi).astype(np.float64)
@@ -228,7 +238,8 @@ def crossbar(image: Image, layer: dict, x: np.ndarray, dac: bool = True) -> np.n
         u = x.astype(np.float64)
         if layer["dac"] is not None:  # no DAC: undo the DAC step folded into the scales
             u = u / float(image.table(layer, "dac_step"))
-    vec, ctx = _lower(layer, u)
+    if not per_vector:
+        vec, ctx = _lower(layer, u)
     n_dev = t["devices_per_slice"]
     y = np.zeros((vec.shape[0], layer["cols"]))
     a_n, reps = layer["arrays_per_replica"], layer["replicas"]
@@ -252,6 +263,8 @@ def crossbar(image: Image, layer: dict, x: np.ndarray, dac: bool = True) -> np.n
             d, o = _decode_matrix(image, layer, a)
             acc += cur @ d + ref[:, None] * o[None, :]
         y[r::reps] = acc
+    if per_vector:
+        y = y * s[:, None].astype(np.float64)
     bias = image.npz.get(f"{layer['key']}/bias") if layer["bias"] else None
     return _lift(layer, y, ctx, None if bias is None else bias.astype(np.float64))
 
@@ -333,14 +346,35 @@ def run(image: Image | str | Path, inputs: Mapping[str, np.ndarray], *,
     ``inputs``: arrays by graph input name (placement.json ``inputs``); ``dac=False`` drives the
     rows with the unquantized inputs. Returns the graph outputs by name.
     """
+    if not isinstance(image, (Image, str, os.PathLike)):
+        raise ProgramError(f"image {type(image).__name__}: expected a program Image or the path "
+                           "of a program folder")
     img = image if isinstance(image, Image) else load(image)
+    if not isinstance(inputs, Mapping):
+        raise ProgramError(f"inputs {type(inputs).__name__}: expected a dict of arrays by input "
+                           "name")
     values: dict[str, np.ndarray] = {}
+    known = [s["name"] for s in img.placement["inputs"]]
+    extra = [k for k in inputs if k not in known]
+    if extra:
+        raise ProgramError(f"inputs {', '.join(map(repr, extra))}: not an input of the image "
+                           f"(its inputs: {', '.join(known)})")
     for spec in img.placement["inputs"]:
         name = spec["name"]
         if name not in inputs:
             raise ProgramError(f"no array for input {name!r} (the image's inputs: "
-                               f"{', '.join(s['name'] for s in img.placement['inputs'])})")
-        arr = np.asarray(inputs[name], dtype=spec["dtype"])
+                               f"{', '.join(known)})")
+        given = np.asarray(inputs[name])
+        if given.dtype.kind not in "biuf":
+            raise ProgramError(f"input {name!r}: expected numbers ({spec['dtype']}), got an "
+                               f"array of {given.dtype}")
+        if given.dtype.kind == "f" and not np.isfinite(given).all():
+            raise ProgramError(f"input {name!r}: holds NaN or infinite values")
+        if np.dtype(spec["dtype"]).kind in "iu" and given.dtype.kind == "f" and \
+                not np.array_equal(given, np.round(given)):
+            raise ProgramError(f"input {name!r}: the image expects integers ({spec['dtype']}), "
+                               "got fractional values")
+        arr = given.astype(spec["dtype"])
         if list(arr.shape) != spec["shape"]:
             raise ProgramError(f"input {name!r} has shape {list(arr.shape)}; the image expects "
                                f"{spec['shape']}")

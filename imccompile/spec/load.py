@@ -14,7 +14,8 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal, NoReturn, get_args, get_origin
+from types import UnionType
+from typing import Annotated, Any, Literal, NoReturn, Union, get_args, get_origin
 
 from annotated_types import Ge, Gt, Le, Lt, MinLen
 from pydantic import BaseModel, ValidationError
@@ -68,9 +69,17 @@ def load_target(
     Raises:
         SpecError: unknown name, unreadable file, bad JSON, or a field that fails validation.
     """
+    if not isinstance(overrides, (Sequence, Mapping)) or isinstance(overrides, bytes):
+        _fail(f"overrides {_fmt(overrides)}: expected a list of PATH=VALUE texts or a "
+              "dict of PATH -> value")
     items = _parse_overrides(overrides)
     if isinstance(name_or_path, Target):
         return _replace_items(name_or_path, items)
+    if isinstance(name_or_path, Mapping):
+        return _build(copy.deepcopy(dict(name_or_path)), "<dict>", items)
+    if not isinstance(name_or_path, (str, os.PathLike)) or name_or_path == "":
+        _fail(f"target {name_or_path!r}: expected a bundled target name "
+              f"({', '.join(bundled_targets())}), a spec JSON path, a dict or a Target")
     label, data = _read(name_or_path)
     return _build(data, label, items)
 
@@ -142,14 +151,13 @@ def _read(name_or_path: str | os.PathLike[str]) -> tuple[str, Any]:
             names = ", ".join(bundled)
             if looks_like_path:
                 _fail(f"{label}: no such file (bundled targets: {names})")
+            close = difflib.get_close_matches(label.lower(), bundled, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]}?" if close else ""
             _fail(f"unknown target {json.dumps(label)}: not a bundled target ({names}) and "
-                  "no file of that name")
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            _fail(f"{label}: cannot read: not UTF-8 text")
-        except OSError as e:
-            _fail(f"{label}: cannot read: {e.strerror or e}")
+                  f"no file of that name{hint}")
+        from imccompile.userfile import read_text
+
+        text = read_text(path, label, SpecError)  # bounded: /dev/zero is refused, not read
     try:
         data = json.loads(text, parse_constant=_no_constant, object_pairs_hook=_no_duplicates)
     except json.JSONDecodeError as e:
@@ -407,6 +415,10 @@ def _describe(tp: Any, meta: Sequence[Any]) -> str:
     if get_origin(tp) is dict:
         k, v = get_args(tp)
         return f"an object {{{_describe(*_unwrap(k, []))}: {_describe(*_unwrap(v, []))}}}"
+    if get_origin(tp) in (Union, UnionType) and type(None) in get_args(tp):
+        rest = [a for a in get_args(tp) if a is not type(None)]
+        if len(rest) == 1:  # an optional field: its type, or null (absent)
+            return f"{_describe(*_unwrap(rest[0], []))}, or null"
     return "a JSON value"
 
 

@@ -8,7 +8,7 @@ The meaning of every field is documented in ``docs/spec-format.md``.
 
 Cross-field rules (raised as :class:`SpecProblems`, which the loader turns into messages naming the
 field): ``g_min_us < g_max_us``; ADC tables monotone and all-zero or all-positive, and present (one point at least) for a type whose law is relative; every search list
-contains the spec's own value; every numeric field of the hardware sections has an entry in
+contains the spec's own value; no ``adc.out_bound`` / ``adc.read_noise`` with a digital ADC; every numeric field of the hardware sections has an entry in
 ``sources``; every key of ``sources`` names a field.
 """
 
@@ -42,6 +42,7 @@ __all__ = [
     "ArraySpec",
     "BufferSpec",
     "DacSpec",
+    "DramSpec",
     "Expect",
     "HierarchySpec",
     "NocSpec",
@@ -59,7 +60,8 @@ ADC_MAX_BITS = 16
 
 #: Sections whose every numeric field (and table) must have an entry in ``Target.sources``.
 SOURCED_SECTIONS: tuple[str, ...] = (
-    "technology", "array", "dac", "adc", "periphery", "buffers", "noc", "hierarchy", "noise",
+    "technology", "array", "dac", "adc", "periphery", "buffers", "noc", "dram", "hierarchy",
+    "noise",
 )
 
 
@@ -157,8 +159,15 @@ class TechnologySpec(_Frozen):
 
     node_nm: Annotated[int, Strict(), Ge(1), Le(1000)] = Field(
         description="CMOS technology node, nm.")
-    clock_hz: Pos = Field(description="Digital clock frequency, Hz.")
+    clock_hz: Pos = Field(description=(
+        "Digital clock frequency, Hz: times the buffers (buffers.bytes_per_cycle per cycle)."))
     vdd_v: Pos = Field(description="Core supply voltage, V.")
+    figures_node_nm: Annotated[int, Strict(), Ge(1), Le(1000)] | None = Field(
+        default=None, description=(
+            "Node at which the spec's digital figures (periphery and buffer energies and "
+            "areas, router area) are given, nm; at another node_nm they scale by classical "
+            "scaling (energy x node_nm / figures_node_nm, area x its square: "
+            "imccompile.technology). Absent = node_nm (no scaling)."))
 
 
 class ArraySpec(_Frozen):
@@ -227,6 +236,18 @@ class DacSpec(_Frozen):
     energy_per_conversion_j: NonNeg = Field(
         description="Energy of one DAC (one row) for one read, J.")
     area_mm2: NonNeg = Field(description="Area of one DAC (one per row), mm².")
+    input_scaling: Literal["calibrated", "abs_max"] = Field(default="calibrated", description=(
+        "The DAC's input range: 'calibrated' = one range per layer, calibrated on the data "
+        "(max |x| or a percentile); 'abs_max' = every input vector scaled by its own max |x| "
+        "before the DAC and the output scaled back digitally after the ADC (aihwkit "
+        "noise_management abs_max)."))
+    input_activity: Annotated[float, Strict(), Ge(0), Le(1)] | None = Field(
+        default=None, description=(
+            "Default input bit activity, 0..1: the fraction of input bits that are 1 "
+            "(bit-serial) or the mean pulse length over the longest (PWM), used for the array "
+            "and DAC energy when no per-layer activity is given or measured on --data "
+            "(imccompile.activity); absent = 1.0, every input bit 1 (worst case, the report "
+            "says so)."))
 
 
 def _table_value(table: dict[int, float], bits: int) -> float:
@@ -288,6 +309,22 @@ class AdcSpec(_Frozen):
         description="Columns multiplexed onto one ADC (conversions serialize), >= 1.")
     leakage_w: NonNeg | None = Field(default=None, description=(
         "Static power of one ADC while the arrays are powered, W; absent = not modelled (0)."))
+    out_bound: Pos | None = Field(default=None, description=(
+        "The ADC's full-scale range, as a multiple of the output of one device at g_max driven "
+        "at the full DAC input (aihwkit out_bound); partial sums beyond it clip. Absent = the "
+        "range is calibrated per row group by the simulation (SimOptions.adc_range)."))
+    out_bound_unit: Literal["device", "weight"] = Field(default="device", description=(
+        "The unit of out_bound: 'device' = one device at g_max at the full DAC input; 'weight' "
+        "= a model weight of 1 at an input of 1, as aihwkit's tile computes with its default "
+        "weight_scaling_omega = 0 (raw weights: a layer whose largest weight is w_max sees a "
+        "full scale of out_bound / w_max devices)."))
+    read_noise: NonNeg | None = Field(default=None, description=(
+        "Read-out noise of the converter chain: std of an additive Gaussian at every ADC read, "
+        "relative to the ADC's full-scale range (aihwkit out_noise / out_bound). Absent = none."))
+    mux_energy_per_read_j: NonNeg | None = Field(default=None, description=(
+        "Energy of one array's column multiplexers and their decoder for one input cycle "
+        "(one input bit), whatever the ADC bits and the rows read at once (NeuroSim's mux and "
+        "muxDecoder), priced in the adc component, J; absent = not modelled (0)."))
 
     def energy_j(self, bits: int | None = None, *, vdd_v: float | None = None) -> float:
         """Energy of one conversion at ``bits`` (default: this ADC's ``bits``), J. ``vdd_v``
@@ -340,6 +377,12 @@ class AdcSpec(_Frozen):
                     problems.append(((name, b1), (f"expected a number >= {v0:g} (the value at "
                                      "fewer bits): tables must not decrease with bits"), v1))
                     break
+        if self.type == "digital":  # an exact adder tree has no analog range or read-out
+            for name in ("out_bound", "read_noise"):
+                if getattr(self, name) is not None:
+                    problems.append(((name,), ("expected no value (null) with type 'digital': "
+                                     "an exact adder tree has no analog read-out"),
+                                     getattr(self, name), [("type",)]))
         if problems:
             raise SpecProblems(problems)
         return self
@@ -357,9 +400,16 @@ class PeripherySpec(_Frozen):
     digital_ops_per_s: Pos = Field(description="Digital unit throughput per core, ops/s.")
     area_mm2_per_array: NonNeg = Field(
         description="Periphery area per array (shift-add, S&H, adder trees, ...), mm².")
+    digital_bits: Bits16 | None = Field(default=None, description=(
+        "Declared width of the digital unit's data, bits: digital ops read and write their "
+        "tensors at this width; absent = at the activation bits of the layers around them."))
     leakage_w_per_array: NonNeg | None = Field(default=None, description=(
         "Static power of one array's periphery (DACs, S&H, shift-add, ...) while powered, W; "
         "absent = not modelled (0)."))
+    read_overhead_s: NonNeg | None = Field(default=None, description=(
+        "Time added to every read cycle for work that does not overlap the conversions, s: "
+        "NeuroSim's unhidden accumulation (synchronous mode), MNSIM's DAC, crossbar and "
+        "digital steps around each ADC pass; absent = 0 (all hidden behind the conversions)."))
 
 
 class BufferSpec(_Frozen):
@@ -368,6 +418,10 @@ class BufferSpec(_Frozen):
     size_bytes: NonNegInt = Field(description="Buffer capacity per core, bytes.")
     energy_per_byte_j: NonNeg = Field(description="Energy per byte read or written, J.")
     area_mm2: NonNeg = Field(description="Buffer area per core, mm².")
+    bytes_per_cycle: Pos | None = Field(default=None, description=(
+        "Bytes one core's buffer reads or writes per clock cycle (port width); a layer's "
+        "buffer time = its bytes / (bytes_per_cycle x clock_hz x its cores). Absent = buffer "
+        "time not modelled (0)."))
 
 
 class NocSpec(_Frozen):
@@ -378,6 +432,32 @@ class NocSpec(_Frozen):
     hop_latency_s: NonNeg = Field(description="Latency of one hop, s.")
     bytes_per_s: Pos = Field(description="Link bandwidth, bytes/s.")
     router_area_mm2: NonNeg = Field(description="Router area per tile, mm².")
+
+
+class DramSpec(_Frozen):
+    """Off-chip memory: where activations that do not fit the chip's buffers spill and where
+    weights reloaded under ``--overflow reload`` come from. Every field absent = no off-chip
+    memory modelled (spilled and reloaded bytes are reported but not priced, with a warning)."""
+
+    energy_per_byte_j: NonNeg | None = Field(default=None, description=(
+        "Energy to read or write one byte off-chip (interface and DRAM access), J."))
+    bytes_per_s: Pos | None = Field(default=None, description="Off-chip bandwidth, bytes/s.")
+    latency_s: NonNeg | None = Field(default=None, description=(
+        "Access latency of one off-chip transfer (once per layer that moves bytes), s."))
+
+    @property
+    def modelled(self) -> bool:
+        return self.energy_per_byte_j is not None
+
+    @model_validator(mode="after")
+    def _check(self) -> DramSpec:
+        given = [f for f in type(self).model_fields if getattr(self, f) is not None]
+        if given and len(given) != len(type(self).model_fields):
+            missing = [f for f in type(self).model_fields if f not in given]
+            raise SpecProblems([((missing[0],), ("expected a value: give all of "
+                                 "energy_per_byte_j, bytes_per_s and latency_s, or none"), None,
+                                 [(g,) for g in given])])
+        return self
 
 
 class HierarchySpec(_Frozen):
@@ -414,19 +494,14 @@ class NoiseSpec(_Frozen):
     read_sigma: NonNeg = Field(description="Read noise std, relative to g_max (gaussian model).")
     drift_nu: NonNeg = Field(
         description="Drift exponent nu, G(t) = G(t0) (t/t0)^-nu (gaussian model); 0 = no drift.")
-    t_inference_s: NonNeg = Field(description="Time from programming to inference, s.")
+    t_inference_s: NonNeg = Field(description=(
+        "Time from programming to inference, s. Devices do not drift before t0_s (as aihwkit, "
+        "whose t_inference counts from t0: its t_inference = t_inference_s - t0_s)."))
     t0_s: Pos = Field(description="Drift reference time t0, s (PCM: 20 s).")
     drift_compensation: Flag = Field(
-        description="Apply global drift compensation (one scale per array/layer).")
-
-    @model_validator(mode="after")
-    def _check(self) -> NoiseSpec:
-        drifts = self.model == "pcm" or (self.model == "gaussian" and self.drift_nu > 0)
-        if drifts and self.t_inference_s < self.t0_s:
-            raise SpecProblems([(("t_inference_s",), (f"expected a time >= t0_s "
-                                 f"({self.t0_s:g} s) when the model drifts"), self.t_inference_s,
-                                 [("t0_s",), ("model",), ("drift_nu",)])])
-        return self
+        description=("Apply global drift compensation: a one-hot reference read through the "
+                     "converters at t0 and at t, the gain applied digitally after the ADC (one "
+                     "per layer, aihwkit GlobalDriftCompensation)."))
 
 
 CellBitsChoices = Annotated[tuple[CellBits, ...], MinLen(1),
@@ -486,7 +561,7 @@ class Anchor(_Frozen):
 # ----------------------------------------------------------------------------- the target
 
 _SECTION_FIELDS = ("technology", "array", "dac", "adc", "periphery", "buffers", "noc",
-                   "hierarchy", "precision", "noise", "search")
+                   "dram", "hierarchy", "precision", "noise", "search")
 
 
 def leaf_paths() -> list[str]:
@@ -523,6 +598,8 @@ class Target(_Frozen):
     periphery: PeripherySpec
     buffers: BufferSpec
     noc: NocSpec
+    dram: DramSpec = Field(default_factory=DramSpec, description=(
+        "Off-chip memory (absent: not modelled; spills are reported, not priced)."))
     hierarchy: HierarchySpec
     precision: PrecisionSpec
     noise: NoiseSpec
@@ -531,7 +608,7 @@ class Target(_Frozen):
     sources: dict[Text, Text] = Field(
         description=("Source of every constant: {'section.field': citation or 'assumption: "
                      "<reasoning>'}. Every numeric field of technology, array, dac, adc, "
-                     "periphery, buffers, noc, hierarchy and noise needs one."))
+                     "periphery, buffers, noc, dram, hierarchy and noise needs one."))
 
     # -- validation -------------------------------------------------------------------------
 
