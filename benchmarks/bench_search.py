@@ -1,8 +1,12 @@
-"""Co-optimization search on digits_cnn (pcm, full data set): how much energy the search saves
-against a uniform 8-bit design at <= 1 point accuracy loss, front quality per sampler, speed.
+"""Co-optimization search (digits_cnn and its full data set by default, or --model): how much
+energy the search saves against a uniform 8-bit design at <= 1 point accuracy loss, front quality per sampler, speed.
 
     python benchmarks/bench_search.py [--trials 100] [--samplers nsga2,tpe,random] [--samples N]
-                                      [--seed 0] [--json out.json]
+                                      [--seed 0] [--json out.json] [--model NAME] [--threads N]
+
+``--model``: an example (digits_cnn, the default) or a synthetic model of ``models.py`` (e.g.
+resnet18_cifar, with seeded random inputs, `bench_simulate.model_and_data`; no labels, so the
+accuracy objective is the agreement with the float model).
 
 Per sampler (same seed, in-memory study, objectives accuracy,energy, --max-accuracy-drop 1):
   * best energy on the feasible front, its accuracy, and its ratio to the uniform 8-bit design
@@ -23,8 +27,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-MODEL = ROOT / "examples" / "digits_cnn.onnx"
-DATA = ROOT / "examples" / "digits_cnn.npz"
 UNIFORM8 = "quantize{weight_bits=8,act_bits=8}"
 
 
@@ -36,24 +38,37 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--target", default="pcm")
     ap.add_argument("--json", help="also write the figures as JSON here")
+    ap.add_argument("--model", default="digits_cnn")
+    ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
+    import os
+    import tempfile
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_simulate import model_and_data
+
+    tmp = tempfile.mkdtemp()
+    model_path, data_path = model_and_data(args.model, Path(tmp), args.samples or 256)
+    MODEL, DATA = str(model_path), str(data_path)
+    print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
 
     import imccompile
     from imccompile.search import SearchConfig, hypervolume, search
 
-    u8 = imccompile.compile(str(MODEL), args.target, passes=UNIFORM8, data=str(DATA),
-                            samples=args.samples)
+    u8 = imccompile.compile(MODEL, args.target, passes=UNIFORM8, data=DATA,
+                            samples=args.samples, threads=args.threads)
     e8, a8, fl = u8.cost.energy_j, u8.accuracy["mean"], u8.accuracy["float"]
-    print(f"digits_cnn on {args.target}, {u8.accuracy['samples']} samples: float accuracy {fl:.4f}")
+    print(f"{args.model} on {args.target}, {u8.accuracy['samples']} samples: float accuracy {fl:.4f}")
     print(f"uniform 8-bit ({UNIFORM8}): energy {e8:.4g} J, accuracy {a8:.4f}")
     ref = np.array([0.0, 2.0])  # (-accuracy, energy / E8)
     out = {"uniform8": {"energy_j": e8, "accuracy": a8}, "float_accuracy": fl, "samplers": {}}
     print(f"\n{'sampler':8} {'best E (J)':>11} {'acc':>7} {'E/E8':>7} {'HV':>7} {'front':>5} "
           f"{'feasible':>8} {'trials/min':>10}")
     for sampler in args.samplers.split(","):
-        cfg = SearchConfig(model=str(MODEL), target=args.target, data=str(DATA),
+        cfg = SearchConfig(model=MODEL, target=args.target, data=DATA,
                            samples=args.samples, objectives=("accuracy", "energy"),
-                           max_accuracy_drop=1.0, sampler=sampler, seed=args.seed)
+                           max_accuracy_drop=1.0, sampler=sampler, seed=args.seed,
+                           threads=args.threads)
         t0 = time.perf_counter()
         res = search(cfg, args.trials, study_name=f"bench-{sampler}")
         dt = time.perf_counter() - t0

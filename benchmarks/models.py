@@ -4,6 +4,11 @@
 * ``resnet50``: a ResNet-50-style CNN (bottleneck blocks [3,4,6,3]), about 25M weights.
 * ``bert``: a BERT-style encoder (embedding-free; d=768, 3 layers → ~22M weights), attention
   products as activation x activation MatMuls, GELU, LayerNorm, Softmax.
+* ``resnet18_cifar``: ResNet-18 for CIFAR (3x3 stem, basic blocks [2,2,2,2], 10 classes),
+  11.2M weights, input 1x3x32x32.
+* ``mobilenetv2``: MobileNetV2 (inverted residuals, depthwise convs, ReLU6), 3.5M weights,
+  input 1x3x224x224.
+* ``minilm``: a MiniLM-size encoder (`bert` with d=384, 6 layers, 12 heads, seq 128, ff 1536).
 * ``wide_transformer``: as ``bert`` with width/depth chosen for >= 100M weights, saved with
   external data (reliability / big-model tests).
 """
@@ -48,10 +53,15 @@ class _B:
         self.nodes.append(helper.make_node(op_type, inputs, [out], name=out, **attrs))
         return out
 
-    def conv(self, x: str, cin: int, cout: int, k: int = 3, stride: int = 1, relu: bool = True) -> str:
-        self.weights += cout * cin * k * k
-        y = self.op("Conv", [x, self.w((cout, cin, k, k)), self.c(np.zeros(cout, np.float32))],
-                    kernel_shape=[k, k], pads=[k // 2] * 4, strides=[stride, stride])
+    def conv(self, x: str, cin: int, cout: int, k: int = 3, stride: int = 1, relu: bool = True,
+             group: int = 1, relu6: bool = False) -> str:
+        self.weights += cout * (cin // group) * k * k
+        y = self.op("Conv", [x, self.w((cout, cin // group, k, k)),
+                             self.c(np.zeros(cout, np.float32))],
+                    kernel_shape=[k, k], pads=[k // 2] * 4, strides=[stride, stride], group=group)
+        if relu6:
+            return self.op("Clip", [y, self.c(np.array(0, np.float32)),
+                                    self.c(np.array(6, np.float32))])
         return self.op("Relu", [y]) if relu else y
 
     def linear(self, x: str, din: int, dout: int, gemm: bool = False) -> str:
@@ -107,6 +117,49 @@ def resnet50(seed: int = 0) -> tuple[onnx.ModelProto, int]:
     x = b.op("Flatten", [x])
     y = b.linear(x, cin, 1000, gemm=True)
     return b.model([1, 3, 224, 224], "input", y, "resnet50", [1, 1000]), b.weights
+
+
+def resnet18_cifar(seed: int = 0) -> tuple[onnx.ModelProto, int]:
+    b = _B(seed)
+    x = b.conv("input", 3, 64)
+    cin = 64
+    for stage, width in enumerate([64, 128, 256, 512]):
+        for i in range(2):
+            stride = 2 if i == 0 and stage > 0 else 1
+            h = b.conv(x, cin, width, stride=stride)
+            h = b.conv(h, width, width, relu=False)
+            sc = b.conv(x, cin, width, k=1, stride=stride, relu=False) \
+                if (stride != 1 or cin != width) else x
+            x = b.op("Relu", [b.op("Add", [h, sc])])
+            cin = width
+    x = b.op("Flatten", [b.op("GlobalAveragePool", [x])])
+    y = b.linear(x, cin, 10, gemm=True)
+    return b.model([1, 3, 32, 32], "input", y, "resnet18_cifar", [1, 10]), b.weights
+
+
+def mobilenetv2(seed: int = 0) -> tuple[onnx.ModelProto, int]:
+    b = _B(seed)
+    x = b.conv("input", 3, 32, stride=2, relu6=True)
+    cin = 32
+    for t, c, n, s in [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
+                       (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]:
+        for i in range(n):
+            stride = s if i == 0 else 1
+            hid = cin * t
+            h = b.conv(x, cin, hid, k=1, relu6=True) if t != 1 else x
+            h = b.conv(h, hid, hid, stride=stride, group=hid, relu6=True)
+            h = b.conv(h, hid, c, k=1, relu=False)
+            x = b.op("Add", [x, h]) if stride == 1 and cin == c else h
+            cin = c
+    x = b.conv(x, cin, 1280, k=1, relu6=True)
+    x = b.op("Flatten", [b.op("GlobalAveragePool", [x])])
+    y = b.linear(x, 1280, 1000, gemm=True)
+    return b.model([1, 3, 224, 224], "input", y, "mobilenetv2", [1, 1000]), b.weights
+
+
+def minilm(seed: int = 0) -> tuple[onnx.ModelProto, int]:
+    """MiniLM-size: 6 layers, 384 wide, 12 heads, sequence 128, MLP 1536."""
+    return bert(d=384, layers=6, heads=12, seq=128, ff=1536, seed=seed)
 
 
 def bert(d: int = 768, layers: int = 3, heads: int = 12, seq: int = 128, ff: int = 3072,

@@ -152,6 +152,9 @@ def add_compile_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", type=int, default=1, metavar="N",
                    help="noise draws for the accuracy, reported as mean ± std (default 1)")
     p.add_argument("--samples", type=int, metavar="N", help="use only the first N samples of --data")
+    p.add_argument("--threads", type=int, default=1, metavar="N",
+                   help="onnxruntime threads of the accuracy simulation (default 1; the results "
+                        "do not depend on it)")
     p.add_argument("--adc-range", choices=["calibrated", "full_scale"], default="calibrated",
                    help="ADC input range per row tile: calibrated on the data (default) or the "
                         "worst case; a target with adc.out_bound fixes it")
@@ -425,7 +428,7 @@ def compile_options(args: argparse.Namespace, shapes: dict[str, tuple[int, ...]]
                                auto_replicate=args.auto_replicate, samples=args.samples,
                                seeds=args.seeds, sim=sim, metric=args.metric,
                                sensitivity=getattr(args, "sensitivity", False),
-                               max_accuracy_drop=budget(args))
+                               max_accuracy_drop=budget(args), threads=args.threads)
 
 
 def _finish(args, console, res, report: dict, search_result) -> None:

@@ -51,6 +51,9 @@ class Prepared:
             when not asked for.
         source: the model as given (to tell a broken model from a broken emission).
         input_shapes, samples, dims: the options the graph and data were prepared with.
+        stats: the imported graph's activation ranges (max |x|, min x per crossbar input),
+            measured in the same float run as ``reference``: a pass that asks for them (a
+            quantize that no prune precedes) reads them instead of running the model again.
     """
 
     graph: Graph
@@ -60,6 +63,7 @@ class Prepared:
     input_shapes: tuple[tuple[str, tuple[int, ...]], ...]
     samples: int | None
     dims: tuple[tuple[str, int], ...] = ()
+    stats: dict[str, tuple[float, float]] | None = None
 
 
 def prepare(model: ModelSource, options: CompileOptions, data: DataSource | None = None, *,
@@ -72,27 +76,33 @@ def prepare(model: ModelSource, options: CompileOptions, data: DataSource | None
                          dims=dict(options.dims))
     dataset = None
     ref = None
+    stats = None
     if data is not None:
-        from imccompile.simulate import Dataset, load_data, reference_outputs
+        from imccompile.simulate import Dataset, activation_stats, load_data
 
         dataset = data if isinstance(data, Dataset) else load_data(data, graph,
                                                                    limit=options.samples)
         if reference:
             try:
-                ref = reference_outputs(graph, dataset)
+                ref, stats = activation_stats(graph, dataset, threads=options.threads)
             except Exception as e:
                 if type(e).__module__.startswith("onnxruntime"):
                     _source_must_run(model, dataset, graph.name)
                 raise
     return Prepared(graph, dataset, ref, model, options.input_shapes, options.samples,
-                    options.dims)
+                    options.dims, stats)
 
 
-def activation_stats_for(dataset: Dataset) -> ActivationStats:
+def activation_stats_for(dataset: Dataset, threads: int = 1,
+                         known: tuple[Graph, dict[str, tuple[float, float]]] | None = None
+                         ) -> ActivationStats:
     """The activation statistics a pass may ask its context for, measured on ``dataset``: for a
     graph and a percentile (None: max), per crossbar-input tensor (max |x| or that percentile
-    of |x|, min x). Computed when first asked, once per (graph, percentile)."""
+    of |x|, min x). Computed when first asked, once per (graph, percentile); ``known``: a
+    graph's max stats measured already."""
     cache: dict[tuple[int, float | None], tuple[Graph, dict[str, tuple[float, float]]]] = {}
+    if known is not None:  # (graph, its max-calibrated stats), measured already
+        cache[(id(known[0]), None)] = known
 
     def stats(graph: Graph, percentile: float | None = None) -> dict[str, tuple[float, float]]:
         key = (id(graph), percentile)
@@ -100,7 +110,7 @@ def activation_stats_for(dataset: Dataset) -> ActivationStats:
         if hit is None or hit[0] is not graph:
             from imccompile.simulate import activation_stats
 
-            hit = (graph, activation_stats(graph, dataset, percentile)[1])
+            hit = (graph, activation_stats(graph, dataset, percentile, threads)[1])
             cache[key] = hit
         return hit[1]
 
@@ -168,7 +178,9 @@ def compile_prepared(prepared: Prepared, target: TargetSource, options: CompileO
         if options.passes:
             from imccompile.passes import run_pipeline
 
-            stats = activation_stats_for(dataset) if dataset is not None else None
+            known = (prepared.graph, prepared.stats) if prepared.stats is not None else None
+            stats = (activation_stats_for(dataset, options.threads, known)
+                     if dataset is not None else None)
             graph, pipeline = run_pipeline(graph, options.passes, target=tgt,
                                            activation_stats=stats)
             if dataset is not None:  # accuracy is reported against the uncompressed model
@@ -176,7 +188,7 @@ def compile_prepared(prepared: Prepared, target: TargetSource, options: CompileO
                 if reference is None:
                     from imccompile.simulate import reference_outputs
 
-                    reference = reference_outputs(prepared.graph, dataset)
+                    reference = reference_outputs(prepared.graph, dataset, options.threads)
         res = compile_graph(graph, tgt, model_name=graph.name, pipeline=pipeline, options=options)
         if dataset is None:
             if options.sensitivity:
@@ -186,7 +198,8 @@ def compile_prepared(prepared: Prepared, target: TargetSource, options: CompileO
 
         acc, cal = evaluate(graph, tgt, dataset, seeds=options.seeds, opts=options.sim,
                             progress=progress, reference=reference, mapping=res.mapping,
-                            metric=options.metric)
+                            metric=options.metric, threads=options.threads,
+                            activity=True)
         measured = getattr(cal, "activity", None)  # per layer, when the simulation measures it
         if measured:
             res = compile_graph(graph, tgt, model_name=graph.name, pipeline=pipeline,
@@ -221,7 +234,8 @@ def compile(model: ModelSource, target: TargetSource = "pcm",
             samples: int | None = None, import_progress: Progress | None = None,
             metric: str = "auto",
             activity: TMapping[str, float] | None = None, sensitivity: bool = False,
-            max_accuracy_drop: float | None = DEFAULT_MAX_ACCURACY_DROP) -> CompileResult:
+            max_accuracy_drop: float | None = DEFAULT_MAX_ACCURACY_DROP,
+            threads: int = 1) -> CompileResult:
     """Compile an ONNX model (path or ModelProto) for a target (bundled name, path, or Target).
 
     Args:
@@ -241,6 +255,7 @@ def compile(model: ModelSource, target: TargetSource = "pcm",
         samples: use only the first N samples of the data.
         metric: the headline accuracy metric: "auto", "top1", "agreement", "cosine",
             "relerr" or "snr" (`imccompile.metrics`).
+        threads: onnxruntime intra-op threads of the accuracy simulation.
         activity: input bit activity (fraction of 1 bits, 0..1) per matrix layer name, for
             the array and DAC energy; layers left out use the activity measured on ``data``,
             else the spec's ``dac.input_activity``, else 1.0 (`imccompile.activity`).
@@ -258,7 +273,8 @@ def compile(model: ModelSource, target: TargetSource = "pcm",
                                    overflow=overflow, replicate=replicate,
                                    auto_replicate=auto_replicate, samples=samples, seeds=seeds,
                                    sim=sim_options, metric=metric, activity=activity,
-                                   sensitivity=sensitivity, max_accuracy_drop=max_accuracy_drop)
+                                   sensitivity=sensitivity, max_accuracy_drop=max_accuracy_drop,
+                                   threads=threads)
     if options is None:
         options = keywords
     elif keywords != CompileOptions():

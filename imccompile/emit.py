@@ -69,6 +69,7 @@ class OpSim:
     col_scale: np.ndarray | None = None
     plane_bits: int | None = None
     in_bits: int = 8
+    activity: bool = False  # expose the DAC codes' fraction of 1 bits (`activity_name`)
     input_scaling: bool = False
     adc_noise: float = 0.0
     noise_seed: int = 0
@@ -77,6 +78,35 @@ class OpSim:
 
 def probe_name(op_name: str, tile: int, k: int) -> str:
     return f"{op_name}__probe_t{tile}__{k}"
+
+
+def activity_name(op_name: str) -> str:
+    return f"{op_name}__activity"
+
+
+def _emit_activity(b: _Builder, op: MatrixOp, sim: OpSim) -> None:
+    """Output ``activity_name(op)``: per sample, the fraction of 1 bits of the layer's DAC
+    input codes, each code written in ``in_bits`` bits (a negative code in two's complement,
+    as a bit-serial DAC drives it)."""
+    assert sim.act_step is not None
+    code = b.codes(op.inputs[0], sim.act_step, sim.act_lo, sim.act_hi, op.name + "_act")
+    bits = sim.in_bits
+    lo, hi = int(sim.act_lo), int(sim.act_hi)
+    # a table of every code's fraction of 1 bits (code lo + j at index j), gathered per element
+    table = np.array([bin(c % (1 << bits)).count("1") / bits for c in range(lo, hi + 1)],
+                     np.float32)
+    idx = b.node("Cast", [b.node("Sub", [code, b.const(b.fresh("act_lo"), np.float32(lo))])],
+                 to=onnx.TensorProto.INT64)
+    frac = b.node("Gather", [b.const(b.fresh(op.name + "_popcount"), table), idx], axis=0)
+    # (mean over each sample: the input's shape need not be known, e.g. an unfolded conv)
+    b.node("Identity", [_reduce_mean(b, b.node("Flatten", [frac], axis=1), 1)],
+           [activity_name(op.name)])
+    b.probes.append(activity_name(op.name))
+
+
+def range_names(tensor: str) -> tuple[str, str]:
+    """The outputs of a tensor's per-sample (max |x|, min x) (`emit_parts` ``ranges``)."""
+    return f"{tensor}__absmax", f"{tensor}__min"
 
 
 def probe_tile(name: str) -> tuple[str, int]:
@@ -238,6 +268,8 @@ def _emit_analog(b: _Builder, op: MatrixOp, sim: OpSim | None) -> None:
     if sim is None:
         _emit_product(b, op, x, wkn, out, with_bias=True)
         return
+    if sim.activity and sim.act_step is not None:
+        _emit_activity(b, op, sim)
     if sim.slices is not None:
         _emit_bitwise(b, op, sim)
         return
@@ -270,14 +302,14 @@ def _emit_analog(b: _Builder, op: MatrixOp, sim: OpSim | None) -> None:
     partials = []
     stackable = _stackable(b, op)
     for t in range(n_tiles):
-        name = probe_name(op.name, t, 0) if sim.probe else b.fresh(op.name + f"_tile{t}")
+        name = b.fresh(op.name + f"_tile{t}")
         if stackable:  # the tile's rows only, on its slice of the input
             lo, hi = _tile_range(tiles[t])
             y = _wide_product(b, op, x, [(wkn, tiles[t], 1.0)], lo, hi, out=name)
         else:
             y = _emit_product(b, op, x, _tile_weight(op, wkn, tiles[t]), name, with_bias=False)
         if sim.probe:
-            b.probes.append(y)
+            _emit_probe(b, y, probe_name(op.name, t, 0))
         if sim.adc_steps is not None:
             y = b.adc(y, sim.adc_steps[t], sim.adc_levels, op.name + f"_adc{t}")
         partials.append(y)
@@ -339,6 +371,28 @@ def _stackable(b: _Builder, op: MatrixOp) -> bool:
     if op.kind == "gemm":
         return True
     return op.kind == "matmul" and len(op.attrs.get("weight_shape", [])) == 2
+
+
+def _emit_probe(b: _Builder, y: str, name: str) -> None:
+    """Output ``name``: per sample, max |y| (a partial sum's range, for ADC calibration)."""
+    b.probes.append(sample_reduce(b, "ReduceMax", b.node("Abs", [y]), name))
+
+
+def sample_reduce(b: _Builder, op_type: str, x: str, out: str) -> str:
+    """``op_type`` (ReduceMax, ReduceMin) of x over everything but its first (batch) axis,
+    written to ``out``: one value per sample."""
+    flat = b.node("Flatten", [x], axis=1)
+    if b.opset >= 18:
+        return b.node(op_type, [flat, b.const(b.fresh("axes"), np.array([1], np.int64))],
+                      [out], keepdims=0)
+    return b.node(op_type, [flat], [out], axes=[1], keepdims=0)
+
+
+def _reduce_mean(b: _Builder, x: str, axis: int) -> str:
+    if b.opset >= 18:
+        return b.node("ReduceMean", [x, b.const(b.fresh("axes"), np.array([axis], np.int64))],
+                      keepdims=0)
+    return b.node("ReduceMean", [x], axes=[axis], keepdims=0)
 
 
 def _reduce_sum(b: _Builder, x: str, axis: int, out: str | None = None) -> str:
@@ -522,11 +576,10 @@ def _emit_bitwise(b: _Builder, op: MatrixOp, sim: OpSim) -> None:
         for plane, pw in planes:
             for si, dig in enumerate(slices):
                 wt = _tile_weight(op, dig, tiles[t])
-                name = probe_name(op.name, t, k) if sim.probe else b.fresh(op.name + "_part")
-                k += 1
-                y = _emit_product(b, op, plane, wt, name, with_bias=False)
+                y = _emit_product(b, op, plane, wt, b.fresh(op.name + "_part"), with_bias=False)
                 if sim.probe:
-                    b.probes.append(y)
+                    _emit_probe(b, y, probe_name(op.name, t, k))
+                k += 1
                 if sim.adc_steps is not None:
                     y = b.adc(y, sim.adc_steps[t], sim.adc_levels, op.name + f"_adc{t}")
                 w = pw * float(sim.slice_base) ** si
@@ -606,13 +659,20 @@ SAVE_ONE_FILE_BYTES = (2 << 30) - (64 << 20)  # a saved model this big gets exte
 
 @dataclass(frozen=True)
 class Emitted:
-    """An emitted model in two parts: ``model`` holds the graph and the small tensors; the big
-    float tensors in ``feeds`` are graph inputs of ``model``, fed with every run (onnxruntime
-    reads the arrays in place). `full` is the one self-contained model (for saving)."""
+    """An emitted model in two parts: ``model`` holds the graph and the small tensors; the
+    tensors in ``feeds`` (the big float ones, and with ``feed_params`` every crossbar tensor)
+    are graph inputs of ``model``, fed with every run (onnxruntime reads the arrays in place).
+    `full` is the one self-contained model (for saving, ``--emit``)."""
 
     model: onnx.ModelProto
     feeds: dict[str, np.ndarray]
     probes: list[str]
+
+    @property
+    def structure(self) -> bytes:
+        """The serialized protobuf (graph and inline tensors): models with equal structures
+        differ only in the values fed, and can run in one onnxruntime session."""
+        return self.model.SerializeToString()
 
     @property
     def data_inputs(self) -> list[str]:
@@ -682,10 +742,20 @@ def emit(graph: Graph, sims: Mapping[str, OpSim] | None = None, *,
 
 
 def emit_parts(graph: Graph, sims: Mapping[str, OpSim] | None = None, *,
-               extra_outputs: tuple[str, ...] = (), inline_bytes: int | None = None) -> Emitted:
+               extra_outputs: tuple[str, ...] = (), inline_bytes: int | None = None,
+               feed_params: bool = False, ranges: tuple[str, ...] = ()) -> Emitted:
     """`emit`, with the largest float tensors beyond ``inline_bytes`` (default `INLINE_BYTES`)
     of tensor data left out of the protobuf as fed graph inputs (`Emitted`). ``sims`` is read
-    once per matrix op, in graph order (it may make each OpSim when asked)."""
+    once per matrix op, in graph order (it may make each OpSim when asked).
+
+    ``feed_params``: also feed every float tensor of the crossbar layers, whatever its size
+    (weights, DAC and ADC steps and clip bounds, column scales, biases): the protobuf then
+    holds the structure only, the same for every noise seed and for every trial that changes
+    values only (weight bits, pruning, ADC bits), so one onnxruntime session serves them all
+    (`Emitted.structure`).
+
+    ``ranges``: tensors whose per-sample max |x| and min x become outputs ``range_names(x)``
+    (the float model's activation ranges, computed inside onnxruntime)."""
     if sims and graph.opset < SIM_MIN_OPSET:
         raise ModelImportError(
             f"{graph.name}: the hardware simulation (--data) emits Round and Clip with bounds as "
@@ -693,21 +763,35 @@ def emit_parts(graph: Graph, sims: Mapping[str, OpSim] | None = None, *,
             f"{graph.opset}. Convert it first, e.g. onnx.version_converter.convert_version(model, 17)")
     b = _Builder(shapes={k: v.shape for k, v in graph.tensors.items()}, opset=graph.opset)
     seen_consts: set[str] = set()
+    params: set[str] = set()  # the crossbar layers' float tensors
     for op in graph.ops:
         if isinstance(op, MatrixOp):
+            before = set(b.arrays) if feed_params else set()
             _emit_matrix(b, op, sims.get(op.name) if sims else None)
+            if feed_params:
+                params.update(k for k in b.arrays if k not in before)
         else:
             op = _batch_free_reshape(b, op)
             fresh = {k: v for k, v in op.constants.items() if k not in seen_consts}
             seen_consts.update(op.constants)
             _emit_digital(b, op.replace(constants=fresh))
+    range_outs = []
+    for x in ranges:
+        hi, lo = range_names(x)
+        range_outs += [sample_reduce(b, "ReduceMax", b.node("Abs", [x]), hi),
+                       sample_reduce(b, "ReduceMin", x, lo)]
     limit = INLINE_BYTES if inline_bytes is None else inline_bytes
     big = sorted((k for k, v in b.arrays.items()
                   if v.dtype.kind == "f" and v.nbytes >= FEED_MIN_BYTES),
                  key=lambda k: (-b.arrays[k].nbytes, k))
     total = sum(v.nbytes for v in b.arrays.values())
-    feeds: dict[str, np.ndarray] = {}
+    feeds: dict[str, np.ndarray] = {k: np.ascontiguousarray(v)
+                                    for k, v in b.arrays.items()
+                                    if k in params and v.dtype.kind == "f"}
+    total -= sum(v.nbytes for v in feeds.values())
     for k in big:
+        if k in feeds:
+            continue
         if total <= limit:
             break
         feeds[k] = np.ascontiguousarray(b.arrays[k])
@@ -718,7 +802,7 @@ def emit_parts(graph: Graph, sims: Mapping[str, OpSim] | None = None, *,
                for k, v in feeds.items()]
     outs = [helper.make_tensor_value_info(n, _dtype(graph.tensors[n].dtype), list(graph.tensors[n].shape))
             for n in graph.outputs]
-    for n in list(extra_outputs) + b.probes:
+    for n in list(extra_outputs) + b.probes + range_outs:
         if n not in graph.outputs:
             outs.append(helper.make_tensor_value_info(n, TensorProto.FLOAT, None))
     inits = [numpy_helper.from_array(v, k) for k, v in b.arrays.items() if k not in feeds]

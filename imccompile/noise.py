@@ -30,7 +30,7 @@ import numpy as np
 from imccompile.layout import n_slices, qmax, slice_full_scale
 
 T_READ_S = 250e-9  # aihwkit PCM read time t_r
-CHUNK = 1 << 21  # weights per noise draw of a big layer (bounds the float64 temporaries)
+CHUNK = 1 << 20  # weights per noise draw of a big layer (bounds the draw's float32 temporaries)
 
 
 def quantize_columns(w: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
@@ -49,11 +49,23 @@ def pcm_programming_sigma_us(g_norm: np.ndarray, g_max_us: float = PCM_G_MAX_REF
     return (0.26348 + 1.9650 * g_norm - 1.1731 * g_norm ** 2) * (g_max_us / PCM_G_MAX_REF_US)
 
 
-def pcm_drift_nu(g_norm: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def pcm_drift_params(g_norm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, std) of the drift exponent nu of devices programmed to target ``g_norm``."""
     gl = np.log(np.maximum(g_norm, 1e-12))
     mu = np.clip(-0.0155 * gl + 0.0244, 0.049, 0.1)
     sd = np.clip(-0.0125 * gl - 0.0059, 0.008, 0.045)
-    return np.abs(mu + sd * rng.standard_normal(g_norm.shape))
+    return mu, sd
+
+
+def pcm_drift_nu(g_norm: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    mu, sd = pcm_drift_params(g_norm)
+    return np.abs(mu + sd * _normal(rng, g_norm))
+
+
+def _normal(rng: np.random.Generator, like: np.ndarray) -> np.ndarray:
+    """Standard normal draws of ``like``'s shape, in its precision (float32 or float64)."""
+    dtype = np.float32 if like.dtype == np.float32 else np.float64
+    return rng.standard_normal(like.shape, dtype=dtype)
 
 
 def pcm_read_sigma_rel(g_norm: np.ndarray, t: float) -> np.ndarray:
@@ -62,26 +74,51 @@ def pcm_read_sigma_rel(g_norm: np.ndarray, t: float) -> np.ndarray:
 
 
 def device_read(g_norm: np.ndarray, noise, g_max_us: float, rng: np.random.Generator,
-                t: float) -> tuple[np.ndarray, np.ndarray]:
-    """Programmed-and-drifted conductance (normalized) at t0 and at t, for targets g_norm."""
+                t: float, index: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Programmed-and-drifted conductance (normalized) at t0 and at t, for targets g_norm
+    (any shape: every element one device; float32 targets are drawn in float32).
+
+    ``index``: the devices' targets are ``g_norm[index]`` (``g_norm`` a table of the few
+    target levels): what depends on the target alone is evaluated once per level; the result
+    has ``index``'s shape."""
+    if index is None:
+        index = np.arange(g_norm.size).reshape(g_norm.shape)
+        g_norm = g_norm.reshape(-1)
+    like = np.empty(index.shape, g_norm.dtype)  # shape and precision of the draws
+    dt = g_norm.dtype.type
     if noise.model == "pcm":
-        g = g_norm * g_max_us
-        sigma = pcm_programming_sigma_us(g_norm, g_max_us)
-        g_prog = np.maximum(g + sigma * rng.standard_normal(g.shape), 0.0)
-        gp_norm = g_prog / g_max_us
-        nu = pcm_drift_nu(np.maximum(g_norm, 1e-12), rng)  # from the target conductance
-        g_t = g_prog * (max(t, noise.t0_s) / noise.t0_s) ** (-nu)
-        read = pcm_read_sigma_rel(gp_norm, t)  # from the programmed conductance
-        g_t = g_t + np.abs(g_t) * read * rng.standard_normal(g.shape)
-        return gp_norm, np.maximum(g_t, 0.0) / g_max_us
+        sigma = pcm_programming_sigma_us(g_norm, g_max_us).astype(g_norm.dtype)
+        g_prog = _normal(rng, like)
+        g_prog *= sigma[index]
+        g_prog += (g_norm * dt(g_max_us))[index]
+        np.maximum(g_prog, 0.0, out=g_prog)
+        gp_norm = g_prog / dt(g_max_us)
+        mu, sd = (v.astype(g_norm.dtype) for v in pcm_drift_params(np.maximum(g_norm, 1e-12)))
+        nu = _normal(rng, like)  # from the target conductance
+        nu *= sd[index]
+        nu += mu[index]
+        np.abs(nu, out=nu)
+        nu *= dt(-math.log(max(t, noise.t0_s) / noise.t0_s))
+        g_t = np.exp(nu, out=nu)  # (t / t0) ** -nu
+        g_t *= g_prog
+        del g_prog
+        read = pcm_read_sigma_rel(gp_norm, t).astype(g_norm.dtype, copy=False)
+        read *= np.abs(g_t)  # from the programmed conductance
+        read *= _normal(rng, like)
+        g_t += read
+        del read
+        np.maximum(g_t, 0.0, out=g_t)
+        g_t /= dt(g_max_us)
+        return gp_norm, g_t
+    g = g_norm[index]
     if noise.model == "gaussian":
-        g_prog = g_norm + noise.programming_sigma * rng.standard_normal(g_norm.shape)
+        g_prog = g + dt(noise.programming_sigma) * _normal(rng, like)
         g_t = g_prog
         if noise.drift_nu > 0:
-            g_t = g_prog * (max(t, noise.t0_s) / noise.t0_s) ** (-noise.drift_nu)
-        g_t = g_t + noise.read_sigma * rng.standard_normal(g_norm.shape)
+            g_t = g_prog * dt((max(t, noise.t0_s) / noise.t0_s) ** (-noise.drift_nu))
+        g_t = g_t + dt(noise.read_sigma) * _normal(rng, like)
         return g_prog, g_t
-    return g_norm, g_norm
+    return g, g
 
 
 def slice_digits(q: np.ndarray, bits: int, target) -> tuple[list[np.ndarray], int, int]:
@@ -109,17 +146,18 @@ def device_slices(q: np.ndarray, bits: int, target, rng: np.random.Generator,
     """(digits at t0, digits at t, base, offset) per slice read back from the devices, without
     drift compensation (see `slice_digits`)."""
     eff0, eff_t, base, offset, _ = _device_slices(q, bits, target, rng, t)
-    return eff0, eff_t, base, offset
+    return list(eff0), list(eff_t), base, offset
 
 
 def _slices(q: np.ndarray, bits: int, target, rng: np.random.Generator | None,
             t: float | None) -> tuple[list[np.ndarray], int, int]:
-    eff0, eff_t, base, offset, ideal = _device_slices(q, bits, target, rng, t)
+    e0, et, base, offset, ideal = _device_slices(q, bits, target, rng, t)
+    eff0, eff_t = list(e0), list(et)
     if not ideal and target.noise.drift_compensation:
-        code0 = sum(base ** s * e for s, e in enumerate(eff0)) - offset
-        code_t = sum(base ** s * e for s, e in enumerate(eff_t)) - offset
-        if np.abs(code_t).sum() > 0:
-            alpha = exact_gain(code0, code_t)
+        code0 = _codes(e0, base, offset)
+        code_t = _codes(et, base, offset)
+        if np.abs(code_t).sum(dtype=np.float64) > 0:
+            alpha = np.float32(exact_gain(code0, code_t))
             eff_t = [e * alpha for e in eff_t]
             # compensation is a digital gain on the output, after the offset is subtracted:
             # alpha * (sum - offset) == sum(base^s * eff_t[s]) - offset with this correction
@@ -129,83 +167,108 @@ def _slices(q: np.ndarray, bits: int, target, rng: np.random.Generator | None,
 
 
 def _device_slices(q: np.ndarray, bits: int, target, rng: np.random.Generator | None,
-                   t: float | None) -> tuple[list[np.ndarray], list[np.ndarray], int, int, bool]:
-    """(digits at t0, digits at t, base, offset, ideal) per slice, before drift compensation."""
+                   t: float | None) -> tuple[np.ndarray, np.ndarray, int, int, bool]:
+    """(digits at t0, digits at t, base, offset, ideal) per slice (arrays of shape
+    (slices, *q.shape)), before drift compensation.
+
+    The noisy read is one vectorized float32 draw over every (device, polarity, slice,
+    weight): no Python loop over slices or devices."""
     noise = target.noise
     a = target.array
     c = a.bits_per_cell
     scheme = a.signed_scheme
     q_max = qmax(bits)
-    levels = 2 ** c - 1
-    full_scale = slice_full_scale(bits, c, scheme)
+    base = 2 ** c
+    full_scale = np.asarray(slice_full_scale(bits, c, scheme), np.float32)
     slices = n_slices(bits, c, scheme)
     t = noise.t_inference_s if t is None else t
     n_dev = a.devices_per_slice
     ideal = rng is None or noise.model == "none"
+    qi = np.rint(q).astype(np.int64)
     if scheme == "offset":
-        mags = {"+": q + q_max}
-        signs = {"+": 1.0}
+        mags = (qi + q_max)[None]
+        signs = np.ones(1, np.float32)
     else:
-        mags = {"+": np.where(q > 0, q, 0), "-": np.where(q < 0, -q, 0)}
-        signs = {"+": 1.0, "-": -1.0}
-    eff0 = [np.zeros(q.shape) for _ in range(slices)]
-    eff_t = [np.zeros(q.shape) for _ in range(slices)]
-    for pol, mag in mags.items():
-        rest = mag.astype(np.int64)
-        for s in range(slices):
-            digit = rest % (levels + 1)
-            rest = rest // (levels + 1)
-            if ideal:
-                eff0[s] += signs[pol] * digit
-                eff_t[s] += signs[pol] * digit
-                continue
-            assert rng is not None
-            g = digit / full_scale[s]  # the slice's largest digit at g_max
-            g0 = np.zeros(q.shape)
-            gt = np.zeros(q.shape)
-            for _ in range(n_dev):  # parallel devices average their errors
-                p0, pt = device_read(g, noise, a.g_max_us, rng, t)
-                g0 += p0
-                gt += pt
-            weight = signs[pol] * full_scale[s] / n_dev
-            eff0[s] += weight * g0
-            eff_t[s] += weight * gt
+        mags = np.stack([np.maximum(qi, 0), np.maximum(-qi, 0)])
+        signs = np.array([1.0, -1.0], np.float32)
+    del qi
+    powers = base ** np.arange(slices, dtype=np.int64)
+    # digits[p, s] = (mag_p // base^s) % base
+    digits = ((mags[:, None] // powers.reshape(1, -1, *([1] * q.ndim))) % base).astype(np.float32)
+    del mags
+    sgn = signs.reshape(-1, *([1] * (q.ndim + 1)))
+    if ideal:
+        eff = (sgn * digits).sum(axis=0)
+        return eff, eff, base, q_max if scheme == "offset" else 0, True
+    assert rng is not None
+    # a device's target is one of base levels per slice: index (slice, digit) into a table
+    levels = (np.arange(base, dtype=np.float32)[None, :] / full_scale[:, None]).reshape(-1)
+    idx = (digits.astype(np.int16) + (np.arange(slices, dtype=np.int16) * base).reshape(
+        1, -1, *([1] * q.ndim)))
+    del digits
+    idx = np.broadcast_to(idx, (n_dev, *idx.shape))  # parallel devices average their errors
+    p0, pt = device_read(levels, noise, a.g_max_us, rng, t, index=idx)
+    del idx
+    fs = full_scale.reshape(1, -1, *([1] * q.ndim))
+    weight = sgn * fs / np.float32(n_dev)
+    eff0 = (weight * p0.sum(axis=0, dtype=np.float32)).sum(axis=0)
+    del p0
+    eff_t = (weight * pt.sum(axis=0, dtype=np.float32)).sum(axis=0)
     offset = q_max if scheme == "offset" else 0
-    return eff0, eff_t, levels + 1, offset, ideal
+    return eff0, eff_t, base, offset, False
+
+
+def _codes(eff: np.ndarray, base: int, offset: int) -> np.ndarray:
+    """sum_s base^s * eff[s] - offset: the effective codes from per-slice digits."""
+    w = (float(base) ** np.arange(len(eff))).astype(eff.dtype).reshape(-1, *([1] * (eff.ndim - 1)))
+    return (w * eff).sum(axis=0) - eff.dtype.type(offset)
 
 
 def device_codes(q: np.ndarray, bits: int, target, rng: np.random.Generator,
-                 t: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Effective (float) integer codes read back from the devices holding codes ``q``, at t0
+                 t: float | None = None, threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Effective (float32) integer codes read back from the devices holding codes ``q``, at t0
     (as programmed) and at ``t``, without drift compensation.
 
-    A layer of more than `CHUNK` weights is drawn in column blocks of about `CHUNK` weights
-    (one generator, block after block: deterministic for a seed), which bounds the noise draw's
-    temporaries; layers up to `CHUNK` weights are drawn in one piece."""
+    A layer of more than `CHUNK` weights is drawn in column blocks of about `CHUNK` weights,
+    block i from its own generator (the i-th child of ``rng``, `numpy.random.Generator.spawn`),
+    so that ``threads`` worker threads can draw blocks at once and the codes do not depend on
+    how many do; the blocks bound the draw's temporaries. Layers up to `CHUNK` weights are
+    drawn in one piece from ``rng``."""
     if target.noise.model == "none":
-        codes = q.astype(np.float64)
+        codes = q.astype(np.float32)
         return codes, codes
     if q.size <= CHUNK or q.ndim != 2:
         eff0, eff_t, base, offset, _ = _device_slices(q, bits, target, rng, t)
-        return (sum(base ** s * e for s, e in enumerate(eff0)) - offset,
-                sum(base ** s * e for s, e in enumerate(eff_t)) - offset)
+        return _codes(eff0, base, offset), _codes(eff_t, base, offset)
     width = max(1, CHUNK // max(1, q.shape[0]))
+    starts = list(range(0, q.shape[1], width))
     out0 = np.empty(q.shape, np.float32)
     out_t = np.empty(q.shape, np.float32)
-    for c0 in range(0, q.shape[1], width):
-        eff0, eff_t, base, offset, _ = _device_slices(q[:, c0:c0 + width], bits, target, rng, t)
-        out0[:, c0:c0 + width] = sum(base ** s * e for s, e in enumerate(eff0)) - offset
-        out_t[:, c0:c0 + width] = sum(base ** s * e for s, e in enumerate(eff_t)) - offset
+
+    def block(job: tuple[int, np.random.Generator]) -> None:
+        c0, gen = job
+        eff0, eff_t, base, offset, _ = _device_slices(q[:, c0:c0 + width], bits, target, gen, t)
+        out0[:, c0:c0 + width] = _codes(eff0, base, offset)
+        out_t[:, c0:c0 + width] = _codes(eff_t, base, offset)
+
+    jobs = list(zip(starts, rng.spawn(len(starts))))
+    if threads > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            list(pool.map(block, jobs))
+    else:
+        for j in jobs:
+            block(j)
     return out0, out_t
 
 
 def noisy_codes(q: np.ndarray, bits: int, target, rng: np.random.Generator,
-                t: float | None = None) -> np.ndarray:
-    """Effective (float) integer codes read back from the devices holding codes ``q``, with the
-    drift compensation of an ideal reference read (`exact_gain`, over the whole layer) folded
-    in when the target compensates drift (`device_codes`: the draw)."""
-    code0, code_t = device_codes(q, bits, target, rng, t)
+                t: float | None = None, threads: int = 1) -> np.ndarray:
+    """Effective (float32) integer codes read back from the devices holding codes ``q``, with
+    the drift compensation of an ideal reference read (`exact_gain`, over the whole layer)
+    folded in when the target compensates drift (`device_codes`: the draw)."""
+    code0, code_t = device_codes(q, bits, target, rng, t, threads)
     if target.noise.model == "none" or not target.noise.drift_compensation:
         return code_t
-    gain = exact_gain(code0, code_t)
-    return code_t * (np.float32(gain) if code_t.dtype == np.float32 else gain)
+    return code_t * np.float32(exact_gain(code0, code_t))

@@ -44,6 +44,8 @@ class CompileOptions:
         metric: the headline accuracy metric (`imccompile.metrics`): "auto" (top1 with labels,
             agreement for class-score outputs, else cosine), top1, agreement, cosine, relerr,
             snr. Every output is scored with the metrics that fit it in any case.
+        threads: onnxruntime intra-op threads of the accuracy simulation (``--threads``; the
+            results do not depend on it).
         activity: (matrix layer name, input bit activity 0..1) pairs: the fraction of 1 bits
             at the layer's DAC inputs, used for its array and DAC energy before any value
             measured on the data or the spec's default (`imccompile.activity`).
@@ -65,6 +67,7 @@ class CompileOptions:
     seeds: int = 1
     sim: SimOptions = field(default_factory=SimOptions)
     metric: str = "auto"
+    threads: int = 1
     activity: tuple[tuple[str, float], ...] = ()
     sensitivity: bool = False
     max_accuracy_drop: float | None = DEFAULT_MAX_ACCURACY_DROP
@@ -85,7 +88,8 @@ class CompileOptions:
              auto_replicate: bool = False, samples: int | None = None, seeds: int = 1,
              sim: SimOptions | None = None, metric: str = "auto",
              activity: Mapping[str, float] | None = None, sensitivity: bool = False,
-             max_accuracy_drop: float | None = DEFAULT_MAX_ACCURACY_DROP) -> CompileOptions:
+             max_accuracy_drop: float | None = DEFAULT_MAX_ACCURACY_DROP,
+             threads: int = 1) -> CompileOptions:
         """Build options from the loose forms the Python API and the CLI accept; every value is
         checked here (type, range), an error naming the parameter and what is accepted."""
         if overrides is None:
@@ -101,11 +105,11 @@ class CompileOptions:
                    auto_replicate=auto_replicate, samples=samples, seeds=seeds,
                    sim=sim if sim is not None else SimOptions(), metric=metric,
                    activity=tuple((str(k), v) for k, v in (activity or {}).items()),
-                   sensitivity=sensitivity, max_accuracy_drop=max_accuracy_drop)
+                   sensitivity=sensitivity, max_accuracy_drop=max_accuracy_drop,
+                   threads=threads)
 
     def replace(self, **changes: Any) -> CompileOptions:
         return replace(self, **changes)
-
 
 
 # Bounds on counts the user gives, checked before any work (each costs time or memory in
@@ -113,6 +117,7 @@ class CompileOptions:
 MAX_SEEDS = 1000      # the std of the mean over 1000 noise draws is ~3% of one draw's
 MAX_COPIES = 65536    # copies of one layer: 1024 chips of 64 arrays; every copy is listed in the
                       # program image and the schedule
+MAX_THREADS = 256     # onnxruntime intra-op threads: beyond any machine this runs on
 
 
 def _show(value: Any) -> str:
@@ -177,6 +182,9 @@ def _check_fields(o: CompileOptions) -> None:
     if not _is_int(o.seeds) or not 1 <= o.seeds <= MAX_SEEDS:
         raise UsageError(f"--seeds {_show(o.seeds)}: expected an integer in 1..{MAX_SEEDS} "
                          "(noise draws of the accuracy simulation)")
+    if not _is_int(o.threads) or not 1 <= o.threads <= MAX_THREADS:
+        raise UsageError(f"--threads {_show(o.threads)}: expected an integer in 1..{MAX_THREADS} "
+                         "(onnxruntime threads of the accuracy simulation)")
     if o.samples is not None and (not _is_int(o.samples) or o.samples < 1):
         raise UsageError(f"--samples must be >= 1, got {_show(o.samples)} (an integer, or None "
                          "for all samples)")

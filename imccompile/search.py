@@ -81,6 +81,7 @@ class SearchConfig:
     auto_replicate: bool = False
     sim: SimOptions = field(default_factory=SimOptions)
     metric: str = "auto"
+    threads: int = 1  # onnxruntime intra-op threads (no part of the settings: results equal)
     activity: tuple[tuple[str, float], ...] = ()  # input bit activity per layer (given)
 
     @classmethod
@@ -92,7 +93,8 @@ class SearchConfig:
                    dims=options.dims,
                    overflow=options.overflow, replicate=options.replicate,
                    auto_replicate=options.auto_replicate, sim=options.sim,
-                   metric=options.metric, activity=options.activity, **search)
+                   metric=options.metric, activity=options.activity,
+                   threads=options.threads, **search)
 
     def compile_options(self, passes: str = "", overrides: Sequence[str] = (),
                         auto_replicate: bool = False) -> CompileOptions:
@@ -105,7 +107,8 @@ class SearchConfig:
                               replicate=self.replicate,
                               auto_replicate=self.auto_replicate or auto_replicate,
                               samples=self.samples, seeds=self.seeds, sim=self.sim,
-                              metric=self.metric, activity=self.activity)
+                              metric=self.metric, activity=self.activity,
+                              threads=self.threads)
 
     def settings(self) -> dict[str, Any]:
         """The part of the config that must match on resume (not the sampler or seed), as JSON
@@ -113,7 +116,7 @@ class SearchConfig:
         from imccompile.identity import canonical_overrides, file_identity
 
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-             if f.name not in ("sampler", "seed")}
+             if f.name not in ("sampler", "seed", "threads")}
         d["sim"] = dataclasses.asdict(self.sim)
         # the canonical content (imccompile.identity): resolved paths, content hashes, the
         # overrides as the values they leave, knob pins and ranges by name

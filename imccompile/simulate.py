@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping
 
 import numpy as np
 
-from imccompile import metrics
-from imccompile.emit import Emitted, OpSim, emit_parts, probe_tile, tile_colsum_max, whole_tile
+from imccompile import metrics, sessions
+from imccompile.emit import (Emitted, OpSim, emit_parts, probe_tile, range_names, tile_colsum_max,
+                             whole_tile)
 from imccompile.errors import DataError, ModelImportError
 from imccompile.ir import Graph, MatrixOp
 from imccompile.layout import LayerLayout, adc_levels, dac_quantizer, layer_bits, layer_layout
@@ -237,16 +238,10 @@ def _check_labels(src: str, value: Any, graph: Graph, total: int, n: int) -> np.
     return flat.astype(np.int64)[:n * batch]
 
 
-BATCH = 256  # samples per onnxruntime call when the model runs batched
-
-
-def _session(model_bytes: bytes):
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.log_severity_level = 4  # failures are raised (and explained) here, not logged
-    so.intra_op_num_threads = 1
-    return ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
+BATCH = 64  # samples per onnxruntime call when the model runs batched (bounds the activations)
+# samples the input bit activity is measured on (`calibrate` ``activity``): an assumption; the
+# activity of a layer is a mean over many input elements per sample, 64 samples settle it
+ACTIVITY_SAMPLES = 64
 
 
 def _batched_copy(model, data_inputs: list[str] | None = None) -> Any:
@@ -277,36 +272,54 @@ class Runner:
     Samples of batch 1 run BATCH at a time when the model allows it: the batch dim is freed and
     the first two samples, run one by one through that model, are checked to give the same
     outputs as run together; otherwise (e.g. a Reshape to a constant shape with batch 1) samples
-    run one by one through the model as emitted. Only one session is alive at a time (created
-    when first run). The big tensors of an `Emitted` model are fed with every run from their
-    arrays (held by the runner), never copied into a protobuf."""
+    run one by one through the model as emitted. The tensors of an `Emitted` model that are
+    fed (`Emitted.feeds`) go with every run from their arrays, never into a protobuf; the
+    session and the batching decision are those of the model's structure (`imccompile.sessions`:
+    a model that differs from an earlier one only in fed values reuses its session).
+    ``threads``: onnxruntime intra-op threads."""
 
-    def __init__(self, model, outputs: list[str] | None = None) -> None:
+    def __init__(self, model, outputs: list[str] | None = None, threads: int = 1) -> None:
         from imccompile.emit import Emitted
 
-        self._bytes: bytes | None = None
-        self._emitted: Emitted | None = None
+        self.threads = threads
         if isinstance(model, (bytes, bytearray)):
             self._bytes = bytes(model)
+            self._emitted: Emitted | None = None
             names = None
         else:
             self._emitted = model if isinstance(model, Emitted) else Emitted(model, {}, [])
+            self._bytes = self._emitted.structure
             names = [o.name for o in self._emitted.model.graph.output]
+        self.key = sessions.key_of(self._bytes)
+        # read-out noise (RandomNormalLike, seeded from the noise seed) draws from a generator a
+        # session keeps across runs: such a model gets sessions of its own, never cached, so
+        # that a seed gives the same draws in every run of the simulation
+        self._own: dict[str, Any] | None = (
+            {} if self._emitted is not None and any(
+                n.op_type == "RandomNormalLike" for n in self._emitted.model.graph.node)
+            else None)
         self.weights: dict[str, np.ndarray] = self._emitted.feeds if self._emitted else {}
-        self._sess: Any = None
-        self._batched: Any = None
-        self._mode: str | None = None  # "batched" or "single", once decided
         if outputs is None and names is None:
             outputs = [o.name for o in self._single().get_outputs()]
         self.outputs = outputs or names or []
 
+    def _session(self, key: str, build: Callable[[], bytes]) -> Any:
+        if self._own is None:
+            return sessions.session(key, build, self.threads)
+        if key not in self._own:
+            self._own[key] = sessions.make(build(), self.threads)
+        return self._own[key]
+
     def _single(self) -> Any:
-        if self._sess is None:
-            self._batched = None  # one session at a time
-            model = self._bytes if self._bytes is not None else \
-                self._emitted.model.SerializeToString()  # type: ignore[union-attr]
-            self._sess = _session(model)
-        return self._sess
+        return self._session(self.key, lambda: self._bytes)
+
+    def _batched(self) -> Any:
+        def build() -> bytes:
+            assert self._emitted is not None
+            copy = _batched_copy(self._emitted.model, self._emitted.data_inputs)
+            assert copy is not None
+            return copy.SerializeToString()
+        return self._session(self.key + ":batched", build)
 
     def _feed(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {**feed, **self.weights} if self.weights else feed
@@ -314,15 +327,13 @@ class Runner:
     def _batch_ok(self, data: Dataset) -> bool:
         if self._emitted is None or len(data.feeds) < 2:
             return False
-        copy = _batched_copy(self._emitted.model, self._emitted.data_inputs)
-        if copy is None:
+        if _batched_copy(self._emitted.model, self._emitted.data_inputs) is None:
             return False
         try:
-            self._batched = _session(copy.SerializeToString())
-            one = [self._batched.run(self.outputs, self._feed(f)) for f in data.feeds[:2]]
-            both = self._batched.run(self.outputs, self._feed(_stack(data.feeds[:2])))
+            batched = self._batched()
+            one = [batched.run(self.outputs, self._feed(f)) for f in data.feeds[:2]]
+            both = batched.run(self.outputs, self._feed(_stack(data.feeds[:2])))
         except Exception:
-            self._batched = None
             return False
         for k, out in enumerate(both):
             if out.ndim == 0 or out.shape[0] != 2:
@@ -335,18 +346,28 @@ class Runner:
                     return False
         return True
 
+    def _mode(self, data: Dataset) -> str:
+        """"batched" or "single": decided once per structure and output set (the check runs
+        the first two samples)."""
+        if len(data.feeds) < 2:
+            return "single"
+        name = "batched:" + ",".join(self.outputs)
+        mode = sessions.fact(self.key, name) if self._own is None else self._own.get(name)
+        if mode is None:
+            mode = "batched" if self._batch_ok(data) else "single"
+            if self._own is None:
+                sessions.record(self.key, name, mode)
+            else:
+                self._own[name] = mode
+        return mode
+
     def run(self, data: Dataset, on_outputs: Callable[[int, list[np.ndarray]], None]) -> None:
-        if self._mode is None:
-            self._mode = "batched" if self._batch_ok(data) else "single"
-            if self._mode == "single":
-                self._batched = None
-        if self._mode == "single":
+        if self._mode(data) == "single":
             sess = self._single()
             for i, feed in enumerate(data.feeds):
                 on_outputs(i, sess.run(self.outputs, self._feed(feed)))
             return
-        batched = self._batched
-        assert batched is not None  # _batch_ok
+        batched = self._batched()
         for start in range(0, len(data.feeds), BATCH):
             chunk = data.feeds[start:start + BATCH]
             outs = batched.run(self.outputs, self._feed(_stack(chunk)))
@@ -361,9 +382,9 @@ def _stack(feeds: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
 Outputs = tuple[np.ndarray, ...]  # per graph output, its values stacked over the samples
 
 
-def _outputs(graph: Graph, model, data: Dataset) -> Outputs:
+def _outputs(graph: Graph, model, data: Dataset, threads: int = 1) -> Outputs:
     """Every graph output of ``model`` on every sample, stacked over the samples."""
-    r = Runner(model, list(graph.outputs))
+    r = Runner(model, list(graph.outputs), threads)
     outs: list[list[np.ndarray]] = []
     r.run(data, lambda i, o: outs.append(o))
     return tuple(np.stack([o[k] for o in outs]) for k in range(len(graph.outputs)))
@@ -374,6 +395,9 @@ class Calibration:
     act: dict[str, tuple[float, int, int]]  # op -> (step, lo, hi)
     adc: dict[str, tuple[float, ...]]  # op -> step per row tile
     reference: Outputs  # the float model's outputs (every graph output) per sample
+    # per layer with a DAC: the fraction of 1 bits of its input codes (in_bits-bit words,
+    # negative codes in two's complement) over the data, on the noise-free quantized model
+    activity: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 _bits = layer_bits
@@ -400,32 +424,42 @@ def quantized_weight(op: MatrixOp, target, opts: SimOptions) -> tuple[np.ndarray
     return quantize_columns(w.astype(np.float64), wb)
 
 
-def activation_stats(graph: Graph, data: Dataset, percentile: float | None = None
-                     ) -> tuple[Outputs, dict[str, tuple[float, float]]]:
+def activation_stats(graph: Graph, data: Dataset, percentile: float | None = None,
+                     threads: int = 1) -> tuple[Outputs, dict[str, tuple[float, float]]]:
     """Run the float model: its outputs per sample, and for every crossbar input tensor
     (range, min) where range is max |x| or the given percentile of |x|."""
     mats = graph.matrix_ops
     ins = sorted({op.inputs[0] for op in mats})
     outs_ = list(graph.outputs)
-    inner = [n for n in ins if n not in graph.inputs and n not in outs_]
-    ideal = emit_parts(graph, extra_outputs=tuple(inner))
-    r = Runner(ideal, outs_ + inner)
+    n_out = len(outs_)
+    if percentile is None:  # the ranges reduced inside onnxruntime: two numbers per sample
+        ideal = emit_parts(graph, feed_params=True, ranges=tuple(ins))
+        names = outs_ + [n for x in ins for n in range_names(x)]
+    else:  # the percentile needs every value
+        inner = [n for n in ins if n not in graph.inputs and n not in outs_]
+        ideal = emit_parts(graph, extra_outputs=tuple(inner), feed_params=True)
+        names = outs_ + inner
+    r = Runner(ideal, names, threads)
     amax = dict.fromkeys(ins, 0.0)
     amin = dict.fromkeys(ins, 0.0)
     samples: dict[str, list[np.ndarray]] = {k: [] for k in ins}
     ref: list[list[np.ndarray]] = []
-    n_out = len(outs_)
 
     def take(i: int, outs: list[np.ndarray]) -> None:
         ref.append(outs[:n_out])
-        values = dict(zip(outs_ + inner, outs))
+        values = dict(zip(names, outs))
+        if percentile is None:
+            for x in ins:
+                hi, lo = range_names(x)
+                amax[x] = max(amax[x], float(values[hi].max()))
+                amin[x] = min(amin[x], float(values[lo].min()))
+            return
         values = {k: v for k, v in values.items() if k in amax}
         values.update((k, v) for k, v in data.feeds[i].items() if k in amax)
         for name, v in values.items():
             amax[name] = max(amax[name], float(np.abs(v).max()))
             amin[name] = min(amin[name], float(v.min()))
-            if percentile is not None:
-                samples[name].append(np.abs(v).ravel())
+            samples[name].append(np.abs(v).ravel())
 
     r.run(data, take)
     stats = {}
@@ -437,28 +471,57 @@ def activation_stats(graph: Graph, data: Dataset, percentile: float | None = Non
     return tuple(np.stack([o[k] for o in ref]) for k in range(n_out)), stats
 
 
+def _needs_float_pass(graph: Graph, opts: SimOptions, reference: Outputs | None) -> bool:
+    """Whether calibration must run the float model: for the reference outputs, or for a DAC
+    range the passes did not set (or the input range of a full-scale ADC without a DAC)."""
+    if reference is None:
+        return True
+    if any(op.compression.act_range is None for op in graph.matrix_ops):
+        return True
+    return opts.adc and opts.adc_range == "full_scale" and not opts.dac
+
+
 def calibrate(graph: Graph, target, data: Dataset, opts: SimOptions,
-              mapping: "ChipMapping | None" = None) -> Calibration:
+              mapping: "ChipMapping | None" = None, *, reference: Outputs | None = None,
+              threads: int = 1, activity: bool = False) -> Calibration:
     """DAC steps (from the pass-set act_range or the data; the unit range of the scaled vectors
     with abs_max input scaling) and ADC steps per ADC row group (calibrated, worst case, or the
-    spec's ``adc.out_bound``)."""
+    spec's ``adc.out_bound``), and with ``activity`` the DAC codes' bit activity per layer
+    (`Calibration.activity`), measured on the first `ACTIVITY_SAMPLES` samples only (it costs
+    about 6 x in_bits element operations per crossbar input element of each sample measured).
+
+    At most two passes over the data: the float model (its outputs, the crossbar inputs'
+    ranges; skipped when ``reference`` is given and the passes set every DAC range), then the
+    noise-free quantized model, which gives in one run every row tile's partial-sum range for
+    the ADC (``adc_range="calibrated"``) and, on its first samples, every layer's bit
+    activity; it runs when either is wanted. Both reuse the session of an earlier model of the
+    same structure."""
     mats = graph.matrix_ops
     _check_readout(graph, target, opts)
     lay = layouts(graph, target, mapping)
-    reference, stats = activation_stats(graph, data, opts.act_percentile)
+    stats: dict[str, tuple[float, float]] = {}
+    if _needs_float_pass(graph, opts, reference):
+        float_ref, stats = activation_stats(graph, data, opts.act_percentile, threads)
+        reference = float_ref if reference is None else reference
+    assert reference is not None
     act: dict[str, tuple[float, int, int]] = {}
     for op in mats:
         _, ib = _bits(op, target)
-        rng, xmin = stats[op.inputs[0]]
-        unsigned = xmin >= 0.0
         if op.compression.act_range is not None:
             rng, unsigned = op.compression.act_range, not op.compression.act_signed
+        else:
+            rng, xmin = stats[op.inputs[0]]
+            unsigned = xmin >= 0.0
         if _scales_inputs(target, opts):  # x / max|x| per vector: the DAC's range is 1
             rng = 1.0
         act[op.name] = dac_quantizer(ib, rng, unsigned)
     adc: dict[str, tuple[float, ...]] = {}
     levels = adc_levels(target.adc.bits)
-    if opts.adc and target.adc.type != "digital" and target.adc.out_bound is not None:
+    by_name = {op.name: op for op in mats}
+    with_adc = opts.adc and target.adc.type != "digital"
+    bounded = with_adc and target.adc.out_bound is not None
+    probing = with_adc and not bounded and opts.adc_range == "calibrated"
+    if bounded:
         for op in mats:  # the hardware's fixed range: out_bound x (one device at g_max, full input)
             q, wstep = quantized_weight(op, target, opts)
             step, lo, hi = act[op.name]
@@ -468,51 +531,68 @@ def calibrate(graph: Graph, target, data: Dataset, opts: SimOptions,
                 w_max, x_full = 1.0, 1.0
             adc[op.name] = bound_steps(target.adc.out_bound, w_max, x_full, levels,
                                        len(adc_tiles(op, lay[op.name])))
-    elif opts.adc and target.adc.type != "digital":
-        by_name = {op.name: op for op in mats}
 
+    def sims(measure: bool) -> _LazySims:
         def make(name: str) -> OpSim:  # noise-free, quantized
-            return _opsim(by_name[name], target, opts, act, None, None, lay[name],
-                          probe=opts.adc_range == "calibrated")
+            sim = _opsim(by_name[name], target, opts, act, None, None, lay[name], probe=probing)
+            return dataclasses.replace(sim, activity=True) if measure else sim
+        return _LazySims(make, list(by_name))
 
-        if opts.adc_range == "calibrated":
-            emitted = emit_parts(graph, _LazySims(make, list(by_name)))
-            probes = emitted.probes
-            pr = Runner(emitted, probes)
-            pmax = dict.fromkeys(probes, 0.0)
+    bit_activity: dict[str, float] = {}
+    measure = activity and opts.dac
+    # the first ACTIVITY_SAMPLES samples run with the activity outputs, the rest (for the ADC
+    # ranges) without them: a second structure, so a second session
+    n_act = min(len(data.feeds), ACTIVITY_SAMPLES) if measure else 0
+    parts = [(True, data.feeds[:n_act])] if n_act else []
+    if probing and n_act < len(data.feeds):
+        parts.append((False, data.feeds[n_act:]))
+    pmax: dict[str, float] = {}
+    for with_activity, feeds in parts:
+        emitted = emit_parts(graph, sims(with_activity), feed_params=True)
+        probes = emitted.probes
+        pr = Runner(emitted, probes, threads)
+        for name in probes:
+            pmax.setdefault(name, 0.0)
 
-            def take_p(i: int, outs: list[np.ndarray]) -> None:
-                for name, v in zip(probes, outs):
+        def take_p(i: int, outs: list[np.ndarray], probes: list[str] = probes) -> None:
+            for name, v in zip(probes, outs):
+                if name.endswith("__activity"):
+                    pmax[name] += float(v.sum())
+                else:
                     pmax[name] = max(pmax[name], float(np.abs(v).max()))
 
-            pr.run(data, take_p)
-            tile_max: dict[tuple[str, int], float] = {}
-            for name, v in pmax.items():  # one ADC range per row tile (all its partials)
-                key = probe_tile(name)
-                tile_max[key] = max(tile_max.get(key, 0.0), v)
-            for op in mats:
-                n_tiles = len(adc_tiles(op, lay[op.name]))
-                adc[op.name] = tuple(max(tile_max.get((op.name, t), 0.0), 1e-12) / levels
-                                     for t in range(n_tiles))
-        else:
-            for op in mats:
-                sim = make(op.name)
-                step, lo, hi = act[op.name]
-                tiles = sim.tiles or ()
-                if opts.bit_accurate:  # worst partial: every row at full input and digit
-                    assert sim.slices is not None
-                    xmax = 1.0 if sim.plane_bits is not None else float(max(abs(lo), abs(hi)))
-                    if sim.plane_bits is not None:
-                        xmax = float(2 ** sim.plane_bits - 1)
-                    dmax = [max(tile_colsum_max(op, d, tl) for d in sim.slices) for tl in tiles]
-                    adc[op.name] = tuple(max(m * xmax, 1e-12) / levels for m in dmax)
-                    continue
-                w = sim.weight
-                assert w is not None
-                xmax = max(abs(lo), abs(hi)) * step if opts.dac else stats[op.inputs[0]][0]
-                adc[op.name] = tuple(max(tile_colsum_max(op, w, tl) * xmax, 1e-12) / levels
-                                     for tl in tiles)
-    return Calibration(act, adc, reference)
+        pr.run(Dataset(feeds, None, data.source), take_p)
+    tile_max: dict[tuple[str, int], float] = {}
+    for name, v in pmax.items():  # one ADC range per row tile (all its partials)
+        if name.endswith("__activity"):
+            bit_activity[name[:-len("__activity")]] = v / n_act
+            continue
+        key = probe_tile(name)
+        tile_max[key] = max(tile_max.get(key, 0.0), v)
+    if probing:
+        for op in mats:
+            n_tiles = len(adc_tiles(op, lay[op.name]))
+            adc[op.name] = tuple(max(tile_max.get((op.name, t), 0.0), 1e-12) / levels
+                                 for t in range(n_tiles))
+    if with_adc and not probing and not bounded:
+        for op in mats:
+            sim = _opsim(by_name[op.name], target, opts, act, None, None, lay[op.name])
+            step, lo, hi = act[op.name]
+            tiles = sim.tiles or ()
+            if opts.bit_accurate:  # worst partial: every row at full input and digit
+                assert sim.slices is not None
+                xmax = 1.0 if sim.plane_bits is not None else float(max(abs(lo), abs(hi)))
+                if sim.plane_bits is not None:
+                    xmax = float(2 ** sim.plane_bits - 1)
+                dmax = [max(tile_colsum_max(op, d, tl) for d in sim.slices) for tl in tiles]
+                adc[op.name] = tuple(max(m * xmax, 1e-12) / levels for m in dmax)
+                continue
+            w = sim.weight
+            assert w is not None
+            xmax = max(abs(lo), abs(hi)) * step if opts.dac else stats[op.inputs[0]][0]
+            adc[op.name] = tuple(max(tile_colsum_max(op, w, tl) * xmax, 1e-12) / levels
+                                 for tl in tiles)
+    return Calibration(act, adc, tuple(reference), bit_activity)
 
 
 def _scales_inputs(target, opts: SimOptions) -> bool:
@@ -555,7 +635,8 @@ def _converters(op: MatrixOp, target, opts: SimOptions, act, adc, lm: LayerLayou
 
 
 def _opsim(op: MatrixOp, target, opts: SimOptions, act, adc, rng: np.random.Generator | None,
-           lm: LayerLayout, probe: bool = False, seed: int | None = None) -> OpSim:
+           lm: LayerLayout, probe: bool = False, threads: int = 1,
+           seed: int | None = None) -> OpSim:
     io = _converters(op, target, opts, act, adc, lm, probe, seed if rng is not None else None)
     q, step = quantized_weight(op, target, opts) if opts.weights else (None, None)
     if opts.bit_accurate:
@@ -576,7 +657,7 @@ def _opsim(op: MatrixOp, target, opts: SimOptions, act, adc, rng: np.random.Gene
         assert q is not None and step is not None
         if opts.noise and rng is not None:
             wb, _ = _bits(op, target)
-            code0, q = device_codes(q, wb, target, rng, opts.t_inference_s)
+            code0, q = device_codes(q, wb, target, rng, opts.t_inference_s, threads)
             if target.noise.drift_compensation and target.noise.model != "none":
                 io["gain"] = _drift_gain(op, act, io, code0 * step[None, :], q * step[None, :],
                                          rng)
@@ -601,7 +682,7 @@ def simulation_model(graph: Graph, target, cal: Calibration, opts: SimOptions, s
 
 
 def simulation_parts(graph: Graph, target, cal: Calibration, opts: SimOptions, seed: int,
-                     mapping: "ChipMapping | None" = None) -> Emitted:
+                     mapping: "ChipMapping | None" = None, threads: int = 1) -> Emitted:
     """The simulation model for one noise seed, its big tensors fed (`emit.Emitted`). A layer
     that reads another layer's arrays (a shared weight, `LayerLayout.shares`) reads the same
     noisy devices: its weights are that layer's draw, with its own DAC and ADC steps."""
@@ -620,12 +701,13 @@ def simulation_parts(graph: Graph, target, cal: Calibration, opts: SimOptions, s
                                       **_converters(op, target, opts, cal.act, adc, lay[name],
                                                     seed=seed))
         else:
-            sim = _opsim(op, target, opts, cal.act, adc, rng, lay[name], seed=seed)
+            sim = _opsim(op, target, opts, cal.act, adc, rng, lay[name], threads=threads,
+                         seed=seed)
         if name in owners:
             made[name] = sim
         return sim
 
-    return emit_parts(graph, _LazySims(make, list(ops)))
+    return emit_parts(graph, _LazySims(make, list(ops)), feed_params=True)
 
 
 def one_layer_parts(graph: Graph, target, cal: Calibration, opts: SimOptions, seed: int,
@@ -678,9 +760,9 @@ def score_outputs(graph: Graph, outs: Outputs, refs: Outputs, labels: np.ndarray
     return name, metrics.headline(name, per), per
 
 
-def reference_outputs(graph: Graph, data: Dataset) -> Outputs:
+def reference_outputs(graph: Graph, data: Dataset, threads: int = 1) -> Outputs:
     """The float model's outputs per sample, every graph output (ideal emission, onnxruntime)."""
-    return _outputs(graph, emit_parts(graph), data)
+    return _outputs(graph, emit_parts(graph, feed_params=True), data, threads)
 
 
 def _non_finite(outs: Outputs) -> tuple[int, int, int] | None:
@@ -697,13 +779,15 @@ def _non_finite(outs: Outputs) -> tuple[int, int, int] | None:
 def evaluate(graph: Graph, target, data: Dataset, *, seeds: int = 1, opts: SimOptions = SimOptions(),
              base_seed: int = 0, progress: Callable[[int, int], None] | None = None,
              reference: Outputs | None = None, mapping: "ChipMapping | None" = None,
-             metric: str = "auto") -> tuple[dict[str, Any], Calibration]:
+             metric: str = "auto", threads: int = 1,
+             activity: bool = False) -> tuple[dict[str, Any], Calibration]:
     """Accuracy of the compiled graph under the target's hardware, over ``seeds`` noise draws.
 
     ``reference``: outputs of the uncompressed float model (see `reference_outputs`); the
     ``float`` figure and the agreement metrics are taken against it. Default: the graph's own
     float outputs (no compression passes ran). ``metric``: the headline (`imccompile.metrics`);
-    every output is also scored with the metrics that fit it.
+    every output is also scored with the metrics that fit it. ``activity``: also measure the
+    DAC input bit activity per layer (`Calibration.activity`).
     """
     if seeds < 1:
         raise DataError(f"--seeds must be >= 1, got {seeds}")
@@ -716,9 +800,8 @@ def evaluate(graph: Graph, target, data: Dataset, *, seeds: int = 1, opts: SimOp
                 raise ModelImportError(
                     f"layer {op.name!r}{nodes}: its {what} holds NaN or Inf values; the accuracy "
                     "simulation needs finite weights")
-    cal = calibrate(graph, target, data, opts, mapping)
-    if reference is not None:
-        cal = Calibration(cal.act, cal.adc, tuple(reference))
+    cal = calibrate(graph, target, data, opts, mapping, reference=reference, threads=threads,
+                    activity=activity)
     bad = _non_finite(cal.reference)
     if bad:
         k, first, n = bad
@@ -730,8 +813,8 @@ def evaluate(graph: Graph, target, data: Dataset, *, seeds: int = 1, opts: SimOp
                                        data.labels, name)
     per_seed: list[list[dict[str, float]]] = []
     for s in range(seeds):
-        model = simulation_parts(graph, target, cal, opts, base_seed + s, mapping)
-        out = _outputs(graph, model, data)
+        model = simulation_parts(graph, target, cal, opts, base_seed + s, mapping, threads)
+        out = _outputs(graph, model, data, threads)
         del model
         bad = _non_finite(out)
         if bad:  # the float outputs are finite: huge values overflow float32 on the hardware

@@ -263,7 +263,7 @@ def test_noisy_codes_deterministic_per_rng(pcm):
 def test_big_layers_are_drawn_in_blocks_with_one_drift_reference():
     """A layer over nz.CHUNK weights is drawn block by block: the same statistics as a draw in
     one piece (error std within 3 %), drift compensation over the whole layer (mean code scale
-    restored within 1 %), and the same codes for the same seed."""
+    restored within 2 %), and the same codes for the same seed."""
     t = load_target("pcm", ["noise.t_inference_s=3.15e7"])
     rng = np.random.default_rng(7)
     k, n = 1024, 2 * nz.CHUNK // 1024 + 3  # just over two blocks
@@ -276,4 +276,6 @@ def test_big_layers_are_drawn_in_blocks_with_one_drift_reference():
     err_big, err_small = (big[:, :2000] - q[:, :2000]).std(), (small - q[:, :2000]).std()
     assert err_big == pytest.approx(err_small, rel=0.03)
     scale = float((big * q).sum() / (q * q).sum())
-    assert scale == pytest.approx(1.0, abs=0.01)
+    # seed to seed this scale spreads over about 0.983..0.996 (measured, 6 seeds, before and
+    # after the float32 draw); uncompensated it would be about 0.5 after a year
+    assert scale == pytest.approx(1.0, abs=0.02)

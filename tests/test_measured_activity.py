@@ -1,0 +1,50 @@
+"""Input bit activity measured on --data (imccompile.activity source "data"): the fraction of 1
+bits of the quantized DAC input codes, checked against a hand count (numpy popcount), on the
+first `simulate.ACTIVITY_SAMPLES` samples."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from imccompile.compiler import compile as compile_model
+from imccompile.outputs import build_report
+from imccompile.simulate import ACTIVITY_SAMPLES
+from tests.onnx_builders import gemm_model
+
+K, N, BITS = 16, 4, 8  # neurosim-sram22: 8-bit unsigned inputs, bit-serial
+
+
+def _layer_rows(report) -> list[dict]:
+    rows: list[dict] = []
+
+    def walk(o):
+        if isinstance(o, dict):
+            if "activity_source" in o:
+                rows.append(o)
+            for v in o.values():
+                walk(v)
+        elif isinstance(o, list):
+            for v in o:
+                walk(v)
+    walk(report)
+    return rows
+
+
+@pytest.mark.parametrize("samples", [5, ACTIVITY_SAMPLES + 6])
+def test_data_activity_is_the_hand_count_of_dac_code_bits(samples: int) -> None:
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((K, N)).astype(np.float32)
+    # non-negative integer inputs whose largest is 255: an 8-bit unsigned DAC whose top code
+    # is the range has step 1, so the DAC codes are the inputs themselves
+    x = rng.integers(0, 256, size=(samples, 1, K)).astype(np.float32)
+    x[0, 0, 0] = 255.0
+    res = compile_model(gemm_model((1, K), w), "neurosim-sram22", data={"a": x},
+                        max_accuracy_drop=None)
+    measured = x[:ACTIVITY_SAMPLES].astype(np.uint8)
+    ones = np.unpackbits(measured[..., None], axis=-1).sum()  # popcount, by hand
+    want = ones / (measured.size * BITS)
+    rows = _layer_rows(build_report(res))
+    assert rows and all(r["activity_source"] == "data" for r in rows)
+    assert rows[0]["input_activity"] == pytest.approx(want, rel=1e-6)
+    assert res.cost.layer("gemm").energy  # the cost was re-priced with it
