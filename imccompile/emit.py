@@ -69,7 +69,8 @@ class OpSim:
     col_scale: np.ndarray | None = None
     plane_bits: int | None = None
     in_bits: int = 8
-    activity: bool = False  # expose the DAC codes' fraction of 1 bits (`activity_name`)
+    activity: bool = False  # expose the DAC codes' input activity (`activity_name`)
+    activity_pwm: bool = False  # ... as mean pulse length (a PWM DAC), else fraction of 1 bits
     input_scaling: bool = False
     adc_noise: float = 0.0
     noise_seed: int = 0
@@ -85,16 +86,22 @@ def activity_name(op_name: str) -> str:
 
 
 def _emit_activity(b: _Builder, op: MatrixOp, sim: OpSim) -> None:
-    """Output ``activity_name(op)``: per sample, the fraction of 1 bits of the layer's DAC
-    input codes, each code written in ``in_bits`` bits (a negative code in two's complement,
-    as a bit-serial DAC drives it)."""
+    """Output ``activity_name(op)``: per sample, the layer's DAC input activity: for a
+    bit-serial DAC the fraction of 1 bits of its input codes, each code written in ``in_bits``
+    bits (a negative code in two's complement, as a bit-serial DAC drives it); for a PWM DAC
+    (``sim.activity_pwm``) the mean pulse length relative to the longest, |code| / max |code|
+    (a row is driven for a time proportional to its code)."""
     assert sim.act_step is not None
     code = b.codes(op.inputs[0], sim.act_step, sim.act_lo, sim.act_hi, op.name + "_act")
     bits = sim.in_bits
     lo, hi = int(sim.act_lo), int(sim.act_hi)
     # a table of every code's fraction of 1 bits (code lo + j at index j), gathered per element
-    table = np.array([bin(c % (1 << bits)).count("1") / bits for c in range(lo, hi + 1)],
-                     np.float32)
+    if sim.activity_pwm:
+        longest = max(abs(lo), abs(hi), 1)
+        table = np.array([abs(c) / longest for c in range(lo, hi + 1)], np.float32)
+    else:
+        table = np.array([bin(c % (1 << bits)).count("1") / bits for c in range(lo, hi + 1)],
+                         np.float32)
     idx = b.node("Cast", [b.node("Sub", [code, b.const(b.fresh("act_lo"), np.float32(lo))])],
                  to=onnx.TensorProto.INT64)
     frac = b.node("Gather", [b.const(b.fresh(op.name + "_popcount"), table), idx], axis=0)

@@ -535,7 +535,9 @@ def calibrate(graph: Graph, target, data: Dataset, opts: SimOptions,
     def sims(measure: bool) -> _LazySims:
         def make(name: str) -> OpSim:  # noise-free, quantized
             sim = _opsim(by_name[name], target, opts, act, None, None, lay[name], probe=probing)
-            return dataclasses.replace(sim, activity=True) if measure else sim
+            return (dataclasses.replace(sim, activity=True,
+                                        activity_pwm=target.dac.mode == "pwm")
+                    if measure else sim)
         return _LazySims(make, list(by_name))
 
     bit_activity: dict[str, float] = {}
