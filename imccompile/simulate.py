@@ -662,16 +662,19 @@ def _opsim(op: MatrixOp, target, opts: SimOptions, act, adc, rng: np.random.Gene
             code0, q = device_codes(q, wb, target, rng, opts.t_inference_s, threads)
             if target.noise.drift_compensation and target.noise.model != "none":
                 io["gain"] = _drift_gain(op, act, io, code0 * step[None, :], q * step[None, :],
-                                         rng)
+                                         rng, ideal=target.noise.drift_reference == "ideal")
         w = (q * step[None, :]).astype(np.float32)
     return OpSim(weight=w, **io)
 
 
 def _drift_gain(op: MatrixOp, act, io: dict[str, Any], w0: np.ndarray, w_t: np.ndarray,
-                rng: np.random.Generator) -> float:
+                rng: np.random.Generator, ideal: bool = False) -> float:
     """Global drift compensation of a layer: its one-hot reference read at the DAC's full-scale
     input through the layer's ADCs and read-out noise (`imccompile.readout.drift_gain`)."""
     step, lo, hi = act[op.name]
+    if ideal:  # a calibration read without converter error (noise.drift_reference = ideal)
+        return drift_gain(op, w0, w_t, io["tiles"], max(abs(lo), abs(hi)) * step, None, 0, 0.0,
+                          None)
     return drift_gain(op, w0, w_t, io["tiles"], max(abs(lo), abs(hi)) * step, io["adc_steps"],
                       io["adc_levels"], io["adc_noise"], rng)
 

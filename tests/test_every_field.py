@@ -69,6 +69,10 @@ CONTEXT: dict[str, tuple[Any, str]] = {
     "noise.t_inference_s": (lambda t: _DRIFT, "chips"),
     "noise.t0_s": (lambda t: _DRIFT, "chips"),
     "noise.drift_compensation": (lambda t: _DRIFT, "chips"),
+    # the reference read differs (through the converters or ideal) only where a converting ADC
+    # reads a drifting, compensated layer
+    "noise.drift_reference": (lambda t: {**_DRIFT, **_converting(t),
+                                         "noise.drift_compensation": True}, "chips"),
     # writes happen every inference only when layers take turns on the arrays
     "array.write_energy_per_cell_j": (lambda t: _RELOAD, "reload"),
     "array.write_latency_per_row_s": (lambda t: _RELOAD, "reload"),

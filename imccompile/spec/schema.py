@@ -502,6 +502,12 @@ class NoiseSpec(_Frozen):
         description=("Apply global drift compensation: a one-hot reference read through the "
                      "converters at t0 and at t, the gain applied digitally after the ADC (one "
                      "per layer, aihwkit GlobalDriftCompensation)."))
+    drift_reference: Literal["adc", "ideal"] = Field(default="adc", description=(
+        "How the drift-compensation reference read is taken: 'adc' = through the layer's own "
+        "DAC, read-out noise and ADC (aihwkit; a coarse ADC then sees little of a one-hot read "
+        "and the gain is poor); 'ideal' = a calibration read without converter error (a "
+        "high-precision or averaged reference read). The gain is applied after the ADC in "
+        "both."))
 
 
 CellBitsChoices = Annotated[tuple[CellBits, ...], MinLen(1),
