@@ -238,6 +238,31 @@ def test_drift_compensation_is_a_gain_after_the_adc():
     assert gain != pytest.approx(1 / d, rel=1e-3)  # the quantized reference is not exact
 
 
+def test_ideal_reference_read_gives_the_exact_gain_after_the_adc():
+    """noise.drift_reference = ideal: the same layer, its reference read without converter
+    error: the gain is mean|w| / mean|d w| = 1 / d exactly, still applied after the ADC."""
+    nu, t0, t = 0.25, 20.0, 200.0
+    d = (t / t0) ** -nu
+    rng = np.random.default_rng(5)
+    w = (rng.integers(-255, 256, (64, 16)) / 255 * 0.3).astype(np.float64)
+    w[0] = 0.3
+    x = rng.standard_normal((8, 64)).astype(np.float32)
+    ov = ["noise.model=gaussian", "noise.programming_sigma=0", "noise.read_sigma=0",
+          f"noise.drift_nu={nu}", f"noise.t0_s={t0}", f"noise.t_inference_s={t}",
+          "adc.out_bound_unit=device", "adc.out_bound=4.1234", "adc.read_noise=0",
+          "noise.drift_reference=ideal"]
+    y = _run(gemm_model([8, 64], w.astype(np.float32)), x, ov, SimOptions())
+    step = 4.1234 * 0.3 / LEVELS
+
+    def adc(v):
+        return np.clip(np.rint(v / step), -LEVELS, LEVELS) * step
+
+    s = np.abs(x).max(axis=1, keepdims=True)
+    xq = np.rint(x / s * 63) / 63
+    want = (1 / d) * s * adc(xq @ (d * w))
+    np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
 def test_exact_reference_gain_is_mean_abs_ratio():
     """aihwkit reads the reference with one-hot inputs (eye): the exact gain is
     mean |w(t0)| / mean |w(t)|, not the ratio of the all-ones column sums."""
