@@ -104,6 +104,10 @@ def _emit_activity(b: _Builder, op: MatrixOp, sim: OpSim) -> None:
                          np.float32)
     idx = b.node("Cast", [b.node("Sub", [code, b.const(b.fresh("act_lo"), np.float32(lo))])],
                  to=onnx.TensorProto.INT64)
+    # a non-finite input (NaN casts to INT64_MIN) must not index out of the table: clamp; the
+    # run reports the non-finite outputs it leads to
+    idx = b.node("Clip", [idx, b.const(b.fresh("act_i0"), np.int64(0)),
+                          b.const(b.fresh("act_in"), np.int64(len(table) - 1))])
     frac = b.node("Gather", [b.const(b.fresh(op.name + "_popcount"), table), idx], axis=0)
     # (mean over each sample: the input's shape need not be known, e.g. an unfolded conv)
     b.node("Identity", [_reduce_mean(b, b.node("Flatten", [frac], axis=1), 1)],

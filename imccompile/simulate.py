@@ -549,6 +549,7 @@ def calibrate(graph: Graph, target, data: Dataset, opts: SimOptions,
     if probing and n_act < len(data.feeds):
         parts.append((False, data.feeds[n_act:]))
     pmax: dict[str, float] = {}
+    rows: dict[str, int] = {}  # activity rows seen per probe
     for with_activity, feeds in parts:
         emitted = emit_parts(graph, sims(with_activity), feed_params=True)
         probes = emitted.probes
@@ -558,8 +559,9 @@ def calibrate(graph: Graph, target, data: Dataset, opts: SimOptions,
 
         def take_p(i: int, outs: list[np.ndarray], probes: list[str] = probes) -> None:
             for name, v in zip(probes, outs):
-                if name.endswith("__activity"):
-                    pmax[name] += float(v.sum())
+                if name.endswith("__activity"):  # one mean per leading row (sample, or
+                    pmax[name] += float(v.sum())  # graph node): averaged over all rows
+                    rows[name] = rows.get(name, 0) + int(v.size)
                 else:
                     pmax[name] = max(pmax[name], float(np.abs(v).max()))
 
@@ -567,7 +569,7 @@ def calibrate(graph: Graph, target, data: Dataset, opts: SimOptions,
     tile_max: dict[tuple[str, int], float] = {}
     for name, v in pmax.items():  # one ADC range per row tile (all its partials)
         if name.endswith("__activity"):
-            bit_activity[name[:-len("__activity")]] = v / n_act
+            bit_activity[name[:-len("__activity")]] = v / max(rows.get(name, 0), 1)
             continue
         key = probe_tile(name)
         tile_max[key] = max(tile_max.get(key, 0.0), v)

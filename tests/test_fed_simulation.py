@@ -112,13 +112,14 @@ def test_bit_activity_is_the_fraction_of_one_bits_of_the_dac_codes(tmp_path):
     assert name == "a"
     from imccompile.simulate import SimOptions, calibrate
 
-    res = imccompile.compile(str(tmp_path / "g.onnx"), "pcm")
+    res = imccompile.compile(str(tmp_path / "g.onnx"), "rram")  # a bit-serial DAC (pcm's is PWM)
     data = load_data(str(tmp_path / "g.npz"), res.graph)
     cal = calibrate(res.graph, res.target, data, SimOptions(), res.mapping, activity=True)
     assert calibrate(res.graph, res.target, data, SimOptions(), res.mapping).activity == {}
     (layer, act), = cal.activity.items()
     step, lo, hi = cal.act[layer]
-    bits = 8  # pcm DAC bits (hwspecs/pcm.json)
+    bits = 16  # rram input bits, fed one bit per read (hwspecs/rram.json)
+    assert res.target.precision.input_bits == bits and res.target.dac.mode == "bit_serial"
     codes = np.clip(np.rint(x.astype(np.float64) / step), lo, hi).astype(np.int64)
     words = np.where(codes < 0, codes + 2 ** bits, codes)
     ones = sum(((words >> i) & 1).sum() for i in range(bits))

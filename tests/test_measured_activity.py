@@ -64,3 +64,18 @@ def test_pwm_activity_is_the_mean_pulse_length() -> None:
     rows = _layer_rows(build_report(res))
     assert rows and rows[0]["activity_source"] == "data"
     assert rows[0]["input_activity"] == pytest.approx(x.mean() / 255.0, rel=1e-5)
+
+
+def test_activity_of_a_layer_with_several_rows_per_sample_stays_a_fraction() -> None:
+    """A product over several rows per sample (a GCN's nodes, a sequence): the activity is the
+    mean over every row of every sample, not their sum (it was 10.4 on the karate GCN)."""
+    rng = np.random.default_rng(5)
+    w = rng.standard_normal((K, N)).astype(np.float32)
+    x = rng.integers(0, 256, size=(3, 7, K)).astype(np.float32)
+    x[0, 0, 0] = 255.0
+    res = compile_model(gemm_model((7, K), w), "neurosim-sram22", data={"a": x},
+                        max_accuracy_drop=None)
+    codes = x.astype(np.uint8)
+    want = np.unpackbits(codes[..., None], axis=-1).sum() / (codes.size * BITS)
+    rows = _layer_rows(build_report(res))
+    assert rows[0]["input_activity"] == pytest.approx(want, rel=1e-6)
