@@ -26,7 +26,10 @@ if TYPE_CHECKING:
     import numpy as np
     import onnx
 
+    from imccompile.cost import Cost
+    from imccompile.mapper import Mapping
     from imccompile.passes.base import ActivationStats
+    from imccompile.schedule import Schedule
     from imccompile.simulate import Dataset, SimOptions
     from imccompile.spec.schema import Target
 
@@ -127,11 +130,7 @@ def compile_graph(graph: Graph, target: Target, *, model_name: str | None = None
     With ``options``, its overflow / replicate / auto_replicate / activity are used (and the
     keyword arguments must be left at their defaults). ``measured_activity``: input bit
     activity per layer measured on data (used where the options give none)."""
-    from imccompile.activity import check_activity, resolve
-    from imccompile.cost import cost_graph
     from imccompile.mapper import map_graph
-    from imccompile.schedule import schedule
-
     from imccompile.spec.schema import Target
 
     if not isinstance(graph, Graph):
@@ -148,13 +147,25 @@ def compile_graph(graph: Graph, target: Target, *, model_name: str | None = None
                          "auto_replicate, not both")
     mapping = map_graph(graph, target, overflow=options.overflow,
                         replicate=dict(options.replicate), auto_replicate=options.auto_replicate)
+    cost, sched = _price(graph, target, mapping, options, measured_activity)
+    return CompileResult(model_name or graph.name, graph, target, mapping, cost, sched, pipeline,
+                         options)
+
+
+def _price(graph: Graph, target: Target, mapping: Mapping, options: CompileOptions,
+           measured_activity: TMapping[str, float] | None) -> tuple[Cost, Schedule]:
+    """Cost and schedule of a mapped graph at the options' given input activity, else
+    ``measured_activity``, else the spec's (the mapping does not depend on it: a compile
+    re-priced with the data's measured activity is not mapped again)."""
+    from imccompile.activity import check_activity, resolve
+    from imccompile.cost import cost_graph
+    from imccompile.schedule import schedule
+
     names = [op.name for op in graph.matrix_ops]
     given = dict(options.activity)
     check_activity(given, names)
     cost = cost_graph(graph, mapping, target, resolve(names, target, given, measured_activity))
-    sched = schedule(graph, cost, mapping)
-    return CompileResult(model_name or graph.name, graph, target, mapping, cost, sched, pipeline,
-                         options)
+    return cost, schedule(graph, cost, mapping)
 
 
 def compile_prepared(prepared: Prepared, target: TargetSource, options: CompileOptions, *,
@@ -200,10 +211,9 @@ def compile_prepared(prepared: Prepared, target: TargetSource, options: CompileO
                             progress=progress, reference=reference, mapping=res.mapping,
                             metric=options.metric, threads=options.threads,
                             activity=True)
-        measured = getattr(cal, "activity", None)  # per layer, when the simulation measures it
-        if measured:
-            res = compile_graph(graph, tgt, model_name=graph.name, pipeline=pipeline,
-                                options=options, measured_activity=measured)
+        if cal.activity:  # measured per layer on the data: re-price, same mapping
+            cost, sched = _price(graph, tgt, res.mapping, options, cal.activity)
+            res = dataclasses.replace(res, cost=cost, schedule=sched)
         sens = None
         if options.sensitivity:
             from imccompile.sensitivity import layer_sensitivity
