@@ -22,6 +22,7 @@ import os
 import pickle
 import signal
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -598,21 +599,38 @@ class _Interrupt:
         self.requested = False
         self.evaluating = False
         self._previous: Any = None
+        self._hook: Any = None
 
     def __enter__(self) -> "_Interrupt":
         if threading.current_thread() is threading.main_thread() and \
                 signal.getsignal(signal.SIGINT) is signal.default_int_handler:
             self._previous = signal.signal(signal.SIGINT, self._handler)
+            self._hook = sys.unraisablehook
+            sys.unraisablehook = self._unraisable
         return self
 
     def __exit__(self, *exc) -> None:
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
+            sys.unraisablehook = self._hook
 
     def _handler(self, signum, frame) -> None:
         self.requested = True
         if self.evaluating:
             raise KeyboardInterrupt
+
+    def _unraisable(self, unraisable) -> None:
+        """A signal handler runs in whatever frame is executing, a finalizer or a weakref
+        callback of the garbage collector included; Python swallows an exception raised there
+        and prints "Exception ignored in". The stop is not lost: it is delivered again a moment
+        later (during an evaluation) or at the next safe point (``check``)."""
+        if isinstance(unraisable.exc_value, KeyboardInterrupt) and self.requested:
+            if self.evaluating:
+                timer = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT))
+                timer.daemon = True
+                timer.start()
+            return
+        self._hook(unraisable)
 
     def check(self) -> None:
         if self.requested:

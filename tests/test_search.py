@@ -168,6 +168,36 @@ def test_sigint_stops_cleanly_keeps_trials_and_resumes(tmp_path):
     assert all(after[n] == v for n, v in kept.items())
 
 
+
+def test_ctrl_c_swallowed_by_a_finalizer_is_delivered_again(capfd):
+    """The handler runs in whatever frame executes when SIGINT arrives; in a finalizer (a
+    sqlalchemy weakref callback in CI) Python swallows the KeyboardInterrupt and prints
+    "Exception ignored in". The stop must still come, and nothing be printed."""
+    import os
+
+    from imccompile.search import _Interrupt
+
+    class Finalized:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(200_000):  # the handler runs here, inside the finalizer
+                pass
+
+    stopped = False
+    with _Interrupt() as interrupt:
+        interrupt.evaluating = True
+        try:
+            Finalized()  # collected at once
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                time.sleep(0.01)
+        except KeyboardInterrupt:
+            stopped = True
+    assert stopped, "the interrupt was lost in the finalizer"
+    assert interrupt.requested
+    assert "Exception ignored" not in capfd.readouterr().err
+
+
 # --- 3. several workers on one study --------------------------------------------------------
 
 def _assert_exact(st, n: int) -> None:
