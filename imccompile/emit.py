@@ -26,6 +26,7 @@ from imccompile.errors import ModelImportError
 from imccompile.ir import DigitalOp, Graph, MatrixOp
 
 SIM_MIN_OPSET = 11  # the simulation's Round and Clip(x, min, max)
+_RINT_MAGIC = 12582912.0  # 1.5 * 2^23 (`_Builder.rint_clip`)
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,15 @@ def probe_tile(name: str) -> tuple[str, int]:
     return op_name, int(rest.split("__", 1)[0])
 
 
+TILES_PROBE = "__probe_by_tile"
+
+
+def tiles_probe_name(op_name: str) -> str:
+    """Output of max |partial sum| per row tile (last axis: the tiles; one row per sample, or
+    per leading row of a sample) of an op whose tiles' partial sums are one product."""
+    return op_name + TILES_PROBE
+
+
 def to_onnx_weight(op: MatrixOp, wkn: np.ndarray) -> np.ndarray:
     """Inverse of the frontend's weight layout: (K, N) back to the ONNX weight tensor."""
     wkn = np.asarray(wkn, np.float32)
@@ -202,7 +212,21 @@ class _Builder:
         s = self.const(self.fresh(base + "_step"), np.float32(step))
         lo_c = self.const(self.fresh(base + "_lo"), np.float32(lo))
         hi_c = self.const(self.fresh(base + "_hi"), np.float32(hi))
-        return self.node("Clip", [self.node("Round", [self.node("Div", [x, s])]), lo_c, hi_c])
+        return self.rint_clip(self.node("Div", [x, s]), lo_c, hi_c, max(abs(lo), abs(hi)))
+
+    def rint_clip(self, x: str, lo: str, hi: str, bound: float) -> str:
+        """round-half-to-even(x) clipped to [lo, hi] (integer bounds, |bound| their largest).
+
+        Clipped first, then rounded by adding and subtracting 1.5 * 2^23: in float32 the sum
+        keeps no fraction and rounds to nearest, ties to even, exactly as ONNX Round (ties to
+        even) does for |x| <= 2^22; two Adds run several times faster than onnxruntime's Round
+        on the ADC's large partial-sum tensors. Clip and round commute at integer bounds."""
+        c = self.node("Clip", [x, lo, hi])
+        if bound >= 2 ** 22:
+            return self.node("Round", [c])
+        m = self.const(self.fresh("rint_m"), np.float32(_RINT_MAGIC))
+        n = self.const(self.fresh("rint_n"), np.float32(-_RINT_MAGIC))
+        return self.node("Add", [self.node("Add", [c, m]), n])
 
     def adc(self, y: str, step: float, levels: int, base: str) -> str:
         """An ADC read of y: read-out noise, then quantized to ``step``, clipped at +-levels."""
@@ -212,9 +236,7 @@ class _Builder:
         s = self.const(self.fresh(base + "_step"), np.float32(step))
         lo_c = self.const(self.fresh(base + "_lo"), np.float32(lo))
         hi_c = self.const(self.fresh(base + "_hi"), np.float32(hi))
-        d = self.node("Div", [x, s])
-        r = self.node("Round", [d])
-        c = self.node("Clip", [r, lo_c, hi_c])
+        c = self.rint_clip(self.node("Div", [x, s]), lo_c, hi_c, max(abs(lo), abs(hi)))
         return self.node("Mul", [c, s])
 
 
@@ -295,14 +317,17 @@ def _emit_analog(b: _Builder, op: MatrixOp, sim: OpSim | None) -> None:
         if not covered.all():  # rows no array holds (pruned away) read nothing
             wkn = tile_rows(op, wkn, union, 0, op.rows)
         tiles, n_tiles = (union,), 1
-    if not sim.probe and _stackable(b, op) and (n_tiles > 1 or sim.adc_steps is not None):
+    probe_stacked = sim.probe and sim.adc_steps is None and _probe_stackable(b, op)
+    if (not sim.probe or probe_stacked) and _stackable(b, op) and (
+            n_tiles > 1 or sim.adc_steps is not None or probe_stacked):
         # integer DAC codes; the DAC step is folded into the weights
         in_scale = 1.0
         if sim.act_step is not None:
             x = b.codes(x, sim.act_step, sim.act_lo, sim.act_hi, op.name + "_dac")
             in_scale = float(sim.act_step)
         acc = _stacked(b, op, x, [(wkn, tl) for tl in tiles], sim.adc_steps, [1.0] * n_tiles,
-                       sim.adc_levels, in_scale=in_scale)
+                       sim.adc_levels, in_scale=in_scale,
+                       probe=tiles_probe_name(op.name) if probe_stacked else None)
         _emit_bias(b, op, acc, out)
         return
     if sim.act_step is not None:
@@ -384,6 +409,12 @@ def _stackable(b: _Builder, op: MatrixOp) -> bool:
     return op.kind == "matmul" and len(op.attrs.get("weight_shape", [])) == 2
 
 
+def _probe_stackable(b: _Builder, op: MatrixOp) -> bool:
+    """Stackable ops whose partial sums' tile axis `_stacked` can probe (the product's
+    columns are its last axis, or its channel axis for a conv)."""
+    return _stackable(b, op) and not (op.kind == "gemm" and op.attrs.get("trans_input"))
+
+
 def _emit_probe(b: _Builder, y: str, name: str) -> None:
     """Output ``name``: per sample, max |y| (a partial sum's range, for ADC calibration)."""
     b.probes.append(sample_reduce(b, "ReduceMax", b.node("Abs", [y]), name))
@@ -455,7 +486,7 @@ def _wide_product(b: _Builder, op: MatrixOp, x: str, parts: list[tuple[np.ndarra
 
 def _stacked(b: _Builder, op: MatrixOp, x: str, blocks: list[tuple[np.ndarray, Tile]],
              steps: "tuple[float, ...] | list[float] | None", mults: list[float],
-             levels: int, in_scale: float = 1.0) -> str:
+             levels: int, in_scale: float = 1.0, probe: str | None = None) -> str:
     """sum_j mults[j] * ADC_j(in_scale * x @ block_j) with all blocks in one product per row
     range; block j is (weight, tile): the tile's rows of the weight (`tile_rows`).
 
@@ -491,11 +522,27 @@ def _stacked(b: _Builder, op: MatrixOp, x: str, blocks: list[tuple[np.ndarray, T
         vshape = [nb * n]
         split = [0] * (len(out_shape) - 1) + [nb, n]
         axis = len(split) - 2
+    if probe is not None:  # max |partial sum| per tile (no ADC yet: y is in the op's units)
+        assert steps is None and all(m == 1.0 for m in mults)
+        if op.kind == "conv":
+            by_tile = b.node("Reshape", [b.node("Abs", [y]), b.const(
+                b.fresh("pshape"), np.array([0, nb, -1], np.int64))])
+            axes = [2]
+        else:
+            by_tile = b.node("Reshape", [b.node("Abs", [y]), b.const(
+                b.fresh("pshape"), np.array([0, -1, nb, n], np.int64))])
+            axes = [1, 3]
+        if b.opset >= 18:
+            b.node("ReduceMax", [by_tile, b.const(b.fresh("axes"), np.array(axes, np.int64))],
+                   [probe], keepdims=0)
+        else:
+            b.node("ReduceMax", [by_tile], [probe], axes=axes, keepdims=0)
+        b.probes.append(probe)
     if steps is not None:  # ADC codes, then back to units: one (step x weight) per column
         step = np.repeat(np.asarray(steps, np.float64), n)
         lo_c = b.const(b.fresh(op.name + "_adclo"), np.float32(-levels))
         hi_c = b.const(b.fresh(op.name + "_adchi"), np.float32(levels))
-        y = b.node("Clip", [b.node("Round", [b.adc_codes(y, levels)]), lo_c, hi_c])
+        y = b.rint_clip(b.adc_codes(y, levels), lo_c, hi_c, levels)
         y = b.node("Mul", [y, b.const(b.fresh(op.name + "_adcstep"),
                                       (mult * step).reshape(vshape).astype(np.float32))])
         mult = np.ones(1)
@@ -536,9 +583,10 @@ def _emit_bitwise(b: _Builder, op: MatrixOp, sim: OpSim) -> None:
         slices = [d * scale[None, :] for d in slices]
     # integer input codes, then planes
     s = b.const(b.fresh(op.name + "_xstep"), np.float32(sim.act_step))
-    code = b.node("Clip", [b.node("Round", [b.node("Div", [x, s])]),
-                           b.const(b.fresh(op.name + "_lo"), np.float32(sim.act_lo)),
-                           b.const(b.fresh(op.name + "_hi"), np.float32(sim.act_hi))])
+    code = b.rint_clip(b.node("Div", [x, s]),
+                       b.const(b.fresh(op.name + "_lo"), np.float32(sim.act_lo)),
+                       b.const(b.fresh(op.name + "_hi"), np.float32(sim.act_hi)),
+                       max(abs(sim.act_lo), abs(sim.act_hi)))
     planes: list[tuple[str, float]] = []
     if sim.plane_bits is None:  # PWM: one read of the whole (signed) code
         planes.append((code, 1.0))

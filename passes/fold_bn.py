@@ -22,6 +22,7 @@ class FoldBatchNorm(Pass):
     """
 
     name: ClassVar[str] = "fold-bn"
+    stats_set_ranges_only: ClassVar[bool] = True
     runs_before: ClassVar[tuple[str, ...]] = ("prune", "quantize")
 
     def apply(self, graph: Graph, ctx: PassContext) -> Graph:

@@ -19,6 +19,7 @@ canonical (it is what a result stores).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from imccompile.errors import ImcCompileError, PassError
 from imccompile.ir import Graph
+from imccompile.passes import stats_plan
 from imccompile.passes.base import ActivationStats, Pass, PassContext, get_pass
 from imccompile.passes.options import BARE_VALUE, option_types
 from imccompile.passes.verify import graph_problems
@@ -229,6 +231,9 @@ class PassManager:
                 more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
                 raise PassError("the model cannot be compressed (pipeline "
                                 f"{self.text!r}): " + "; ".join(problems[:5]) + more)
+        planned = stats_plan.plan(self.passes, graph, ctx)
+        if planned is not None:  # one calibration run answers the requests it can
+            ctx = dataclasses.replace(ctx, activation_stats=planned)
         done: list[str] = []
         for p in self.passes:
             where = f"pass `{p.name}` failed after [{', '.join(done)}]"

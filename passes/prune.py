@@ -75,6 +75,7 @@ class Prune(LayerPass):
     """
 
     name: ClassVar[str] = "prune"
+    stats_set_ranges_only: ClassVar[bool] = True
     ratio: float = 0.5
     granularity: Literal["element", "row", "column", "block"] = "element"
     block_rows: int | None = None

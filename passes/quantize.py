@@ -69,6 +69,7 @@ class Quantize(LayerPass):
     """
 
     name: ClassVar[str] = "quantize"
+    stats_set_ranges_only: ClassVar[bool] = True
     weight_bits: int = 8
     act_bits: int = 8
     calibration: Literal["max", "percentile"] = "max"
