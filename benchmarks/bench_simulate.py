@@ -6,7 +6,8 @@ model in a fresh process (so its peak memory is its own).
 
 Per model (synthetic ones written with onnx.helper, `models.py`; seeded random inputs):
   * float s: onnxruntime on the source model (weights constant, batch dim freed as imccompile
-    runs it), the same samples, the same thread count; best of 2;
+    runs it), the same samples, the same thread count; best of 2 at 64 samples per call and
+    at the simulation's `batch_size`;
   * compile s: imccompile.compile without data (import, map, cost, schedule), the second
     call in the process (the first pays the lazy imports; bench_compile.py times first calls);
   * sim s: ``compile(..., data, seeds=2)`` minus the compile without data, up to the end of the
@@ -63,7 +64,7 @@ def child(name: str, target: str, samples: int, threads: int) -> dict:
     import imccompile
     from imccompile import sessions
     from imccompile.emit import emit
-    from imccompile.simulate import BATCH, _batched_copy, _stack, load_data
+    from imccompile.simulate import BATCH, _batched_copy, _stack, batch_size, load_data
 
     with tempfile.TemporaryDirectory() as tmp:
         path, npz = model_and_data(name, Path(tmp), samples)
@@ -77,14 +78,16 @@ def child(name: str, target: str, samples: int, threads: int) -> dict:
         float_model = emit(res.graph)[0]
         batched = _batched_copy(float_model)
         sess = sessions.make((batched or float_model).SerializeToString(), threads)
-        step = BATCH if batched is not None else 1
+        # the float baseline at its fastest: as many samples per call as the simulation
+        # uses (`batch_size`) and at 64, best of 2 each
         t_float = c_float = float("inf")
-        for _ in range(2):
-            t, c = time.perf_counter(), time.process_time()
-            for s in range(0, len(feeds), step):
-                sess.run(None, _stack(feeds[s:s + step]))
-            t_float = min(t_float, time.perf_counter() - t)
-            c_float = min(c_float, time.process_time() - c)
+        for step in sorted({batch_size(res.graph), BATCH}) if batched is not None else [1]:
+            for _ in range(2):
+                t, c = time.perf_counter(), time.process_time()
+                for s in range(0, len(feeds), step):
+                    sess.run(None, _stack(feeds[s:s + step]))
+                t_float = min(t_float, time.perf_counter() - t)
+                c_float = min(c_float, time.process_time() - c)
         del sess
         marks: list[tuple[float, float]] = []
         before = dict(sessions.stats)

@@ -103,12 +103,20 @@ def _emit_activity(b: _Builder, op: MatrixOp, sim: OpSim) -> None:
     else:
         table = np.array([bin(c % (1 << bits)).count("1") / bits for c in range(lo, hi + 1)],
                          np.float32)
-    idx = b.node("Cast", [b.node("Sub", [code, b.const(b.fresh("act_lo"), np.float32(lo))])],
-                 to=onnx.TensorProto.INT64)
-    # a non-finite input (NaN casts to INT64_MIN) must not index out of the table: clamp; the
-    # run reports the non-finite outputs it leads to
-    idx = b.node("Clip", [idx, b.const(b.fresh("act_i0"), np.int64(0)),
-                          b.const(b.fresh("act_in"), np.int64(len(table) - 1))])
+    # the code itself is the index, with no offset to subtract (Gather counts a negative index
+    # from the end): reordered to hold codes 0..hi, then lo..-1
+    assert lo <= 0 <= hi
+    table = np.concatenate([table[-lo:], table[:-lo]])
+    if b.opset >= 12:
+        # a NaN code casts to INT32_MIN: clamped into the table (the run reports the
+        # non-finite outputs it leads to)
+        idx = b.node("Cast", [code], to=onnx.TensorProto.INT32)
+        idx = b.node("Clip", [idx, b.const(b.fresh("act_i0"), np.int32(lo)),
+                              b.const(b.fresh("act_in"), np.int32(hi))])
+    else:  # no integer Clip before opset 12: a NaN code reads code 0's entry
+        nan = b.node("IsNaN", [code])
+        code = b.node("Where", [nan, b.const(b.fresh("act_z"), np.float32(0.0)), code])
+        idx = b.node("Cast", [code], to=onnx.TensorProto.INT32)
     frac = b.node("Gather", [b.const(b.fresh(op.name + "_popcount"), table), idx], axis=0)
     # (mean over each sample: the input's shape need not be known, e.g. an unfolded conv)
     b.node("Identity", [_reduce_mean(b, b.node("Flatten", [frac], axis=1), 1)],
@@ -172,6 +180,9 @@ class _Builder:
     _weights: dict[tuple, list[tuple[np.ndarray, str]]] = field(default_factory=dict)
     # read-out noise of the op being emitted: (std relative to the ADC full scale, seed)
     adc_noise: tuple[float, int] | None = None
+    # integer codes already emitted, by (tensor, step, lo, hi): a layer's DAC codes are computed
+    # once for its product and its activity, and once for layers reading the same input alike
+    _codes: dict[tuple[str, float, float, float], str] = field(default_factory=dict)
 
     def adc_codes(self, y: str, levels: int, step: float = 1.0) -> str:
         """y (in units of ``step``) plus the current op's read-out noise, before the ADC."""
@@ -209,10 +220,14 @@ class _Builder:
 
     def codes(self, x: str, step: float, lo: float, hi: float, base: str) -> str:
         """Integer codes clip(round(x / step), lo, hi) (as floats)."""
-        s = self.const(self.fresh(base + "_step"), np.float32(step))
-        lo_c = self.const(self.fresh(base + "_lo"), np.float32(lo))
-        hi_c = self.const(self.fresh(base + "_hi"), np.float32(hi))
-        return self.rint_clip(self.node("Div", [x, s]), lo_c, hi_c, max(abs(lo), abs(hi)))
+        key = (x, float(step), float(lo), float(hi))
+        if key not in self._codes:
+            s = self.const(self.fresh(base + "_step"), np.float32(step))
+            lo_c = self.const(self.fresh(base + "_lo"), np.float32(lo))
+            hi_c = self.const(self.fresh(base + "_hi"), np.float32(hi))
+            self._codes[key] = self.rint_clip(self.node("Div", [x, s]), lo_c, hi_c,
+                                              max(abs(lo), abs(hi)))
+        return self._codes[key]
 
     def rint_clip(self, x: str, lo: str, hi: str, bound: float) -> str:
         """round-half-to-even(x) clipped to [lo, hi] (integer bounds, |bound| their largest).
@@ -233,11 +248,9 @@ class _Builder:
         return self.quantize(self.adc_codes(y, levels, step), step, -levels, levels, base)
 
     def quantize(self, x: str, step: float, lo: float, hi: float, base: str) -> str:
-        s = self.const(self.fresh(base + "_step"), np.float32(step))
-        lo_c = self.const(self.fresh(base + "_lo"), np.float32(lo))
-        hi_c = self.const(self.fresh(base + "_hi"), np.float32(hi))
-        c = self.rint_clip(self.node("Div", [x, s]), lo_c, hi_c, max(abs(lo), abs(hi)))
-        return self.node("Mul", [c, s])
+        """``step`` x `codes`: x quantized to the grid (the codes shared with other users)."""
+        c = self.codes(x, step, lo, hi, base)
+        return self.node("Mul", [c, self.const(self.fresh(base + "_step"), np.float32(step))])
 
 
 _CONV_KEEP = ("auto_pad", "dilations", "group", "kernel_shape", "pads", "strides")

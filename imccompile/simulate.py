@@ -238,10 +238,23 @@ def _check_labels(src: str, value: Any, graph: Graph, total: int, n: int) -> np.
     return flat.astype(np.int64)[:n * batch]
 
 
-BATCH = 64  # samples per onnxruntime call when the model runs batched (bounds the activations)
+BATCH = 64  # most samples per onnxruntime call when the model runs batched
+# bytes of a model's largest tensor per call that `batch_size` aims at: tensors that large come
+# from the allocator's reused heap, not fresh pages (sessions have no arena): measured on 2
+# cores, 64 samples: MobileNetV2 at 224^2 15.1 s at 64 per call -> 6.1 s at 1, peak 4.5 GB ->
+# 0.34 GB; ResNet-18 for CIFAR 3.9 -> 3.5 s at 16; a MiniLM-size encoder 10.0 -> 6.9 s at 5
+BATCH_BYTES = 4 << 20
 # samples the input bit activity is measured on (`calibrate` ``activity``): an assumption; the
 # activity of a layer is a mean over many input elements per sample, 64 samples settle it
 ACTIVITY_SAMPLES = 64
+
+
+def batch_size(graph: Graph) -> int:
+    """Samples per onnxruntime call for a model: as many as keep its largest tensor (per
+    sample, float32) within `BATCH_BYTES`, at least 1 and at most `BATCH`."""
+    largest = max((int(np.prod(t.shape, dtype=np.int64)) * 4 for t in graph.tensors.values()
+                   if t.shape), default=0)
+    return int(min(BATCH, max(1, BATCH_BYTES // max(largest, 1))))
 
 
 def _batched_copy(model, data_inputs: list[str] | None = None) -> Any:
@@ -269,7 +282,7 @@ def _batched_copy(model, data_inputs: list[str] | None = None) -> Any:
 class Runner:
     """Runs an emitted model over a dataset with onnxruntime.
 
-    Samples of batch 1 run BATCH at a time when the model allows it: the batch dim is freed and
+    Samples of batch 1 run ``batch`` at a time (`batch_size`) when the model allows it: the batch dim is freed and
     the first two samples, run one by one through that model, are checked to give the same
     outputs as run together; otherwise (e.g. a Reshape to a constant shape with batch 1) samples
     run one by one through the model as emitted. The tensors of an `Emitted` model that are
@@ -278,10 +291,12 @@ class Runner:
     a model that differs from an earlier one only in fed values reuses its session).
     ``threads``: onnxruntime intra-op threads."""
 
-    def __init__(self, model, outputs: list[str] | None = None, threads: int = 1) -> None:
+    def __init__(self, model, outputs: list[str] | None = None, threads: int = 1,
+                 batch: int = BATCH) -> None:
         from imccompile.emit import Emitted
 
         self.threads = threads
+        self.batch = max(1, int(batch))
         if isinstance(model, (bytes, bytearray)):
             self._bytes = bytes(model)
             self._emitted: Emitted | None = None
@@ -368,8 +383,8 @@ class Runner:
                 on_outputs(i, sess.run(self.outputs, self._feed(feed)))
             return
         batched = self._batched()
-        for start in range(0, len(data.feeds), BATCH):
-            chunk = data.feeds[start:start + BATCH]
+        for start in range(0, len(data.feeds), self.batch):
+            chunk = data.feeds[start:start + self.batch]
             outs = batched.run(self.outputs, self._feed(_stack(chunk)))
             for j in range(len(chunk)):
                 on_outputs(start + j, [o[j:j + 1] for o in outs])
@@ -384,7 +399,7 @@ Outputs = tuple[np.ndarray, ...]  # per graph output, its values stacked over th
 
 def _outputs(graph: Graph, model, data: Dataset, threads: int = 1) -> Outputs:
     """Every graph output of ``model`` on every sample, stacked over the samples."""
-    r = Runner(model, list(graph.outputs), threads)
+    r = Runner(model, list(graph.outputs), threads, batch_size(graph))
     outs: list[list[np.ndarray]] = []
     r.run(data, lambda i, o: outs.append(o))
     return tuple(np.stack([o[k] for o in outs]) for k in range(len(graph.outputs)))
@@ -439,7 +454,7 @@ def activation_stats(graph: Graph, data: Dataset, percentile: float | None = Non
         inner = [n for n in ins if n not in graph.inputs and n not in outs_]
         ideal = emit_parts(graph, extra_outputs=tuple(inner), feed_params=True)
         names = outs_ + inner
-    r = Runner(ideal, names, threads)
+    r = Runner(ideal, names, threads, batch_size(graph))
     amax = dict.fromkeys(ins, 0.0)
     amin = dict.fromkeys(ins, 0.0)
     samples: dict[str, list[np.ndarray]] = {k: [] for k in ins}
@@ -553,7 +568,7 @@ def calibrate(graph: Graph, target, data: Dataset, opts: SimOptions,
     for with_activity, feeds in parts:
         emitted = emit_parts(graph, sims(with_activity), feed_params=True)
         probes = emitted.probes
-        pr = Runner(emitted, probes, threads)
+        pr = Runner(emitted, probes, threads, batch_size(graph))
         for name in probes:
             pmax.setdefault(name, 0.0)
 

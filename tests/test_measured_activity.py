@@ -79,3 +79,30 @@ def test_activity_of_a_layer_with_several_rows_per_sample_stays_a_fraction() -> 
     want = np.unpackbits(codes[..., None], axis=-1).sum() / (codes.size * BITS)
     rows = _layer_rows(build_report(res))
     assert rows[0]["input_activity"] == pytest.approx(want, rel=1e-6)
+
+
+@pytest.mark.parametrize("opset", [11, 17])
+def test_signed_codes_count_their_twos_complement_bits(opset: int) -> None:
+    """Negative DAC codes are driven in two's complement (bit-serial, rram: signed inputs);
+    the count is by hand on the codes, also on an opset-11 model (no integer Clip there)."""
+    from onnx import helper
+
+    from tests.onnx_builders import init, model, vi
+
+    rng = np.random.default_rng(5)
+    w = rng.standard_normal((K, N)).astype(np.float32)
+    x = rng.normal(0.0, 40.0, size=(12, 1, K)).astype(np.float32)
+    node = helper.make_node("Gemm", ["a", "B"], ["y"], name="gemm")
+    m = model([node], [vi("a", (1, K))], [vi("y", None)], [init("B", w)], opset=opset)
+    res = compile_model(m, "rram", data={"a": x}, overrides=["noise.model=none"],
+                        max_accuracy_drop=None)
+    step, lo, hi = res.calibration.act["gemm"]
+    assert lo < 0 < hi
+    bits = res.target.precision.input_bits
+    codes = np.clip(np.rint(x / np.float32(step)), lo, hi).astype(np.int64)
+    assert (codes < 0).any() and (codes > 0).any()
+    words = (codes % (1 << bits)).astype(np.uint64)
+    ones = sum(int(bin(int(c)).count("1")) for c in words.ravel())  # popcount, by hand
+    rows = _layer_rows(build_report(res))
+    assert rows[0]["activity_source"] == "data"
+    assert rows[0]["input_activity"] == pytest.approx(ones / (codes.size * bits), rel=1e-6)
