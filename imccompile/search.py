@@ -626,11 +626,17 @@ class _Interrupt:
         later (during an evaluation) or at the next safe point (``check``)."""
         if isinstance(unraisable.exc_value, KeyboardInterrupt) and self.requested:
             if self.evaluating:
-                timer = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT))
+                timer = threading.Timer(0.05, self._redeliver)
                 timer.daemon = True
                 timer.start()
             return
         self._hook(unraisable)
+
+    def _redeliver(self) -> None:
+        # only to this handler: once the search has ended, a late signal must not reach the
+        # default handler (a KeyboardInterrupt in the CLI's clean-up)
+        if self.evaluating and signal.getsignal(signal.SIGINT) == self._handler:
+            os.kill(os.getpid(), signal.SIGINT)
 
     def check(self) -> None:
         if self.requested:

@@ -19,8 +19,11 @@ inputs of the ops they change only. A pipeline with any other pass is run as ask
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Optional
+
+import networkx as nx
 
 from imccompile.ir import Graph
 from imccompile.passes.base import ActivationStats, Pass, PassContext
@@ -33,20 +36,6 @@ def _changed(before: Graph, after: Graph) -> set[str] | None:
     if [o.name for o in before.ops] != [o.name for o in after.ops]:
         return None
     return {b.name for b, a in zip(before.ops, after.ops) if a is not b}
-
-
-def _upstream(graph: Graph, names: set[str]) -> set[str]:
-    """Every op some op of ``names`` reads from, directly or not (not the ops themselves)."""
-    prod = graph.producers()
-    ops = {o.name: o for o in graph.ops}
-    seen: set[str] = set()
-    todo = [t for n in names for t in ops[n].inputs]
-    while todo:
-        p = prod.get(todo.pop())
-        if p is not None and p not in seen:
-            seen.add(p)
-            todo.extend(ops[p].inputs)
-    return seen
 
 
 def plan(passes: Sequence[Pass], graph: Graph, ctx: PassContext) -> ActivationStats | None:
@@ -64,7 +53,7 @@ def plan(passes: Sequence[Pass], graph: Graph, ctx: PassContext) -> ActivationSt
         asked.append((index, percentile))
         return {}
 
-    dry = PassContext(target=ctx.target, activation_stats=record)
+    dry = dataclasses.replace(ctx, activation_stats=record)
     graphs = [graph]
     try:
         for index, p in enumerate(passes):
@@ -75,6 +64,7 @@ def plan(passes: Sequence[Pass], graph: Graph, ctx: PassContext) -> ActivationSt
         return None
     end = graphs[-1]
     changes = [_changed(graphs[i], graphs[i + 1]) for i in range(len(passes))]
+    dag = end.dag()
     requests: list[Request] = []
     for i, pct in asked:
         later = changes[i:]
@@ -82,7 +72,8 @@ def plan(passes: Sequence[Pass], graph: Graph, ctx: PassContext) -> ActivationSt
         if ok:
             mine = changes[i] or set()
             touched = set().union(*later)  # type: ignore[arg-type]
-            ok = bool(mine) and not (_upstream(end, mine) & touched)
+            upstream = set().union(*(nx.ancestors(dag, n) for n in mine))
+            ok = bool(mine) and not (upstream & touched)
         requests.append((pct, ok))
     if sum(ok for _, ok in requests) < 2:
         return None
