@@ -120,6 +120,30 @@ def test_pcm_no_drift_before_t0(pcm):
     assert abs((gt / gp).mean() - 1.0) < 1e-3
 
 
+# -- the float32 normal draws -----------------------------------------------------------------
+@pytest.mark.parametrize("n", [1, 7, 2 ** 22 + 1])
+def test_box_muller_draws_are_standard_normal(n):
+    """Against the normal CDF written with math.erf: the empirical CDF at fixed points within
+    5 binomial standard errors, and the two halves of each pair (cos, sin) uncorrelated."""
+    z = nz.box_muller32(np.random.default_rng(11), (n,))
+    assert z.shape == (n,) and z.dtype == np.float32 and np.isfinite(z).all()
+    if n < 1000:
+        return
+    for x in (-4.0, -3.0, -2.0, -1.0, -0.5, 0.0, 0.3, 1.0, 2.0, 3.0, 4.0):
+        p = 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
+        assert abs(float((z <= x).mean()) - p) < 5 * math.sqrt(p * (1 - p) / n) + 1e-12, x
+    m = (n + 1) // 2
+    assert abs(float(np.corrcoef(z[:m - 1], z[m:2 * m - 1])[0, 1])) < 5 / math.sqrt(m)
+    assert abs(float((z.astype(np.float64) ** 4).mean()) - 3.0) < 0.02  # kurtosis of N(0, 1)
+
+
+def test_box_muller_is_deterministic_per_generator_and_shaped():
+    a = nz.box_muller32(np.random.default_rng(3), (3, 5))
+    b = nz.box_muller32(np.random.default_rng(3), (3, 5))
+    assert a.shape == (3, 5) and np.array_equal(a, b)
+    assert not np.array_equal(a, nz.box_muller32(np.random.default_rng(4), (3, 5)))
+
+
 # -- PCM read noise -----------------------------------------------------------------------------
 @pytest.mark.parametrize("g", [0.1, 0.25, 0.5, 1.0])
 def test_pcm_read_noise_std_matches_formula(pcm, g):
