@@ -96,13 +96,16 @@ def _emit_activity(b: _Builder, op: MatrixOp, sim: OpSim) -> None:
     code = b.codes(op.inputs[0], sim.act_step, sim.act_lo, sim.act_hi, op.name + "_act")
     bits = sim.in_bits
     lo, hi = int(sim.act_lo), int(sim.act_hi)
-    # a table of every code's fraction of 1 bits (code lo + j at index j), gathered per element
-    if sim.activity_pwm:
+    if sim.activity_pwm:  # mean |code| / longest: two passes over the codes, no table
         longest = max(abs(lo), abs(hi), 1)
-        table = np.array([abs(c) / longest for c in range(lo, hi + 1)], np.float32)
-    else:
-        table = np.array([bin(c % (1 << bits)).count("1") / bits for c in range(lo, hi + 1)],
-                         np.float32)
+        mean = _reduce_mean(b, b.node("Flatten", [b.node("Abs", [code])], axis=1), 1)
+        b.node("Mul", [mean, b.const(b.fresh(op.name + "_pwm"), np.float32(1.0 / longest))],
+               [activity_name(op.name)])
+        b.probes.append(activity_name(op.name))
+        return
+    # a table of every code's fraction of 1 bits (code lo + j at index j), gathered per element
+    table = np.array([bin(c % (1 << bits)).count("1") / bits for c in range(lo, hi + 1)],
+                     np.float32)
     # the code itself is the index, with no offset to subtract (Gather counts a negative index
     # from the end): reordered to hold codes 0..hi, then lo..-1
     assert lo <= 0 <= hi

@@ -50,20 +50,25 @@ def test_data_activity_is_the_hand_count_of_dac_code_bits(samples: int) -> None:
     assert res.cost.layer("gemm").energy  # the cost was re-priced with it
 
 
-def test_pwm_activity_is_the_mean_pulse_length() -> None:
+@pytest.mark.parametrize("signed", [False, True])
+def test_pwm_activity_is_the_mean_pulse_length(signed: bool) -> None:
     """A PWM DAC drives a row for a time proportional to its code: the activity is the mean
-    |code| over the longest code (pcm: 8-bit PWM inputs), not a count of 1 bits."""
+    |code| over the longest code (pcm: 8-bit PWM inputs), not a count of 1 bits; a negative
+    code drives its row as long as its magnitude."""
     rng = np.random.default_rng(4)
     w = rng.standard_normal((K, N)).astype(np.float32)
-    # small codes (0..63) and one 255 that sets the range (step 1): mean pulse 0.12, while
-    # the same codes' fraction of 1 bits would be about 0.37
+    # small codes (0..63) and one 255 (signed: 127) that sets the range (step 1): mean pulse
+    # 0.12, while the same codes' fraction of 1 bits would be about 0.37
     x = rng.integers(0, 64, size=(8, 1, K)).astype(np.float32)
-    x[0, 0, 0] = 255.0
+    longest = 127.0 if signed else 255.0
+    if signed:
+        x[:, :, ::2] *= -1.0
+    x[0, 0, 0] = longest
     res = compile_model(gemm_model((1, K), w), "pcm", data={"a": x},
                         overrides=["noise.model=none"], max_accuracy_drop=None)
     rows = _layer_rows(build_report(res))
     assert rows and rows[0]["activity_source"] == "data"
-    assert rows[0]["input_activity"] == pytest.approx(x.mean() / 255.0, rel=1e-5)
+    assert rows[0]["input_activity"] == pytest.approx(np.abs(x).mean() / longest, rel=1e-5)
 
 
 def test_activity_of_a_layer_with_several_rows_per_sample_stays_a_fraction() -> None:
