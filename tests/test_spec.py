@@ -258,11 +258,38 @@ def test_overrides_change_nested_fields() -> None:
     assert t.noise.drift_compensation is False
     assert t.adc.energy_table_j[8] == 5e-11 and t.adc.energy_table_j[4] == 1e-11
     assert t.adc.energy_j() == pytest.approx(16e-12)
-    assert t.array.cols == base.array.cols and t.sources == base.sources
+    assert t.array.cols == base.array.cols
+    assert {k: v for k, v in t.sources.items() if k != "array.area_mm2"} == \
+        {k: v for k, v in base.sources.items() if k != "array.area_mm2"}
     d = load_target("pcm", {"adc.bits": 6, "search.rows": [256, 1024], "array.rows": 1024})
     assert d.adc.bits == 6 and d.array.rows == 1024
     assert load_target(base, ["adc.bits=4"]).adc.bits == 4
     assert base.adc.bits == 8  # frozen: the original is untouched
+
+
+@pytest.mark.parametrize("name", ["pcm", "rram", "sram"])
+def test_array_cell_area_and_leakage_follow_an_override_of_the_geometry(name: str) -> None:
+    """The spec's array area is that of its rows x cols cells (fixed pitch): an override of
+    array.rows / array.cols (the search's knobs) scales it and the cells' static power by the
+    cell count, by hand here; an override that also sets them wins; the source says so."""
+    base = load_target(name)
+    a = base.array
+    rows, cols = min(base.search.rows), min(base.search.cols)  # sizes the target allows
+    assert (rows, cols) != (a.rows, a.cols)
+    t = load_target(name, [f"array.rows={rows}", f"array.cols={cols}"])
+    ratio = rows * cols / (a.rows * a.cols)
+    assert t.array.area_mm2 == pytest.approx(a.area_mm2 * ratio, rel=1e-12)
+    assert (t.array.leakage_w or 0.0) == pytest.approx((a.leakage_w or 0.0) * ratio, rel=1e-12)
+    assert f"{rows}x{cols} cells" in t.source("array.area_mm2")
+    same = load_target(name, [f"array.rows={a.rows}"])  # no change of geometry
+    assert same.array.area_mm2 == a.area_mm2 and same.sources == base.sources
+    pinned = load_target(name, [f"array.rows={rows}", "array.area_mm2=0.5"])
+    assert pinned.array.area_mm2 == 0.5
+    back = load_target(t, [f"array.rows={a.rows}", f"array.cols={a.cols}"])
+    assert back.array.area_mm2 == pytest.approx(a.area_mm2, rel=1e-12)
+    # the compile's chip area: the cells of every array at the overridden size
+    from imccompile.cost import array_area_mm2
+    assert array_area_mm2(t)["arrays"] == pytest.approx(array_area_mm2(base)["arrays"] * ratio)
 
 
 def test_override_of_a_whole_section_and_sources() -> None:

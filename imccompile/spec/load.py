@@ -241,7 +241,15 @@ def _replace_items(target: Target, items: list[_Override]) -> Target:
 # ----------------------------------------------------------------------------- validation
 
 
+# array fields per array that follow its cell count (rows x cols) when an override changes the
+# geometry and leaves them alone: the cells have a fixed pitch, so their area and their static
+# power scale with how many there are (the converters and drivers are priced per column and
+# per row elsewhere: adc.*, dac.*)
+PER_CELL_FIELDS = ("area_mm2", "leakage_w")
+
+
 def _build(data: dict[str, Any], label: str, items: list[_Override]) -> Target:
+    _follow_geometry(data, items)
     for where, parts, value in items:
         _set(data, parts, value)
         sources = data.get("sources")
@@ -260,6 +268,38 @@ def _build(data: dict[str, Any], label: str, items: list[_Override]) -> Target:
     if len(lines) > _MAX_LINES:
         lines = lines[:_MAX_LINES] + [f"... and {len(lines) - _MAX_LINES} more problems"]
     _fail(*lines)
+
+
+def _follow_geometry(data: dict[str, Any], items: list[_Override]) -> None:
+    """Apply ``items`` that change array.rows / array.cols to the `PER_CELL_FIELDS` too: each
+    scaled by the new cell count over the old unless an override sets it (before the overrides
+    themselves are applied; invalid values are left for validation to report)."""
+    array = data.get("array")
+    paths = {".".join(parts): value for _, parts, value in items}
+    if not isinstance(array, dict) or not ({"array.rows", "array.cols"} & paths.keys()):
+        return
+
+    def dim(v: Any) -> int | None:
+        return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else None
+
+    old = (dim(array.get("rows")), dim(array.get("cols")))
+    new = (dim(paths.get("array.rows", array.get("rows"))),
+           dim(paths.get("array.cols", array.get("cols"))))
+    if None in old or None in new or old == new:
+        return
+    ratio = (new[0] * new[1]) / (old[0] * old[1])  # type: ignore[operator]
+    sources = data.get("sources")
+    for name in PER_CELL_FIELDS:
+        v = array.get(name)
+        if f"array.{name}" in paths or not isinstance(v, (int, float)) or isinstance(v, bool) \
+                or v == 0:
+            continue
+        array[name] = v * ratio
+        if isinstance(sources, dict):
+            was = sources.get(f"array.{name}")
+            sources[f"array.{name}"] = (f"{was}; " if was else "") + (
+                f"x {ratio:g} for {new[0]}x{new[1]} cells instead of {old[0]}x{old[1]} "
+                "(scales with the cell count)")
 
 
 def _messages(exc: ValidationError, label: str, items: list[_Override]) -> list[str]:

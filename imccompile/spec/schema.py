@@ -198,14 +198,18 @@ class ArraySpec(_Frozen):
         "Rows driven and summed in one read, <= rows (NeuroSim's parallelRead); null or absent = "
         "all rows. A tile of R rows takes ceil(R / parallel_rows) reads per input cycle, each "
         "converted and shift-added; its partial sums span fewer levels."))
-    area_mm2: NonNeg = Field(description="Area of one array's cells (no periphery), mm².")
+    area_mm2: NonNeg = Field(description=(
+        "Area of one array's rows x cols cells (no periphery), mm². An override of array.rows "
+        "or array.cols (--set, a search or sweep knob) scales it by the new cell count unless "
+        "it sets area_mm2 too (fixed cell pitch)."))
     write_energy_per_cell_j: NonNeg = Field(
         description="Energy to program one unit cell (all its devices, with verify), J.")
     write_latency_per_row_s: NonNeg = Field(
         description="Time to program one row (row-parallel, with verify), s.")
     leakage_w: NonNeg | None = Field(default=None, description=(
         "Static power of one array's cells and drivers while powered, W; absent = not "
-        "modelled (0)."))
+        "modelled (0). Scaled by the cell count like area_mm2 when an override changes the "
+        "geometry."))
 
     @model_validator(mode="after")
     def _check(self) -> ArraySpec:
