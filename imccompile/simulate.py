@@ -317,15 +317,25 @@ class Runner:
                 n.op_type == "RandomNormalLike" for n in self._emitted.model.graph.node)
             else None)
         self.weights: dict[str, np.ndarray] = self._emitted.feeds if self._emitted else {}
+        self._parallel = False  # set by `run`: the calls of this dataset run `_workers` at once
         if outputs is None and names is None:
             outputs = [o.name for o in self._single().get_outputs()]
         self.outputs = outputs or names or []
 
+    @property
+    def _workers(self) -> int:
+        """Runs at once: ``threads`` single-threaded runs of one session when the model's
+        outputs do not depend on the order of its runs (no read-out noise generator), else
+        one run at a time with ``threads`` intra-op threads."""
+        return self.threads if self._own is None else 1
+
     def _session(self, key: str, build: Callable[[], bytes]) -> Any:
+        # several runs at once: each on one thread (`run`)
+        threads = 1 if self._parallel else self.threads
         if self._own is None:
-            return sessions.session(key, build, self.threads)
+            return sessions.session(key, build, threads)
         if key not in self._own:
-            self._own[key] = sessions.make(build(), self.threads)
+            self._own[key] = sessions.make(build(), threads)
         return self._own[key]
 
     def _single(self) -> Any:
@@ -380,17 +390,54 @@ class Runner:
         return mode
 
     def run(self, data: Dataset, on_outputs: Callable[[int, list[np.ndarray]], None]) -> None:
+        """``on_outputs(i, outputs of sample i)`` for every sample, in order.
+
+        With ``threads`` > 1 the calls (one per sample, or per batch of at most ``batch``
+        samples, as many batches as workers at least) run ``threads`` at a time on one
+        session of one intra-op thread each: onnxruntime splits a big convolution over its
+        threads well, but not the many small products and element-wise steps of a simulation
+        model (measured on ResNet-18: 1.1-1.6 x faster than 2 intra-op threads, the float
+        model alike); the outputs are those of the one-by-one runs."""
+        n = len(data.feeds)
+        workers = min(self._workers, n)
+        self._parallel = workers > 1
         if self._mode(data) == "single":
             sess = self._single()
-            for i, feed in enumerate(data.feeds):
-                on_outputs(i, sess.run(self.outputs, self._feed(feed)))
+            self._calls(workers, [(i, 1) for i in range(n)],
+                        lambda i, k: sess.run(self.outputs, self._feed(data.feeds[i])),
+                        lambda i, k, outs: on_outputs(i, outs))
             return
         batched = self._batched()
-        for start in range(0, len(data.feeds), self.batch):
-            chunk = data.feeds[start:start + self.batch]
-            outs = batched.run(self.outputs, self._feed(_stack(chunk)))
-            for j in range(len(chunk)):
+        step = max(1, min(self.batch, -(-n // max(workers, 1))))
+        spans = [(start, min(step, n - start)) for start in range(0, n, step)]
+
+        def call(start: int, k: int) -> list[np.ndarray]:
+            return batched.run(self.outputs, self._feed(_stack(data.feeds[start:start + k])))
+
+        def deliver(start: int, k: int, outs: list[np.ndarray]) -> None:
+            for j in range(k):
                 on_outputs(start + j, [o[j:j + 1] for o in outs])
+        self._calls(workers, spans, call, deliver)
+
+    @staticmethod
+    def _calls(workers: int, spans: list[tuple[int, int]],
+               call: Callable[[int, int], list[np.ndarray]],
+               deliver: Callable[[int, int, list[np.ndarray]], None]) -> None:
+        """deliver(span, call(span)) for every span, in order; ``workers`` calls at once (at
+        most ``workers`` results wait to be delivered)."""
+        if workers <= 1 or len(spans) <= 1:
+            for start, k in spans:
+                deliver(start, k, call(start, k))
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            pending = {i: pool.submit(call, *spans[i]) for i in range(workers)}
+            for i, span in enumerate(spans):
+                outs = pending.pop(i).result()
+                if i + workers < len(spans):
+                    pending[i + workers] = pool.submit(call, *spans[i + workers])
+                deliver(*span, outs)
 
 
 def _stack(feeds: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
