@@ -153,8 +153,8 @@ def add_compile_options(p: argparse.ArgumentParser) -> None:
                    help="noise draws for the accuracy, reported as mean ± std (default 1)")
     p.add_argument("--samples", type=int, metavar="N", help="use only the first N samples of --data")
     p.add_argument("--threads", type=int, default=1, metavar="N",
-                   help="onnxruntime threads of the accuracy simulation (default 1; the results "
-                        "do not depend on it)")
+                   help="threads of the accuracy simulation: onnxruntime calls at once and noise "
+                        "draws (default 1; the results do not depend on it)")
     p.add_argument("--adc-range", choices=["calibrated", "full_scale"], default="calibrated",
                    help="ADC input range per row tile: calibrated on the data (default) or the "
                         "worst case; a target with adc.out_bound fixes it")

@@ -44,8 +44,8 @@ class CompileOptions:
         metric: the headline accuracy metric (`imccompile.metrics`): "auto" (top1 with labels,
             agreement for class-score outputs, else cosine), top1, agreement, cosine, relerr,
             snr. Every output is scored with the metrics that fit it in any case.
-        threads: onnxruntime intra-op threads of the accuracy simulation (``--threads``; the
-            results do not depend on it).
+        threads: onnxruntime calls of the accuracy simulation run at once (one thread each),
+            and threads drawing device noise (``--threads``; the results do not depend on it).
         activity: (matrix layer name, input bit activity 0..1) pairs: the fraction of 1 bits
             at the layer's DAC inputs, used for its array and DAC energy before any value
             measured on the data or the spec's default (`imccompile.activity`).
@@ -117,7 +117,7 @@ class CompileOptions:
 MAX_SEEDS = 1000      # the std of the mean over 1000 noise draws is ~3% of one draw's
 MAX_COPIES = 65536    # copies of one layer: 1024 chips of 64 arrays; every copy is listed in the
                       # program image and the schedule
-MAX_THREADS = 256     # onnxruntime intra-op threads: beyond any machine this runs on
+MAX_THREADS = 256     # simulation threads: beyond any machine this runs on
 
 
 def _show(value: Any) -> str:

@@ -641,7 +641,12 @@ def calibrate(graph: Graph, target, data: Dataset, opts: SimOptions,
     n_act = min(len(data.feeds), ACTIVITY_SAMPLES) if measure else 0
     parts = [(True, data.feeds[:n_act])] if n_act else []
     if probing and n_act < len(data.feeds):
-        parts.append((False, data.feeds[n_act:]))
+        if n_act and target.dac.mode == "pwm":
+            # a PWM activity is two passes over the inputs (no table): every sample runs
+            # the one structure, and only the first n_act count for the activity
+            parts = [(True, data.feeds)]
+        else:
+            parts.append((False, data.feeds[n_act:]))
     pmax: dict[str, float] = {}
     rows: dict[str, int] = {}  # activity rows seen per probe
     for with_activity, feeds in parts:
@@ -653,6 +658,8 @@ def calibrate(graph: Graph, target, data: Dataset, opts: SimOptions,
 
         def take_p(i: int, outs: list[np.ndarray], probes: list[str] = probes) -> None:
             for name, v in zip(probes, outs):
+                if name.endswith("__activity") and i >= n_act:
+                    continue
                 if name.endswith("__activity"):  # one mean per leading row (sample, or
                     # graph node): averaged over all rows; a row of non-finite codes (from
                     # non-finite inputs, which the run reports) is left out

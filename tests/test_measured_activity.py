@@ -50,6 +50,22 @@ def test_data_activity_is_the_hand_count_of_dac_code_bits(samples: int) -> None:
     assert res.cost.layer("gemm").energy  # the cost was re-priced with it
 
 
+def test_pwm_activity_counts_the_first_samples_only_with_more_data() -> None:
+    """With more samples than ACTIVITY_SAMPLES (one calibration run for the ADC ranges and
+    the activity on pcm): the activity is the mean pulse length of the first
+    ACTIVITY_SAMPLES, by hand; the later samples (all at the longest pulse) do not count."""
+    rng = np.random.default_rng(6)
+    w = rng.standard_normal((K, N)).astype(np.float32)
+    x = rng.integers(0, 64, size=(ACTIVITY_SAMPLES + 16, 1, K)).astype(np.float32)
+    x[0, 0, 0] = 255.0
+    x[ACTIVITY_SAMPLES:] = 255.0
+    res = compile_model(gemm_model((1, K), w), "pcm", data={"a": x},
+                        overrides=["noise.model=none"], max_accuracy_drop=None)
+    rows = _layer_rows(build_report(res))
+    want = x[:ACTIVITY_SAMPLES].mean() / 255.0
+    assert rows[0]["input_activity"] == pytest.approx(want, rel=1e-5)
+
+
 @pytest.mark.parametrize("signed", [False, True])
 def test_pwm_activity_is_the_mean_pulse_length(signed: bool) -> None:
     """A PWM DAC drives a row for a time proportional to its code: the activity is the mean
