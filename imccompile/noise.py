@@ -71,6 +71,10 @@ def _normal(rng: np.random.Generator, like: np.ndarray) -> np.ndarray:
     return rng.standard_normal(like.shape, dtype=np.float64)
 
 
+_WORDS64 = (np.random.PCG64, np.random.PCG64DXSM, np.random.SFC64, np.random.Philox)  # whose
+# random_raw gives 64 random bits a word
+
+
 def box_muller32(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     """float32 standard normal draws by the Box-Muller transform (Box & Muller 1958):
     r = sqrt(-2 ln u1), z = (r cos 2 pi u2, r sin 2 pi u2) for independent uniforms u1 in
@@ -79,6 +83,8 @@ def box_muller32(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray
     probability 1e-13), u2 from its low 24. Exact in distribution up to that resolution, and
     2.5-3 x faster than numpy's float32 ziggurat on this kind of machine (measured: 10 ns a
     draw against 3.5-4)."""
+    if not isinstance(rng.bit_generator, _WORDS64):  # e.g. MT19937: 32-bit raw values
+        return rng.standard_normal(shape, dtype=np.float32)
     n = math.prod(shape)
     m = (n + 1) // 2
     raw = rng.bit_generator.random_raw(m)
@@ -108,7 +114,7 @@ def pcm_read_sigma_rel(g_norm: np.ndarray, t: float) -> np.ndarray:
     g^0.65 >= 1e-3 never binds under the 0.2 cap (0.0088 / 1e-3 > 0.2)."""
     g = np.asarray(g_norm)
     dt = g.dtype.type if g.dtype in (np.float32, np.float64) else np.float64
-    q = np.log(np.maximum(g, dt(1e-30)))
+    q = np.asarray(np.log(np.maximum(g, dt(1e-30))))  # an array also for a scalar g
     q *= dt(-0.65)
     np.exp(q, out=q)
     q *= dt(0.0088)

@@ -17,7 +17,6 @@ import dataclasses
 import hashlib
 import math
 import os
-import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 from collections.abc import Mapping as MappingABC
@@ -432,7 +431,7 @@ class Runner:
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            pending = {i: pool.submit(call, *spans[i]) for i in range(workers)}
+            pending = {i: pool.submit(call, *spans[i]) for i in range(min(workers, len(spans)))}
             for i, span in enumerate(spans):
                 outs = pending.pop(i).result()
                 if i + workers < len(spans):
@@ -505,11 +504,11 @@ def activation_stats(graph: Graph, data: Dataset, percentile: float | None = Non
         ideal = emit_parts(graph, extra_outputs=tuple(inner), feed_params=True)
         names = outs_ + inner
     r = Runner(ideal, names, threads, batch_size(graph))
-    key = _float_run_key(r.key, ideal, percentile)
+    key = _float_run_key(r.key, ideal, percentile, data)
     known = _float_runs.get(key)
-    if known is not None and known[0]() is data:  # the same float function on the same data
+    if known is not None:  # the same float function on the same samples
         _float_runs.move_to_end(key)
-        return tuple(o.copy() for o in known[1]), dict(known[2])
+        return tuple(o.copy() for o in known[0]), dict(known[1])
     amax = dict.fromkeys(ins, 0.0)
     amin = dict.fromkeys(ins, 0.0)
     samples: dict[str, list[np.ndarray]] = {k: [] for k in ins}
@@ -539,29 +538,41 @@ def activation_stats(graph: Graph, data: Dataset, percentile: float | None = Non
             rng = float(np.percentile(np.concatenate(samples[x]), percentile))
         stats[x] = (rng, amin[x])
     outputs = tuple(np.stack([o[k] for o in ref]) for k in range(n_out))
-    _float_runs[key] = (weakref.ref(data), tuple(o.copy() for o in outputs), dict(stats))
-    while len(_float_runs) > FLOAT_RUNS_KEPT:
-        _float_runs.popitem(last=False)
+    if sum(o.nbytes for o in outputs) <= FLOAT_RUN_BYTES:
+        _float_runs[key] = (tuple(o.copy() for o in outputs), dict(stats))
+        while len(_float_runs) > FLOAT_RUNS_KEPT:
+            _float_runs.popitem(last=False)
     return outputs, stats
 
 
 FLOAT_RUNS_KEPT = 2  # float runs remembered (their outputs and ranges, not their tensors)
-# (structure, fed tensors, percentile) digest -> (the dataset, weakly; outputs; ranges): the
-# trials of a search whose passes leave the float function unchanged (quantization only) share
-# one float run per study instead of one each
-_float_runs: "OrderedDict[str, tuple[weakref.ref, Outputs, dict[str, tuple[float, float]]]]" = \
-    OrderedDict()
+FLOAT_RUN_BYTES = 64 << 20  # ... when their outputs take at most this (not a dense-prediction
+# model's images over every sample)
+# digest of (structure, fed tensors, percentile, samples) -> (outputs, ranges): the trials of a
+# search whose passes leave the float function unchanged (quantization only) share one float
+# run per study instead of one each
+_float_runs: "OrderedDict[str, tuple[Outputs, dict[str, tuple[float, float]]]]" = OrderedDict()
 
 
-def _float_run_key(structure_key: str, ideal: Emitted, percentile: float | None) -> str:
-    """Digest of what a float run's numbers depend on besides the data: the model structure,
-    every fed tensor's bytes (SHA-256, about 25 ms for 45 MB) and the percentile."""
+def _float_run_key(structure_key: str, ideal: Emitted, percentile: float | None,
+                   data: Dataset) -> str:
+    """SHA-256 of what a float run's numbers depend on: the model structure, every fed tensor,
+    the percentile and every sample (their bytes: about 25 ms per 45 MB, so an edited dataset
+    or weight is a new key)."""
     h = hashlib.sha256(structure_key.encode())
     h.update(repr(percentile).encode())
+
+    def add(name: str, value: np.ndarray) -> None:
+        a = np.ascontiguousarray(value)
+        h.update(f"{name}:{a.dtype}:{a.shape};".encode())
+        h.update(a.reshape(-1).view(np.uint8))
+
     for name in sorted(ideal.feeds):
-        a = np.ascontiguousarray(ideal.feeds[name])
-        h.update(f"{name}:{a.dtype}:{a.shape}".encode())
-        h.update(memoryview(a).cast("B"))
+        add(name, ideal.feeds[name])
+    h.update(f"samples:{len(data.feeds)};".encode())
+    for feed in data.feeds:
+        for name in sorted(feed):
+            add(name, feed[name])
     return h.hexdigest()
 
 
@@ -676,7 +687,8 @@ def calibrate(graph: Graph, target, data: Dataset, opts: SimOptions,
     tile_max: dict[tuple[str, int], float] = {}
     for name, v in pmax.items():  # one ADC range per row tile (all its partials)
         if name.endswith("__activity"):
-            bit_activity[name[:-len("__activity")]] = v / max(rows.get(name, 0), 1)
+            if rows.get(name, 0):  # else no finite row: the layer keeps the default activity
+                bit_activity[name[:-len("__activity")]] = v / rows[name]
             continue
         if name.endswith(TILES_PROBE):
             for t, m in enumerate(np.atleast_1d(v)):

@@ -135,14 +135,15 @@ def test_noise_draw_does_not_depend_on_the_thread_count():
     assert one.dtype == np.float32
 
 
-@pytest.mark.parametrize("batch", [1, 3, 64])
-def test_parallel_runs_deliver_every_sample_in_order(resnet, batch):
+@pytest.mark.parametrize("batch,threads,samples", [(1, 2, 12), (3, 2, 12), (64, 2, 12),
+                                                   (64, 3, 4), (64, 4, 9), (2, 5, 7)])
+def test_parallel_runs_deliver_every_sample_in_order(resnet, batch, threads, samples):
     """threads=2: the calls run two at a time; every sample's outputs still reach the
     callback once, in sample order, equal to the baked model run sample by sample by an
     independent session (and to the one-thread runs)."""
     path, npz = resnet
-    res = imccompile.compile(str(path), "pcm", data=str(npz), samples=12)
-    data = load_data(str(npz), res.graph, limit=12)
+    res = imccompile.compile(str(path), "pcm", data=str(npz), samples=samples)
+    data = load_data(str(npz), res.graph, limit=samples)
     outs = list(res.graph.outputs)
     parts = simulation_parts_of(res, 1)
     got: dict[int, list[np.ndarray]] = {}
@@ -151,7 +152,7 @@ def test_parallel_runs_deliver_every_sample_in_order(resnet, batch):
     def take(i, o):
         order.append(i)
         got[i] = o
-    Runner(parts, outs, threads=2, batch=batch).run(data, take)
+    Runner(parts, outs, threads=threads, batch=batch).run(data, take)
     assert order == list(range(len(data.feeds)))
     one: list[list[np.ndarray]] = []
     Runner(parts, outs, threads=1, batch=batch).run(data, lambda i, o: one.append(o))

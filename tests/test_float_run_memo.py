@@ -1,6 +1,6 @@
 """The float run (reference outputs and DAC ranges) is remembered per (float function, data):
-a second ask with the same weights and the same dataset runs nothing and gives the numbers of
-a fresh run; a changed weight, another percentile or another dataset object runs again."""
+a second ask with the same weights and the same samples runs nothing and gives the numbers of
+a fresh run; a changed weight, another percentile or a sample edited in place runs again."""
 
 from __future__ import annotations
 
@@ -55,6 +55,9 @@ def test_same_function_and_data_run_once_with_the_fresh_numbers(counted):
 def test_a_changed_weight_another_percentile_or_dataset_runs_again(counted):
     graph, data = _setup()
     _, st1 = activation_stats(graph, data)
+    copy = Dataset([{k: v.copy() for k, v in f.items()} for f in data.feeds], None, "copy")
+    _, st0 = activation_stats(graph, copy)  # the same samples in other arrays: remembered
+    assert len(counted) == 1 and st0 == st1
     first = graph.matrix_ops[0]
     halved = graph.with_ops(op.replace(weight=op.weight * 0.5) if op is first else op
                             for op in graph.ops)
@@ -64,6 +67,21 @@ def test_a_changed_weight_another_percentile_or_dataset_runs_again(counted):
     assert st2[second_input][0] != st1[second_input][0]  # downstream of the halved layer
     activation_stats(graph, data, percentile=99.0)
     assert len(counted) == 3
-    copy = Dataset(list(data.feeds), data.labels, data.source)
-    _, st4 = activation_stats(graph, copy)
-    assert len(counted) == 4 and st4 == st1
+    first_input = graph.matrix_ops[0].inputs[0]
+    for f in copy.feeds:  # edited in place: other numbers, so a new run
+        for v in f.values():
+            v *= 3.0
+    _, st5 = activation_stats(graph, copy)
+    assert len(counted) == 4
+    assert st5[first_input][0] == pytest.approx(3.0 * st1[first_input][0], rel=1e-6)
+    del copy.feeds[len(copy.feeds) // 2:]  # fewer samples: a new run
+    ref6, _ = activation_stats(graph, copy)
+    assert len(counted) == 5 and len(ref6[0]) == len(copy.feeds)
+
+
+def test_outputs_over_the_byte_bound_are_not_kept(counted, monkeypatch):
+    graph, data = _setup()
+    monkeypatch.setattr(simulate, "FLOAT_RUN_BYTES", 0)
+    activation_stats(graph, data)
+    activation_stats(graph, data)
+    assert counted == [24, 24] and not simulate._float_runs

@@ -137,6 +137,19 @@ def test_box_muller_draws_are_standard_normal(n):
     assert abs(float((z.astype(np.float64) ** 4).mean()) - 3.0) < 0.02  # kurtosis of N(0, 1)
 
 
+@pytest.mark.parametrize("bitgen", [np.random.PCG64, np.random.SFC64, np.random.Philox,
+                                    np.random.MT19937])
+def test_normal_draws_of_every_bit_generator_have_unit_variance(bitgen):
+    z = nz.box_muller32(np.random.Generator(bitgen(2)), (200_000,))
+    assert z.dtype == np.float32
+    assert abs(float(z.mean())) < 0.02 and float(z.std()) == pytest.approx(1.0, abs=0.01)
+
+
+def test_read_sigma_of_a_scalar_conductance():
+    assert float(nz.pcm_read_sigma_rel(0.5, HOUR)) == pytest.approx(
+        float(read_rel_sigma(np.array([0.5]), HOUR)[0]), rel=1e-12)
+
+
 def test_box_muller_is_deterministic_per_generator_and_shaped():
     a = nz.box_muller32(np.random.default_rng(3), (3, 5))
     b = nz.box_muller32(np.random.default_rng(3), (3, 5))

@@ -272,24 +272,51 @@ def test_array_cell_area_and_leakage_follow_an_override_of_the_geometry(name: st
     """The spec's array area is that of its rows x cols cells (fixed pitch): an override of
     array.rows / array.cols (the search's knobs) scales it and the cells' static power by the
     cell count, by hand here; an override that also sets them wins; the source says so."""
-    base = load_target(name)
+    base = load_target(name, ["array.leakage_w=0.001"])  # the bundled specs model none
     a = base.array
     rows, cols = min(base.search.rows), min(base.search.cols)  # sizes the target allows
     assert (rows, cols) != (a.rows, a.cols)
-    t = load_target(name, [f"array.rows={rows}", f"array.cols={cols}"])
+    t = load_target(base, [f"array.rows={rows}", f"array.cols={cols}"])
     ratio = rows * cols / (a.rows * a.cols)
     assert t.array.area_mm2 == pytest.approx(a.area_mm2 * ratio, rel=1e-12)
-    assert (t.array.leakage_w or 0.0) == pytest.approx((a.leakage_w or 0.0) * ratio, rel=1e-12)
+    assert t.array.leakage_w == pytest.approx(0.001 * ratio, rel=1e-12)
     assert f"{rows}x{cols} cells" in t.source("array.area_mm2")
-    same = load_target(name, [f"array.rows={a.rows}"])  # no change of geometry
+    same = load_target(base, [f"array.rows={a.rows}"])  # no change of geometry
     assert same.array.area_mm2 == a.area_mm2 and same.sources == base.sources
-    pinned = load_target(name, [f"array.rows={rows}", "array.area_mm2=0.5"])
-    assert pinned.array.area_mm2 == 0.5
+    pinned = load_target(base, [f"array.rows={rows}", "array.area_mm2=0.5"])
+    assert pinned.array.area_mm2 == 0.5 and pinned.array.leakage_w == pytest.approx(
+        0.001 * rows / a.rows)
     back = load_target(t, [f"array.rows={a.rows}", f"array.cols={a.cols}"])
     assert back.array.area_mm2 == pytest.approx(a.area_mm2, rel=1e-12)
     # the compile's chip area: the cells of every array at the overridden size
     from imccompile.cost import array_area_mm2
     assert array_area_mm2(t)["arrays"] == pytest.approx(array_area_mm2(base)["arrays"] * ratio)
+
+
+def test_mnsim_array_area_keeps_its_per_row_term() -> None:
+    """MNSIM's crossbar area (Crossbar.py): rows x cols x 1.44 um2 + 1150 um2 x rows, by
+    hand for other geometries."""
+    def mnsim_mm2(r: int, c: int) -> float:
+        return (r * c * 1.44 + 1150.0 * r) * 1e-6
+    base = load_target("mnsim-rram130")
+    assert base.array.area_mm2 == pytest.approx(mnsim_mm2(256, 256), rel=1e-6)  # as rounded
+    for r, c in [(128, 256), (256, 128), (128, 128), (128, 512)]:  # in its search lists
+        ov = [f"array.rows={r}", f"array.cols={c}"]
+        t = load_target("mnsim-rram130", ov)
+        assert t.array.area_mm2 == pytest.approx(mnsim_mm2(r, c), rel=1e-6), (r, c)
+
+
+def test_a_whole_array_section_is_taken_as_given() -> None:
+    """An override of the whole array section brings its own area: a geometry override before
+    it does not scale it (nor leave a note), one after it scales the section's values."""
+    raw = _raw("rram")
+    section = dict(raw["array"], rows=64)
+    whole = f"array={json.dumps(section)}"
+    t = load_target("rram", ["array.cols=64", whole])
+    assert t.array.area_mm2 == section["area_mm2"] and t.array.cols == section["cols"]
+    assert "follows the geometry" not in t.source("array.area_mm2")
+    u = load_target("rram", [whole, "array.cols=64"])
+    assert u.array.area_mm2 == pytest.approx(section["area_mm2"] * 64 / section["cols"])
 
 
 def test_override_of_a_whole_section_and_sources() -> None:

@@ -241,16 +241,19 @@ def _replace_items(target: Target, items: list[_Override]) -> Target:
 # ----------------------------------------------------------------------------- validation
 
 
-# array fields per array that follow its cell count (rows x cols) when an override changes the
-# geometry and leaves them alone: the cells have a fixed pitch, so their area and their static
-# power scale with how many there are (the converters and drivers are priced per column and
-# per row elsewhere: adc.*, dac.*)
+# array fields per array that follow its geometry when an override changes array.rows /
+# array.cols and leaves them alone: the cells have a fixed pitch, so their area and static power
+# scale with how many there are; the part of the area given as per row (array.area_per_row_mm2,
+# e.g. MNSIM's row drivers) scales with the rows (the converters and drivers priced per column
+# and per row elsewhere, adc.* and dac.*, follow on their own)
 PER_CELL_FIELDS = ("area_mm2", "leakage_w")
+GEOMETRY = (("array", "rows"), ("array", "cols"))
 
 
 def _build(data: dict[str, Any], label: str, items: list[_Override]) -> Target:
-    _follow_geometry(data, items)
-    for where, parts, value in items:
+    for i, (where, parts, value) in enumerate(items):
+        if tuple(parts) in GEOMETRY:
+            _follow_geometry(data, parts[1], value, items[i + 1:], items)
         _set(data, parts, value)
         sources = data.get("sources")
         path = ".".join(parts)
@@ -270,36 +273,45 @@ def _build(data: dict[str, Any], label: str, items: list[_Override]) -> Target:
     _fail(*lines)
 
 
-def _follow_geometry(data: dict[str, Any], items: list[_Override]) -> None:
-    """Apply ``items`` that change array.rows / array.cols to the `PER_CELL_FIELDS` too: each
-    scaled by the new cell count over the old unless an override sets it (before the overrides
-    themselves are applied; invalid values are left for validation to report)."""
+def _follow_geometry(data: dict[str, Any], dim_name: str, value: Any,
+                     later: list[_Override], items: list[_Override]) -> None:
+    """Before the override array.<dim_name> = value is applied: scale the array's
+    `PER_CELL_FIELDS` as it stands by the new cell count over the old (the per-row part of
+    the area by the rows), unless an override sets that field, or a later one replaces the
+    whole array. Values that are not valid are left for validation to report."""
     array = data.get("array")
-    paths = {".".join(parts): value for _, parts, value in items}
-    if not isinstance(array, dict) or not ({"array.rows", "array.cols"} & paths.keys()):
+    if not isinstance(array, dict) or any(tuple(p) == ("array",) for _, p, _ in later):
         return
 
     def dim(v: Any) -> int | None:
         return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else None
 
+    def num(v: Any) -> float | None:
+        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
     old = (dim(array.get("rows")), dim(array.get("cols")))
-    new = (dim(paths.get("array.rows", array.get("rows"))),
-           dim(paths.get("array.cols", array.get("cols"))))
+    new = (dim(value), old[1]) if dim_name == "rows" else (old[0], dim(value))
     if None in old or None in new or old == new:
         return
-    ratio = (new[0] * new[1]) / (old[0] * old[1])  # type: ignore[operator]
+    r0, c0 = old  # type: ignore[misc]
+    r1, c1 = new  # type: ignore[misc]
+    cells, rows = (r1 * c1) / (r0 * c0), r1 / r0
+    explicit = {".".join(p) for _, p, _ in items}
     sources = data.get("sources")
+    per_row = num(array.get("area_per_row_mm2")) or 0.0
     for name in PER_CELL_FIELDS:
-        v = array.get(name)
-        if f"array.{name}" in paths or not isinstance(v, (int, float)) or isinstance(v, bool) \
-                or v == 0:
+        v = num(array.get(name))
+        if f"array.{name}" in explicit or v is None or v == 0:
             continue
-        array[name] = v * ratio
+        fixed = per_row * r0 if name == "area_mm2" else 0.0  # the per-row part
+        array[name] = (v - fixed) * cells + fixed * rows
         if isinstance(sources, dict):
             was = sources.get(f"array.{name}")
-            sources[f"array.{name}"] = (f"{was}; " if was else "") + (
-                f"x {ratio:g} for {new[0]}x{new[1]} cells instead of {old[0]}x{old[1]} "
-                "(scales with the cell count)")
+            how = (f"x {cells:g} for {r1}x{c1} cells instead of {r0}x{c0}" if not fixed else
+                   f"{v - fixed:g} mm2 of cells x {cells:g} + {fixed:g} mm2 of rows x {rows:g}"
+                   f" for {r1}x{c1} instead of {r0}x{c0}")
+            sources[f"array.{name}"] = (f"{was}; " if was else "") + how + \
+                " (follows the geometry override)"
 
 
 def _messages(exc: ValidationError, label: str, items: list[_Override]) -> list[str]:

@@ -200,8 +200,12 @@ class ArraySpec(_Frozen):
         "converted and shift-added; its partial sums span fewer levels."))
     area_mm2: NonNeg = Field(description=(
         "Area of one array's rows x cols cells (no periphery), mm². An override of array.rows "
-        "or array.cols (--set, a search or sweep knob) scales it by the new cell count unless "
-        "it sets area_mm2 too (fixed cell pitch)."))
+        "or array.cols (--set, a search or sweep knob) scales it by the new cell count (its "
+        "area_per_row_mm2 part by the rows) unless it sets area_mm2 too (fixed cell pitch)."))
+    area_per_row_mm2: NonNeg | None = Field(default=None, description=(
+        "Of area_mm2, the part that is per row (row drivers counted in the array's footprint, "
+        "MNSIM's 1150 µm² per row), mm²; absent = 0 (all per cell). Only read when an "
+        "override changes the geometry."))
     write_energy_per_cell_j: NonNeg = Field(
         description="Energy to program one unit cell (all its devices, with verify), J.")
     write_latency_per_row_s: NonNeg = Field(
@@ -218,6 +222,11 @@ class ArraySpec(_Frozen):
             problems.append((("g_min_us",),
                              f"expected a number below g_max_us ({self.g_max_us:g})",
                              self.g_min_us, [("g_max_us",)]))
+        if self.area_per_row_mm2 is not None and \
+                self.area_per_row_mm2 * self.rows > self.area_mm2 * (1 + 1e-9):
+            problems.append((("area_per_row_mm2",),
+                             f"expected at most area_mm2 / rows ({self.area_mm2 / self.rows:g})",
+                             self.area_per_row_mm2, [("area_mm2",), ("rows",)]))
         if self.parallel_rows is not None and self.parallel_rows > self.rows:
             problems.append((("parallel_rows",), f"expected at most rows ({self.rows})",
                              self.parallel_rows, [("rows",)]))
