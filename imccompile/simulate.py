@@ -565,7 +565,7 @@ def _float_run_key(structure_key: str, ideal: Emitted, percentile: float | None,
     def add(name: str, value: np.ndarray) -> None:
         a = np.ascontiguousarray(value)
         h.update(f"{name}:{a.dtype}:{a.shape};".encode())
-        h.update(a.reshape(-1).view(np.uint8))
+        h.update(a.reshape(-1).view(np.uint8).data)
 
     for name in sorted(ideal.feeds):
         add(name, ideal.feeds[name])

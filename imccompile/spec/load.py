@@ -289,12 +289,10 @@ def _follow_geometry(data: dict[str, Any], dim_name: str, value: Any,
     def num(v: Any) -> float | None:
         return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
-    old = (dim(array.get("rows")), dim(array.get("cols")))
-    new = (dim(value), old[1]) if dim_name == "rows" else (old[0], dim(value))
-    if None in old or None in new or old == new:
+    r0, c0 = dim(array.get("rows")), dim(array.get("cols"))
+    r1, c1 = (dim(value), c0) if dim_name == "rows" else (r0, dim(value))
+    if r0 is None or c0 is None or r1 is None or c1 is None or (r0, c0) == (r1, c1):
         return
-    r0, c0 = old  # type: ignore[misc]
-    r1, c1 = new  # type: ignore[misc]
     cells, rows = (r1 * c1) / (r0 * c0), r1 / r0
     explicit = {".".join(p) for _, p, _ in items}
     sources = data.get("sources")
