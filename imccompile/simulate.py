@@ -669,11 +669,11 @@ def calibrate(graph: Graph, target, data: Dataset, opts: SimOptions,
 
         def take_p(i: int, outs: list[np.ndarray], probes: list[str] = probes) -> None:
             for name, v in zip(probes, outs):
-                if name.endswith("__activity") and i >= n_act:
-                    continue
                 if name.endswith("__activity"):  # one mean per leading row (sample, or
-                    # graph node): averaged over all rows; a row of non-finite codes (from
-                    # non-finite inputs, which the run reports) is left out
+                    # graph node): averaged over all rows of the first n_act samples; a row of
+                    # non-finite codes (from non-finite inputs, which the run reports) is left out
+                    if i >= n_act:
+                        continue
                     ok = np.isfinite(v)
                     pmax[name] += float(v[ok].sum())
                     rows[name] = rows.get(name, 0) + int(ok.sum())
