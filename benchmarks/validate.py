@@ -33,10 +33,10 @@ NEUROSIM = {"area_mm2": 80.06, "energy_j": 37.76e-6 + 0.298e-6, "period_s": 132.
 # NeuroSim's known responses to one knob (issue 14; held-back runs, not fitted): energy ratio
 NEUROSIM_KNOWN = {"adc4_rows64": 1.10, "half_density": 0.89}
 MNSIM_KNOWN = {"xbar128_adc4": 0.74}
-# 128x128 crossbars with a 4-bit ADC: MNSIM's crossbar area law (Crossbar.py, Area_Calculation
-# 0: rows x cols x 1.44 um2 + 1150 um2 x rows) at 128 x 128, and its 128 ADCs per crossbar
-MNSIM_KNOB = ["array.rows=128", "array.cols=128", "adc.bits=4", "adc.columns_per_adc=2",
-              f"array.area_mm2={(128 * 128 * 1.44 + 1150 * 128) * 1e-6:.6g}"]
+# 128x128 crossbars with a 4-bit ADC, and its 128 ADCs per crossbar; the preset's crossbar area
+# follows the geometry by MNSIM's law (Crossbar.py, Area_Calculation 0: rows x cols x 1.44 um2 +
+# 1150 um2 x rows, array.area_per_row_mm2)
+MNSIM_KNOB = ["array.rows=128", "array.cols=128", "adc.bits=4", "adc.columns_per_adc=2"]
 
 
 @dataclass(frozen=True)
@@ -249,8 +249,8 @@ def render() -> str:
     w("")
     w(f"Overrides for that knob: `{' '.join(MNSIM_KNOB)}` (MNSIM keeps 128 ADCs per "
       "crossbar: at 128 columns each ADC serves one differential column pair, 2 device columns "
-      "here; the crossbar area follows MNSIM's area law at 128 x 128 — the spec's "
-      "`array.area_mm2` is per array and does not follow rows and cols by itself).")
+      "here; the crossbar area follows MNSIM's area law at 128 x 128 by itself: the geometry "
+      "override scales the cells and keeps `array.area_per_row_mm2` per row).")
     w("")
     w("**Known differences.**")
     w("")
